@@ -1,0 +1,336 @@
+"""Sequential model and the builder that turns a recipe's ``model`` section into one.
+
+Parameter names are ``"<layer index>.<param name>"`` (``"0.W"``, ``"3.gamma"``),
+the index being the position in the recipe's layer list; they double as HDF5
+paths in run logs. Layer names are ``"<index>.<kind>"`` (``"1.relu"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from babysit.engine.base import Layer
+from babysit.errors import ModelError
+
+
+class Model:
+    """A stack of layers followed by a classification loss.
+
+    ``forward(X)`` returns class scores in test mode. ``loss(X, y)`` runs a train
+    mode forward and backward pass and returns ``(loss, grads)``; ``grads`` has
+    the keys of ``params`` and includes the L2 term ``0.5 * reg * sum(W**2)``
+    (weights only). ``input_grad`` holds dLoss/dX after ``loss``.
+
+    Set ``record = True`` to keep each layer's output in ``outputs`` and the
+    gradient arriving at that output in ``output_grads`` (both keyed by layer
+    name); it costs nothing when off.
+    """
+
+    def __init__(self, layers, loss, reg, input_shape, num_classes, dtype, names=None):
+        self.layers = list(layers)
+        self.names = list(names) if names else [
+            f"{i}.{getattr(layer, 'kind', type(layer).__name__.lower())}"
+            for i, layer in enumerate(self.layers)
+        ]
+        self.loss_fn = loss
+        self.reg = float(reg)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = int(num_classes)
+        self.dtype = np.dtype(dtype)
+        self.record = False
+        self.outputs: dict[str, np.ndarray] = {}
+        self.output_grads: dict[str, np.ndarray] = {}
+        self.input_grad: np.ndarray | None = None
+        self.params: dict[str, np.ndarray] = {}
+        self.weight_names: list[str] = []
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for key, value in layer.params.items():
+                self.params[f"{index}.{key}"] = value
+            for key in getattr(layer, "weight_names", ()):
+                self.weight_names.append(f"{index}.{key}")
+
+    # -- passes -------------------------------------------------------------
+    def forward(self, X, train: bool = False) -> np.ndarray:
+        """Class scores ``(N, C)`` for inputs ``(N, *input_shape)``; test mode by default."""
+        out = np.asarray(X, dtype=self.dtype)
+        record = self.record
+        if record:
+            self.outputs = {}
+        for name, layer in zip(self.names, self.layers):
+            out = layer.forward(out, train)
+            if record:
+                self.outputs[name] = out
+        return out
+
+    def backward(self, dscores: np.ndarray) -> dict[str, np.ndarray]:
+        """Backpropagate ``dscores`` through the layers; returns data-loss gradients."""
+        dout = dscores
+        record = self.record
+        if record:
+            self.output_grads = {}
+        for name, layer in zip(reversed(self.names), reversed(self.layers)):
+            if record:
+                self.output_grads[name] = dout
+            dout = layer.backward(dout)
+        self.input_grad = dout
+        grads = {}
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for key in layer.params:
+                grads[f"{index}.{key}"] = layer.grads[key]
+        return grads
+
+    def loss(self, X, y, reg: float | None = None):
+        """Train-mode loss and gradients: ``(loss, grads)``.
+
+        ``reg`` overrides the model's L2 strength (``reg=0`` gives the pure data loss).
+        """
+        scores = self.forward(X, train=True)
+        data_loss, dscores = self.loss_fn(scores, np.asarray(y))
+        grads = self.backward(dscores)
+        reg_value, reg_grads = self.reg_loss(reg)
+        if reg_grads:
+            grads = dict(grads)
+            for name, g in reg_grads.items():
+                grads[name] = grads[name] + g
+        return float(data_loss) + reg_value, grads
+
+    def reg_loss(self, reg: float | None = None):
+        """The L2 term alone: ``(0.5 * reg * sum(W**2), {weight name: reg * W})``."""
+        reg = self.reg if reg is None else float(reg)
+        if reg == 0.0:
+            return 0.0, {}
+        value = 0.0
+        grads = {}
+        for name in self.weight_names:
+            W = self.params[name]
+            value += 0.5 * reg * float(np.sum(W.astype(np.float64) ** 2))
+            grads[name] = (reg * W).astype(W.dtype, copy=False)
+        return value, grads
+
+    # -- helpers for diagnostics ---------------------------------------------
+    def predict(self, X, batch_size: int = 1000) -> np.ndarray:
+        """Predicted class per example (test mode, in batches)."""
+        X = np.asarray(X)
+        preds = [np.argmax(self.forward(X[i:i + batch_size]), axis=1)
+                 for i in range(0, len(X), batch_size)]
+        return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+
+    def accuracy(self, X, y, batch_size: int = 1000) -> float:
+        if len(X) == 0:
+            return float("nan")
+        return float(np.mean(self.predict(X, batch_size) == np.asarray(y)))
+
+    def kink_state(self) -> list:
+        """Branch taken at every kink during the last forward pass and loss (see Layer.kink_state)."""
+        states = []
+        for layer in self.layers:
+            fn = getattr(layer, "kink_state", None)
+            states.append(fn() if fn is not None else None)
+        fn = getattr(self.loss_fn, "kink_state", None)
+        states.append(fn() if fn is not None else None)
+        return states
+
+    @property
+    def has_kinks(self) -> bool:
+        return any(getattr(layer, "has_kinks", False) for layer in self.layers) or bool(
+            getattr(self.loss_fn, "has_kinks", False))
+
+    @contextlib.contextmanager
+    def replay_randomness(self):
+        """Inside the block, random layers reuse their last draw (same dropout mask)."""
+        random_layers = [layer for layer in self.layers if getattr(layer, "uses_randomness", False)]
+        previous = [layer.replay for layer in random_layers]
+        for layer in random_layers:
+            layer.replay = True
+        try:
+            yield
+        finally:
+            for layer, flag in zip(random_layers, previous):
+                layer.replay = flag
+
+    def copy_params(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.params.items()}
+
+    def set_params(self, values: Mapping) -> None:
+        """Copy ``values`` into the parameters in place (keys and shapes must match)."""
+        for name, value in values.items():
+            if name not in self.params:
+                raise ModelError(f"unknown parameter {name!r}; the model has {sorted(self.params)}")
+            target = self.params[name]
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ModelError(f"parameter {name!r} has shape {target.shape}, got {value.shape}")
+            target[...] = value
+
+    def num_params(self) -> int:
+        return int(sum(v.size for v in self.params.values()))
+
+    def __repr__(self) -> str:
+        return f"Model({', '.join(self.names)}; loss={getattr(self.loss_fn, 'kind', self.loss_fn)})"
+
+
+# ---------------------------------------------------------------------------
+# Builder
+
+
+def _as_mapping(section) -> Mapping:
+    if isinstance(section, Mapping):
+        return section
+    to_dict = getattr(section, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
+    raise ModelError(f"model section must be a mapping, got {type(section).__name__}")
+
+
+def split_layer_entry(entry):
+    """``"relu"`` or ``{"affine": {"out": 50}}`` -> ``("affine", {"out": 50})``."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping) and len(entry) == 1:
+        (kind, options), = entry.items()
+        if options is None:
+            options = {}
+        if kind == "custom" and isinstance(options, str):
+            options = {"class": options}
+        if not isinstance(options, Mapping):
+            raise ModelError(f"options of layer {kind!r} must be a mapping, got {options!r}")
+        return str(kind), dict(options)
+    raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
+
+
+def import_object(path: str):
+    """Import ``"pkg.module:Name"`` (the current directory is importable)."""
+    import sys
+    import os
+
+    if not isinstance(path, str) or ":" not in path:
+        raise ModelError(f"custom layer {path!r} must look like 'pkg.module:Class'")
+    module_name, _, attr = path.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time error in user code is the user's input
+        raise ModelError(f"cannot import custom layer module {module_name!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def check_layer_object(layer, where: str) -> None:
+    """Raise ModelError unless ``layer`` follows the layer interface."""
+    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
+    for attr in ("params", "grads"):
+        if not isinstance(getattr(layer, attr, None), dict):
+            missing.append(attr)
+    if missing:
+        raise ModelError(f"{where} is not a layer: it lacks {', '.join(missing)} "
+                         "(a layer needs params and grads dicts, forward(x, train) and backward(dout))")
+    if set(layer.params) != set(layer.grads) and layer.grads:
+        raise ModelError(f"{where}: params and grads must have the same keys "
+                         f"(params {sorted(layer.params)}, grads {sorted(layer.grads)})")
+
+
+def infer_output_shape(layer, input_shape, dtype, where: str) -> tuple:
+    """Output shape of a user layer without ``build``: run it on a small dummy batch."""
+    try:
+        out = layer.forward(np.zeros((2,) + tuple(input_shape), dtype=dtype), False)
+    except Exception as exc:
+        raise ModelError(f"{where}: forward failed on input shape (2, "
+                         f"{', '.join(map(str, input_shape))}): {type(exc).__name__}: {exc}") from None
+    out = np.asarray(out)
+    if out.ndim < 1 or out.shape[0] != 2:
+        raise ModelError(f"{where}: forward must keep the batch dimension first, got shape {out.shape}")
+    return tuple(out.shape[1:])
+
+
+def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> Model:
+    """Build a :class:`Model` from a recipe's ``model`` section.
+
+    ``model`` is the validated recipe section (anything with ``to_dict()``) or a
+    plain mapping in the recipe's YAML form::
+
+        {"init": "xavier", "bias": 0.0, "loss": "softmax", "reg": 1e-6,
+         "layers": [{"affine": {"out": 50}}, "relu", {"affine": {"out": 10, "init": "small"}}]}
+
+    ``input_shape`` is the per-example shape (``(64,)`` or ``(C, H, W)``). The
+    last layer must produce ``num_classes`` scores. All randomness (weights,
+    dropout masks) comes from ``rng``.
+    """
+    from babysit.engine.init import get_initializer
+    from babysit.engine.layers import LAYERS
+    from babysit.engine.losses import get_loss
+
+    section = _as_mapping(model)
+    if rng is None:
+        rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    default_init = section.get("init", "xavier")
+    default_bias = float(section.get("bias", 0.0) or 0.0)
+    entries = section.get("layers") or []
+    if not entries:
+        raise ModelError("the model has no layers")
+    layers, names = [], []
+    shape = tuple(int(s) for s in input_shape)
+    for index, entry in enumerate(entries):
+        kind, options = split_layer_entry(entry)
+        init_spec = options.pop("init", None)
+        bias = options.pop("bias", None)
+        where = f"layer {index} ({kind})"
+        if kind == "custom":
+            cls = options.pop("class", None)
+            kwargs = options.pop("kwargs", None) or {}
+            kwargs.update(options)
+            if isinstance(cls, str):
+                cls = import_object(cls)
+            where = f"layer {index} (custom {getattr(cls, '__name__', cls)})"
+            try:
+                layer = cls(**kwargs)
+            except Exception as exc:
+                raise ModelError(f"{where}: constructor failed: {type(exc).__name__}: {exc}") from None
+            check_layer_object(layer, where)
+        else:
+            cls = LAYERS.get(kind)
+            if cls is None:
+                raise ModelError(f"unknown layer {kind!r}; known layers: {', '.join(sorted(LAYERS))}")
+            try:
+                layer = cls(**options)
+            except TypeError as exc:
+                raise ModelError(f"{where}: {exc}") from None
+        init = get_initializer(init_spec if init_spec is not None else default_init)
+        bias_value = default_bias if bias is None else float(bias)
+        if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
+            layer.rng = rng
+        build = getattr(layer, "build", None)
+        if build is not None:
+            try:
+                shape = tuple(build(shape, rng, dtype, init, bias_value))
+            except (ValueError, TypeError) as exc:
+                raise ModelError(f"{where}: {exc}") from None
+        else:
+            shape = infer_output_shape(layer, shape, dtype, where)
+        if any(s <= 0 for s in shape):
+            raise ModelError(f"{where}: output shape {shape} is empty (input too small for this layer)")
+        layers.append(layer)
+        names.append(f"{index}.{kind}")
+    if int(math.prod(shape)) != int(num_classes) or len(shape) != 1:
+        raise ModelError(f"the last layer outputs shape {shape} but the data has {num_classes} classes: "
+                         f"make the last layer an affine with out: {num_classes}")
+    loss = get_loss(section.get("loss", "softmax"))
+    return Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names)
+
+
+__all__ = ["Layer", "Model", "build_model", "import_object", "split_layer_entry"]

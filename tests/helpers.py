@@ -1,0 +1,32 @@
+"""Shared test helpers: centered-difference numerical gradients (float64)."""
+
+import numpy as np
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """d f() / d x for a scalar function ``f`` of the array ``x`` (perturbed in place)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
+    while not it.finished:
+        idx = it.multi_index
+        old = x[idx]
+        x[idx] = old + h
+        fp = f()
+        x[idx] = old - h
+        fm = f()
+        x[idx] = old
+        grad[idx] = (fp - fm) / (2 * h)
+        it.iternext()
+    return grad
+
+
+def numerical_gradient_array(f, x, dout, h=1e-6):
+    """Gradient of ``sum(f() * dout)`` with respect to ``x``: checks a backward(dout)."""
+    return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
+
+
+def rel_error(a, b):
+    """Max relative error ``|a-b| / max(|a|, |b|, 1e-8)``."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.maximum(np.abs(a), np.abs(b)))))
