@@ -1,0 +1,325 @@
+"""HDF5 logs (h5py): run logs with checkpoints, written atomically.
+
+Every babysit log is an HDF5 file whose root attribute ``babysit_format`` names
+its kind (``"run"`` for ``babysit train``); :func:`read_log` dispatches on it
+through :data:`READERS`, so another kind (a search log) plugs in with
+:func:`register_reader` and writes itself with :func:`atomic_write`.
+
+Layout of a run log (spec §6)::
+
+    /                          attrs: babysit_format="run", babysit_version,
+                               recipe (resolved recipe, YAML text), name, seed,
+                               status (running|finished|interrupted|diverged),
+                               result (JSON text of the final Result, if any),
+                               iterations_per_epoch, ...
+    /history/iteration/{loss,lr}            (T,) one entry per iteration
+    /history/epoch/<metric>                 (E,) epoch, train_loss, val_loss,
+                                            train_accuracy, val_accuracy, lr, ...
+    /history/monitors/<monitor>/<param>     (E,) update_ratio, grad_norm
+    /history/layers/<layer>/<stat>          (E,) mean, std, near_zero, saturated, dead
+    /checkpoints/<which>/<param>            which in last, best, average; datasets
+                                            named by parameter ("0.W", "3.gamma")
+    /checkpoints/<which>/buffers/<layer>.<name>   non-learned layer state
+                                            (batchnorm running_mean / running_var)
+    /checkpoints/last/optimizer/<key>       optimizer state_dict ("t", "0.W/m", ...)
+    /checkpoints/last/average/<key>         parameter-average state, when averaging
+    /checkpoints/last                       attrs: epoch, iteration, rng states (JSON)
+
+Writes are atomic: the whole file is written to a temporary file in the same
+directory, then moved over the target with ``os.replace``, so a reader (or a
+crash) never sees half a log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from babysit.errors import BabysitError
+
+FORMAT_ATTR = "babysit_format"
+CHECKPOINT_KINDS = ("last", "best", "average")
+
+
+class StoreError(BabysitError):
+    """A log that is missing, unreadable, corrupt, or not a babysit log."""
+
+
+# ---------------------------------------------------------------------------
+# generic helpers (shared by every kind of log)
+
+
+def atomic_write(path, fill: Callable) -> Path:
+    """Create ``path`` by calling ``fill(h5file)`` on a temporary file, then renaming it.
+
+    The temporary file lives in the target's directory (``os.replace`` is only
+    atomic within one file system) and is removed when ``fill`` fails or is
+    interrupted, so the target is either the old file or the complete new one.
+    """
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with h5py.File(tmp, "x") as handle:
+            fill(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def write_tree(group, tree: dict) -> None:
+    """Write a nested dict of arrays as groups/datasets (``None`` values are skipped)."""
+    for key, value in tree.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            write_tree(group.require_group(str(key)), value)
+        else:
+            group.create_dataset(str(key), data=np.asarray(value))
+
+
+def read_tree(group) -> dict:
+    """Inverse of :func:`write_tree`: nested dict of ndarrays (0-d arrays stay 0-d)."""
+    import h5py
+
+    out = {}
+    for key, item in group.items():
+        out[key] = read_tree(item) if isinstance(item, h5py.Group) else item[...]
+    return out
+
+
+def write_flat(group, state: dict) -> None:
+    """Write ``{"t": 3, "0.W/m": array}`` (keys may contain '/': they become subgroups)."""
+    for key, value in state.items():
+        group.create_dataset(str(key), data=np.asarray(value))
+
+
+def read_flat(group) -> dict:
+    """Inverse of :func:`write_flat`; 0-d datasets come back as Python scalars."""
+    import h5py
+
+    out = {}
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            value = item[...]
+            out[name] = value.item() if value.ndim == 0 else value
+
+    group.visititems(visit)
+    return out
+
+
+def decode_attr(value):
+    """h5py attribute -> plain Python (bytes -> str, numpy scalars -> Python)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def open_log(path):
+    """Open a babysit log read-only; returns ``(h5py.File, kind)``. Raises StoreError."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"log file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a directory, not a log file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise StoreError(f"{str(path)!r} is not a readable HDF5 file (corrupt or another format): "
+                         f"{exc}") from None
+    kind = handle.attrs.get(FORMAT_ATTR)
+    if kind is None:
+        handle.close()
+        raise StoreError(f"{str(path)!r} is an HDF5 file but not a babysit log "
+                         f"(no {FORMAT_ATTR!r} attribute)")
+    return handle, decode_attr(kind)
+
+
+# Readers by log kind: kind -> function(h5py.File, path) -> log object.
+READERS: dict[str, Callable] = {}
+
+
+def register_reader(kind: str, reader: Callable) -> None:
+    """Make :func:`read_log` understand logs whose ``babysit_format`` is ``kind``."""
+    READERS[kind] = reader
+
+
+def read_log(path):
+    """Read any babysit log (dispatch on its kind). Raises StoreError for bad files."""
+    handle, kind = open_log(path)
+    try:
+        reader = READERS.get(kind)
+        if reader is None:
+            raise StoreError(f"{str(path)!r} is a babysit log of unknown kind {kind!r} "
+                             f"(known: {', '.join(sorted(READERS))})")
+        try:
+            return reader(handle, Path(path))
+        except (KeyError, ValueError, TypeError, OSError) as exc:
+            raise StoreError(f"{str(path)!r} is a damaged babysit {kind} log: "
+                             f"{type(exc).__name__}: {exc}") from None
+    finally:
+        handle.close()
+
+
+# ---------------------------------------------------------------------------
+# run logs
+
+
+@dataclass
+class Checkpoint:
+    """Model state at one point: parameters (by dotted name) and layer buffers.
+
+    ``optimizer`` (a state_dict), ``average`` (ParameterAverage state) and
+    ``attrs`` (epoch, iteration, rng states ...) are only filled for the resume
+    checkpoint ``last``.
+    """
+
+    params: dict
+    buffers: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)
+    optimizer: dict | None = None
+    average: dict | None = None
+
+    def write(self, group) -> None:
+        for name, value in self.params.items():
+            group.create_dataset(name, data=np.asarray(value))
+        if self.buffers:
+            write_flat(group.create_group("buffers"), self.buffers)
+        if self.optimizer is not None:
+            write_flat(group.create_group("optimizer"), self.optimizer)
+        if self.average is not None:
+            write_flat(group.create_group("average"), self.average)
+        for key, value in self.attrs.items():
+            group.attrs[key] = value
+
+    @classmethod
+    def read(cls, group) -> "Checkpoint":
+        import h5py
+
+        params = {name: item[...] for name, item in group.items() if isinstance(item, h5py.Dataset)}
+        return cls(
+            params=params,
+            buffers=read_flat(group["buffers"]) if "buffers" in group else {},
+            attrs={key: decode_attr(value) for key, value in group.attrs.items()},
+            optimizer=read_flat(group["optimizer"]) if "optimizer" in group else None,
+            average=read_flat(group["average"]) if "average" in group else None,
+        )
+
+
+@dataclass
+class RunLog:
+    """Everything ``babysit train`` records; :meth:`save` writes it atomically.
+
+    ``history`` is a nested dict of 1-D arrays laid out as in the module docstring
+    (``history["iteration"]["loss"]``, ``history["epoch"]["val_accuracy"]``,
+    ``history["monitors"]["update_ratio"]["0.W"]``, ``history["layers"]["1.relu"]["dead"]``).
+    ``result`` is the ``Result.to_dict()`` of the run (findings, metrics) or None.
+    """
+
+    recipe_yaml: str
+    attrs: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+    checkpoints: dict = field(default_factory=dict)
+    result: dict | None = None
+    path: Path | None = None
+
+    kind = "run"
+
+    @property
+    def name(self) -> str:
+        return str(self.attrs.get("name", ""))
+
+    @property
+    def status(self) -> str:
+        return str(self.attrs.get("status", "unknown"))
+
+    def epoch_table(self) -> dict:
+        """Per-epoch metrics, ``{metric: 1-D array}`` (empty dict when no epoch finished)."""
+        return dict(self.history.get("epoch", {}))
+
+    def save(self, path) -> Path:
+        from babysit import __version__
+
+        def fill(handle):
+            handle.attrs[FORMAT_ATTR] = self.kind
+            handle.attrs["babysit_version"] = __version__
+            handle.attrs["recipe"] = self.recipe_yaml
+            for key, value in self.attrs.items():
+                if value is not None:
+                    handle.attrs[key] = value
+            if self.result is not None:
+                handle.attrs["result"] = json.dumps(self.result, sort_keys=True)
+            write_tree(handle.create_group("history"), self.history)
+            checkpoints = handle.create_group("checkpoints")
+            for which, checkpoint in self.checkpoints.items():
+                if checkpoint is not None:
+                    checkpoint.write(checkpoints.create_group(which))
+
+        self.path = atomic_write(path, fill)
+        return self.path
+
+    @classmethod
+    def from_h5(cls, handle, path=None) -> "RunLog":
+        attrs = {key: decode_attr(value) for key, value in handle.attrs.items()
+                 if key not in (FORMAT_ATTR, "recipe", "result")}
+        if "recipe" not in handle.attrs:
+            raise KeyError("attribute 'recipe' (the resolved recipe) is missing")
+        result = handle.attrs.get("result")
+        checkpoints = {}
+        if "checkpoints" in handle:
+            for which, group in handle["checkpoints"].items():
+                checkpoints[which] = Checkpoint.read(group)
+        return cls(
+            recipe_yaml=decode_attr(handle.attrs["recipe"]),
+            attrs=attrs,
+            history=read_tree(handle["history"]) if "history" in handle else {},
+            checkpoints=checkpoints,
+            result=json.loads(decode_attr(result)) if result is not None else None,
+            path=Path(path) if path is not None else None,
+        )
+
+
+register_reader(RunLog.kind, RunLog.from_h5)
+
+
+def read_run_log(path) -> RunLog:
+    """Read a run log; StoreError when ``path`` is not one."""
+    log = read_log(path)
+    if not isinstance(log, RunLog):
+        raise StoreError(f"{str(path)!r} is a babysit {log.kind} log, not a run log")
+    return log
+
+
+def rng_state_json(rng: np.random.Generator) -> str:
+    """A Generator's complete state as JSON text (its 128-bit integers do not fit HDF5 ints)."""
+    return json.dumps(rng.bit_generator.state, sort_keys=True)
+
+
+def restore_rng(rng: np.random.Generator, text: str) -> None:
+    """Put ``rng`` back into the state recorded by :func:`rng_state_json` (in place)."""
+    rng.bit_generator.state = json.loads(text)
+
+
+__all__ = ["StoreError", "RunLog", "Checkpoint", "atomic_write", "read_log", "read_run_log",
+           "register_reader", "open_log", "write_tree", "read_tree", "write_flat", "read_flat",
+           "rng_state_json", "restore_rng", "FORMAT_ATTR", "CHECKPOINT_KINDS"]
