@@ -1,0 +1,104 @@
+"""The ``babysit`` command line: one click group, one module per command.
+
+Commands are registered from :data:`COMMAND_MODULES` in protocol order; each
+module ``babysit.cli.<name>`` exposes a click command named ``command`` that
+runs through the shared :class:`babysit.cli.app.App`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from babysit import __version__
+from babysit.cli.app import App, guard
+
+# Listing order of `babysit --help`: look at the data, then the protocol steps.
+COMMAND_MODULES = (
+    "recipes_cmd", "data_cmd", "sanity_loss", "gradcheck", "lr_probe", "init_stats",
+    "overfit_tiny", "train", "report", "doctor", "search",
+)
+
+HELP = """Babysit the training of a neural network (the CS231n protocol).
+
+\b
+Work through the protocol in order; each step reports findings with
+evidence and a fix, and exits 0 (healthy), 1 (a diagnosis failed) or
+2 (bad usage or input):
+  1. data          look at the data: shapes, balance, centring, NaN
+  2. sanity-loss   loss at init is ln C (softmax) and rises with reg
+  3. gradcheck     analytic vs numerical gradients (float64)
+  4. lr-probe      find the learning-rate range
+  5. init-stats    per-layer activations and gradients at init
+  6. overfit-tiny  the model must overfit ~20 examples
+  7. train         train, watching loss, accuracy gap, update ratios
+  doctor runs steps 2-6 in one report; search tunes hyperparameters.
+
+\b
+Every command takes a RECIPE: a bundled name (see `babysit recipes`) or a
+YAML path; the default is two-layer-digits. Common options: --seed N,
+--set KEY=VALUE, --json PATH|-, --junit PATH, --plot PATH.png, --quiet,
+--strict (warnings fail too).
+"""
+
+
+class BabysitGroup(click.Group):
+    """Lists commands in registration (protocol) order and guards every command."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+    def invoke(self, ctx):
+        # Commands built with common_options guard themselves; this catches the rest
+        # (commands without them, and errors raised while resolving the command).
+        with guard(ctx.ensure_object(App)):
+            return super().invoke(ctx)
+
+
+@click.group(cls=BabysitGroup, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="babysit")
+@click.pass_context
+def cli(ctx):
+    ctx.ensure_object(App)
+
+
+def register_commands(group: click.Group, names=COMMAND_MODULES) -> list[str]:
+    """Add each module's ``command``; a module not written yet is skipped.
+
+    Only a ModuleNotFoundError for exactly that module counts as "not written
+    yet": a command module that fails to import its own dependencies is a bug
+    and must show.
+    """
+    registered = []
+    for name in names:
+        module_name = f"{__name__}.{name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        group.add_command(module.command)
+        registered.append(name)
+    return registered
+
+
+register_commands(cli)
+
+
+def main(argv=None) -> None:
+    """Console-script entry point (``babysit = babysit.cli:main``)."""
+    try:
+        code = cli.main(args=argv, prog_name="babysit", standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: click's message, exit 2
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:  # Ctrl-C while click was parsing or prompting
+        App().err.print("interrupted")
+        code = 130
+    except KeyboardInterrupt:
+        App().err.print("interrupted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,389 @@
+"""The application object every command runs through, and the common options.
+
+One :class:`App` per invocation holds the two consoles (results on stdout,
+progress and errors on stderr), the ``--quiet``/``--strict`` flags and the other
+common options. Commands stay thin::
+
+    @click.command("sanity-loss")
+    @click.argument("recipe", required=False)
+    @common_options(plot=False)
+    def command(app, recipe, seed, sets, json_path, junit_path):
+        spec = app.load_recipe(recipe, sets, seed)
+        result = sanity_loss(spec)            # a diagnostics Result
+        return app.emit(result, render, json_path, junit_path)
+
+``common_options`` passes the App first and the common options as keyword
+arguments (``plot_path`` too when ``plot=True``), turns user errors into one
+line on stderr with exit 2, and exits with the code ``emit`` returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from babysit.errors import BabysitError
+
+DEFAULT_RECIPE = "two-layer-digits"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Marks "argument not given": emit() then uses what the common options parsed.
+_FROM_OPTIONS: Any = object()
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True)
+class CommonOptions:
+    """The options every command shares, as parsed from the command line."""
+
+    seed: int | None = None
+    sets: tuple = ()  # ((dotted key, value), ...) in command-line order
+    json_path: str | None = None  # "-" = stdout
+    junit_path: str | None = None
+    plot_path: str | None = None
+    quiet: bool = False
+    strict: bool = False
+
+
+class App:
+    """One invocation of ``babysit``: consoles, flags, recipe loading, output."""
+
+    def __init__(self, options: CommonOptions | None = None):
+        # Console(file=None) resolves sys.stdout/sys.stderr at write time, so
+        # redirected streams (tests, `2>log`) are honoured.
+        self.out = Console(highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+        self.options = options or CommonOptions()
+        self.exit_code = EXIT_OK
+
+    @property
+    def quiet(self) -> bool:
+        return self.options.quiet
+
+    @property
+    def strict(self) -> bool:
+        return self.options.strict
+
+    # -- messages ---------------------------------------------------------
+
+    def abort(self, message: str, code: int = EXIT_USAGE):
+        """Print ``error: <message>`` on stderr (one line, no traceback) and exit."""
+        line = Text("error: ", style="bold red")
+        line.append(str(message))
+        self.err.print(line, soft_wrap=True)
+        raise SystemExit(code)
+
+    def info(self, message: str) -> None:
+        """Progress note on stderr (silenced by --quiet); never mixes with --json -."""
+        if not self.quiet:
+            self.err.print(Text(message, style="dim"), soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        """A note the user should see even with --quiet (on stderr)."""
+        line = Text("warning: ", style="bold yellow")
+        line.append(message)
+        self.err.print(line, soft_wrap=True)
+
+    def progress(self, **kwargs):
+        """A Rich Progress bound to stderr, disabled by --quiet."""
+        from rich.progress import Progress
+
+        kwargs.setdefault("transient", True)
+        return Progress(console=self.err, disable=self.quiet, **kwargs)
+
+    # -- inputs -----------------------------------------------------------
+
+    def load_recipe(self, recipe_arg: str | None = None, sets: Any = _FROM_OPTIONS,
+                    seed: Any = _FROM_OPTIONS):
+        """Load RECIPE (a bundled name or a YAML path; default two-layer-digits).
+
+        ``sets`` are the ``--set`` overrides ((key, value) pairs, a mapping, or
+        raw "KEY=VALUE" strings) and ``seed`` replaces the recipe's seed when
+        not None; both default to what the common options parsed.
+        """
+        from babysit.recipes import load_recipe
+
+        sets = self.options.sets if sets is _FROM_OPTIONS else sets
+        seed = self.options.seed if seed is _FROM_OPTIONS else seed
+        overrides = dict(parse_sets(sets))
+        if seed is not None:
+            overrides["seed"] = int(seed)
+        return load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
+
+    # -- outputs ----------------------------------------------------------
+
+    def emit(self, result, render: Callable | None, json_path: Any = _FROM_OPTIONS,
+             junit_path: Any = _FROM_OPTIONS, plot: Callable | None = None,
+             plot_path: Any = _FROM_OPTIONS) -> int:
+        """Report ``result`` everywhere the user asked; return the exit code.
+
+        ``render(console, result)`` draws the command's own tables; emit then adds
+        the shared findings table and status line (render must not). With
+        ``--json -`` stdout carries only the JSON document and the human report
+        goes to stderr. ``plot(result) -> matplotlib Figure`` is called only when
+        a PNG was requested. Exit code: 0 pass/warn, 1 fail (warn too with --strict).
+        """
+        from babysit.cli import render as rendering
+
+        opts = self.options
+        json_path = opts.json_path if json_path is _FROM_OPTIONS else json_path
+        junit_path = opts.junit_path if junit_path is _FROM_OPTIONS else junit_path
+        plot_path = opts.plot_path if plot_path is _FROM_OPTIONS else plot_path
+
+        if not self.quiet:
+            console = self.err if json_path == "-" else self.out
+            if render is not None:
+                render(console, result)
+            rendering.summary(console, result, strict=self.strict)
+
+        if json_path:
+            text = result_json(result)
+            if json_path == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                self._write(json_path, text.encode("utf-8"), "JSON")
+        if junit_path:
+            from babysit.cli.junit import junit_xml
+
+            self._write(junit_path, junit_xml(result, strict=self.strict), "JUnit XML")
+        if plot_path:
+            self._save_plot(result, plot, plot_path)
+
+        self.exit_code = EXIT_FAILED if result.failed(self.strict) else EXIT_OK
+        return self.exit_code
+
+    def _write(self, path: str, data: bytes, what: str) -> None:
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
+
+    def _save_plot(self, result, plot: Callable | None, path: str) -> None:
+        if plot is None:
+            self.warn(f"{result.command} has nothing to plot; {path} not written")
+            return
+        from babysit import plots
+
+        plots.require_matplotlib()
+        figure = plot(result)
+        if figure is None:
+            self.warn(f"{result.command} has nothing to plot; {path} not written")
+            return
+        try:
+            plots.save_png(figure, path)
+        except OSError as exc:
+            self.abort(f"cannot write plot to {path}: {exc.strerror or exc}")
+
+
+def result_json(result) -> str:
+    """The --json document: deterministic (key order fixed, no timings)."""
+    return json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` all or nothing: a temp file beside it, then rename.
+
+    Readers (and a CI job that is killed mid-write) never see half a file, and a
+    failed write leaves any previous file untouched.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- option parsing ---------------------------------------------------------
+
+def parse_value(text: str) -> Any:
+    """A --set value as YAML would read it, numbers like 1e-3 included.
+
+    PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; users mean a
+    float, so numbers are recognised first.
+    """
+    if _NUMBER.fullmatch(text.strip()):
+        number = float(text)
+        if re.fullmatch(r"[-+]?\d+", text.strip()):
+            return int(text)
+        return number
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """"KEY=VALUE" -> (key, value); raises ValueError naming the problem."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not value.strip():
+        raise ValueError(f"expected KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
+    return key, parse_value(value)
+
+
+def parse_sets(sets: Any) -> list[tuple[str, Any]]:
+    """Normalise --set overrides given as pairs, a mapping or "KEY=VALUE" strings."""
+    if not sets:
+        return []
+    if isinstance(sets, Mapping):
+        return list(sets.items())
+    pairs = []
+    for item in sets:
+        if isinstance(item, str):
+            try:
+                pairs.append(parse_set(item))
+            except ValueError as exc:
+                raise click.UsageError(f"--set: {exc}") from None
+        else:
+            key, value = item
+            pairs.append((key, value))
+    return pairs
+
+
+def _sets_callback(ctx, param, values):
+    try:
+        return tuple(parse_set(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _plot_callback(ctx, param, value):
+    if value is not None and not value.lower().endswith(".png"):
+        raise click.BadParameter(f"expected a .png file name, got {value!r}", ctx=ctx,
+                                 param=param)
+    return value
+
+
+def current_app() -> App:
+    """The App of the running click invocation (created on first use)."""
+    return click.get_current_context().ensure_object(App)
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+def _check_output_dirs(app: App, paths) -> None:
+    # Fail before a long diagnosis, not after it, when an output cannot be written.
+    for path in paths:
+        if path and path != "-":
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                app.abort(f"cannot write {path}: directory {directory} does not exist")
+
+
+def common_options(plot: bool = True):
+    """Add --seed, --set, --json, --junit, [--plot], --quiet, --strict to a command.
+
+    The decorated function is called as ``fn(app, *args, seed=, sets=,
+    json_path=, junit_path=, [plot_path=,] **other_params)`` where ``sets`` is a
+    tuple of (dotted key, parsed value). Its return value (normally
+    ``app.emit(...)``) is the exit code. User errors (BabysitError), failed
+    output writes and Ctrl-C end the command with one line on stderr.
+    """
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def run(*args, seed, sets, json_path, junit_path, quiet, strict, plot_path=None,
+                **kwargs):
+            app = current_app()
+            app.options = CommonOptions(seed=seed, sets=sets, json_path=json_path,
+                                        junit_path=junit_path, plot_path=plot_path,
+                                        quiet=quiet, strict=strict)
+            common = dict(seed=seed, sets=sets, json_path=json_path, junit_path=junit_path)
+            if plot:
+                common["plot_path"] = plot_path
+            with guard(app):
+                _check_output_dirs(app, (json_path, junit_path, plot_path))
+                if plot_path:
+                    from babysit.plots import require_matplotlib
+
+                    require_matplotlib()
+                code = fn(app, *args, **common, **kwargs)
+            code = code if isinstance(code, int) else app.exit_code
+            if code:
+                raise SystemExit(code)
+            return code
+
+        options = [
+            click.option("--seed", type=int, default=None, metavar="N",
+                         help="Random seed (overrides the recipe's seed)."),
+            click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                         callback=_sets_callback,
+                         help="Override a recipe value, e.g. --set optim.lr=1e-3 "
+                              "(repeatable)."),
+            click.option("--json", "json_path", metavar="PATH|-", default=None,
+                         help="Write the result as JSON to PATH ('-' = stdout only)."),
+            click.option("--junit", "junit_path", metavar="PATH", default=None,
+                         help="Write a JUnit XML report to PATH (for CI)."),
+        ]
+        if plot:
+            options.append(click.option("--plot", "plot_path", metavar="PATH.png",
+                                        default=None, callback=_plot_callback,
+                                        help="Save a PNG figure (needs babysit[plot])."))
+        options += [
+            click.option("--quiet", "-q", is_flag=True,
+                         help="No human report (errors and --json still print)."),
+            click.option("--strict", is_flag=True, help="Warnings fail too (exit 1)."),
+        ]
+        for option in reversed(options):
+            run = option(run)
+        return run
+
+    return decorate
+
+
+class guard:
+    """Turn user errors into ``error: <message>`` + exit 2, Ctrl-C into exit 130.
+
+    Programming errors still raise with their traceback: they are bugs to fix,
+    not messages for the user.
+    """
+
+    def __init__(self, app: App):
+        self.app = app
+
+    def __enter__(self):
+        return self.app
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        if issubclass(exc_type, BabysitError):
+            self.app.abort(str(exc), getattr(exc, "exit_code", EXIT_USAGE))
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.app.err.print(Text("interrupted", style="bold red"))
+            raise SystemExit(EXIT_INTERRUPTED)
+        if issubclass(exc_type, OSError):
+            self.app.abort(describe_os_error(exc))
+        return False
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: what failed and on which file."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename:
+        return f"{exc.filename}: {reason}"
+    return reason

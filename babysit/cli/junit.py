@@ -1,0 +1,113 @@
+"""JUnit XML for CI test reporters (Jenkins, GitLab, GitHub actions).
+
+Layout::
+
+    <testsuites name="babysit" tests= failures= errors="0" skipped="0" time="0">
+      <testsuite name="babysit.<command>" tests= failures= errors="0" skipped="0" time="0">
+        <testcase classname="babysit.<command>" name="<check>" time="0">
+          <failure message="<first failing message>" type="<finding code>">
+            every finding of the check with its fix</failure>
+          <system-out>warnings and notes</system-out>
+        </testcase>
+
+One testcase per check of ``result.checks`` (check name -> finding codes); a
+result without checks gets one testcase per finding code plus one named after
+the command. Findings that no check claims land in the command's testcase, so
+nothing is lost. Warnings are ``<system-out>`` (failures with ``--strict``).
+A doctor result gets one testsuite per part. Times are always "0": the same
+result gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+# XML 1.0 forbids most control characters even when escaped.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _clean(text) -> str:
+    return _INVALID_XML.sub("?", str(text))
+
+
+def junit_xml(result, strict: bool = False) -> bytes:
+    """The JUnit XML document for ``result`` (UTF-8 bytes with declaration)."""
+    root = ET.Element("testsuites", name="babysit")
+    suites = []
+    if result.parts:
+        if result.findings:
+            suites.append(_suite(result, strict))
+        suites += [_suite(part, strict) for part in result.parts.values()]
+    else:
+        suites.append(_suite(result, strict))
+    for suite in suites:
+        root.append(suite)
+    for key in ("tests", "failures", "errors", "skipped"):
+        root.set(key, str(sum(int(s.get(key)) for s in suites)))
+    root.set("time", "0")
+    tree = ET.ElementTree(root)
+    ET.indent(tree, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
+
+
+def testcases(result) -> list[tuple[str, list]]:
+    """(testcase name, findings) in order: one per check, or per code + the command."""
+    findings = list(result.findings)
+    cases = []
+    claimed = set()
+    if result.checks:
+        for name, codes in result.checks.items():
+            codes = [codes] if isinstance(codes, str) else list(codes)
+            members = [f for f in findings if f.code in codes]
+            claimed.update(id(f) for f in members)
+            cases.append((name, members))
+    else:
+        for code in dict.fromkeys(f.code for f in findings):
+            members = [f for f in findings if f.code == code]
+            claimed.update(id(f) for f in members)
+            cases.append((code, members))
+    leftovers = [f for f in findings if id(f) not in claimed]
+    if leftovers or not result.checks:
+        cases.append((result.command, leftovers))
+    return cases
+
+
+def _suite(result, strict: bool) -> ET.Element:
+    classname = f"babysit.{result.command}"
+    suite = ET.Element("testsuite", name=classname)
+    failures = 0
+    cases = testcases(result)
+    for name, findings in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=_clean(name), time="0")
+        failing = [f for f in findings if f.severity == "fail" or (strict and f.severity == "warn")]
+        failing_ids = {id(f) for f in failing}
+        others = [f for f in findings if id(f) not in failing_ids]
+        if failing:
+            failures += 1
+            first = failing[0]
+            message = first.message if len(failing) == 1 else \
+                f"{len(failing)} findings; first: {first.message}"
+            failure = ET.SubElement(case, "failure", message=_clean(message), type=first.code)
+            failure.text = _clean("\n".join(_describe(f) for f in failing))
+        if others:
+            out = ET.SubElement(case, "system-out")
+            out.text = _clean("\n".join(_describe(f) for f in others))
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", "0")
+    suite.set("time", "0")
+    # Attribute order as reporters print it: name, tests, failures, errors, skipped, time.
+    suite.attrib = {k: suite.attrib[k] for k in
+                    ("name", "tests", "failures", "errors", "skipped", "time")}
+    return suite
+
+
+def _describe(finding) -> str:
+    where = f" ({finding.layer})" if finding.layer else ""
+    line = f"[{finding.severity}] {finding.code}{where}: {finding.message}"
+    if finding.fix:
+        line += f"\n  fix: {finding.fix}"
+    return line

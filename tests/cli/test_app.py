@@ -1,0 +1,318 @@
+"""The CLI frame: exit codes, JSON, JUnit, error handling, atomic writes.
+
+A tiny fake command (registered on the real group for each test) returns a
+Result with the findings given on its command line, so every path of the frame
+is exercised without running a diagnosis.
+"""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from babysit.cli import COMMAND_MODULES, cli, main, register_commands
+from babysit.cli import app as app_module
+from babysit.cli.app import atomic_write, common_options, parse_set, parse_value
+from babysit.cli.render import fmt
+from babysit.diagnostics.result import Result
+from babysit.errors import DataError
+
+
+def _render(console, result):
+    console.print(f"fake report for {result.command}")
+
+
+@click.command("fake")
+@click.option("--finding", "findings", multiple=True, help="code:severity")
+@click.option("--boom", type=click.Choice(["babysit", "keyboard", "oserror", "abort", "bug"]))
+@common_options(plot=True)
+def fake_command(app, findings, boom, seed, sets, json_path, junit_path, plot_path):
+    if boom == "babysit":
+        raise DataError("bad data: X_train has 3 dims\nsecond line stays [not markup]")
+    if boom == "keyboard":
+        raise KeyboardInterrupt
+    if boom == "oserror":
+        raise FileNotFoundError(2, "No such file or directory", "missing.h5")
+    if boom == "abort":
+        app.abort("custom [stop] reason " + "x" * 100, code=2)
+    if boom == "bug":
+        raise ZeroDivisionError("a real bug")
+    result = Result("fake", recipe="recipes/x.yaml", seed=seed if seed is not None else 0)
+    for spec in findings:
+        code, severity = spec.split(":")
+        result.add(code, severity, f"{code} <happened> & \"quoted\"", fix=f"fix {code}",
+                   layer="1.relu", value=float("nan"), ratio=0.5)
+    result.metrics = {"initial_loss": 2.30, "sets": [list(p) for p in sets]}
+
+    def draw(res):
+        from babysit.plots import new_figure
+
+        figure, ax = new_figure()
+        ax.plot([1, 2, 3], [3, 2, 1])
+        return figure
+
+    return app.emit(result, _render, json_path, junit_path, plot=draw)
+
+
+@pytest.fixture
+def run():
+    cli.add_command(fake_command)
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(cli, ["fake", *args], **kwargs)
+
+    yield invoke
+    cli.commands.pop("fake", None)
+
+
+# -- exit codes ---------------------------------------------------------------
+
+def test_pass_exits_0_and_renders(run):
+    result = run()
+    assert result.exit_code == 0, result.output
+    assert "fake report for fake" in result.stdout
+    assert "PASS" in result.stdout and "healthy" in result.stdout
+
+
+def test_warn_exits_0_fail_exits_1(run):
+    warn = run("--finding", "dead_relu:warn")
+    assert warn.exit_code == 0
+    assert "WARN" in warn.stdout and "dead_relu" in warn.stdout
+    fail = run("--finding", "dead_relu:warn", "--finding", "lr_too_high:fail")
+    assert fail.exit_code == 1
+    assert "FAIL" in fail.stdout and "lr_too_high" in fail.stdout
+
+
+def test_strict_turns_warn_into_exit_1(run):
+    assert run("--finding", "dead_relu:warn", "--strict").exit_code == 1
+    assert run("--finding", "dead_relu:info", "--strict").exit_code == 0
+
+
+def test_quiet_prints_nothing(run):
+    result = run("--finding", "dead_relu:fail", "--quiet")
+    assert result.exit_code == 1
+    assert result.stdout == "" and result.stderr == ""
+
+
+# -- JSON -----------------------------------------------------------------------
+
+def test_json_to_stdout_is_pure_json_and_report_goes_to_stderr(run):
+    result = run("--finding", "lr_too_high:fail", "--json", "-", "--seed", "7")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["babysit", "command", "recipe", "seed", "status", "findings",
+                         "metrics"]
+    assert doc["command"] == "fake" and doc["seed"] == 7 and doc["status"] == "fail"
+    (finding,) = doc["findings"]
+    assert list(finding) == ["code", "severity", "layer", "message", "fix", "evidence"]
+    assert finding["evidence"] == {"value": "nan", "ratio": 0.5}
+    assert "fake report" in result.stderr and "fake report" not in result.stdout
+
+
+def test_json_stdout_with_quiet_has_empty_stderr(run):
+    result = run("--json", "-", "--quiet")
+    assert json.loads(result.stdout)["status"] == "pass"
+    assert result.stderr == ""
+
+
+def test_json_file_is_deterministic(run, tmp_path):
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path in paths:
+        assert run("--finding", "dead_relu:warn", "--json", str(path)).exit_code == 0
+    first, second = (p.read_bytes() for p in paths)
+    assert first == second and first.endswith(b"}\n")
+    assert json.loads(first)["findings"][0]["code"] == "dead_relu"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_set_values_are_parsed(run):
+    result = run("--json", "-", "--set", "optim.lr=1e-3", "--set", "model.layers=[relu]",
+                 "--set", "train.epochs=3", "--set", "data.source=builtin:spiral")
+    sets = json.loads(result.stdout)["metrics"]["sets"]
+    assert sets == [["optim.lr", 0.001], ["model.layers", ["relu"]], ["train.epochs", 3],
+                    ["data.source", "builtin:spiral"]]
+
+
+@pytest.mark.parametrize("bad", ["foo", "=3", "optim.lr="])
+def test_malformed_set_is_usage_error(run, bad):
+    result = run("--set", bad)
+    assert result.exit_code == 2
+    assert "KEY=VALUE" in result.stderr
+
+
+def test_parse_value_reads_numbers_yaml_would_miss():
+    assert parse_value("1e-3") == 0.001 and isinstance(parse_value("10"), int)
+    assert parse_value("true") is True and parse_value("null") is None
+    assert parse_value("{kind: step, every: 5}") == {"kind": "step", "every": 5}
+    assert parse_set(" model.reg = 0.5") == ("model.reg", 0.5)
+
+
+# -- JUnit ----------------------------------------------------------------------
+
+def test_junit_file_parses_with_counts(run, tmp_path):
+    path = tmp_path / "junit.xml"
+    result = run("--finding", "lr_too_high:fail", "--finding", "dead_relu:warn",
+                 "--junit", str(path))
+    assert result.exit_code == 1
+    root = ET.parse(path).getroot()
+    suite = root.find("testsuite")
+    assert suite.get("name") == "babysit.fake"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "0")
+    failures = root.findall(".//failure")
+    assert len(failures) == 1 and failures[0].get("type") == "lr_too_high"
+    assert "<happened>" in failures[0].get("message")
+
+
+def test_junit_strict_makes_warnings_failures(run, tmp_path):
+    path = tmp_path / "junit.xml"
+    assert run("--finding", "dead_relu:warn", "--strict", "--junit", str(path)).exit_code == 1
+    assert ET.parse(path).getroot().get("failures") == "1"
+
+
+# -- errors -----------------------------------------------------------------------
+
+def test_babysit_error_exits_2_with_one_message_no_traceback(run):
+    result = run("--boom", "babysit")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: bad data: X_train has 3 dims")
+    assert "[not markup]" in result.stderr  # printed verbatim, not as Rich markup
+    assert "Traceback" not in result.output and result.stdout == ""
+
+
+def test_abort_prints_one_line_and_exits_2(run):
+    result = run("--boom", "abort")
+    assert result.exit_code == 2
+    # One line even when longer than the terminal, and brackets are not Rich markup.
+    assert result.stderr == "error: custom [stop] reason " + "x" * 100 + "\n"
+
+
+def test_keyboard_interrupt_exits_130(run):
+    result = run("--boom", "keyboard")
+    assert result.exit_code == 130
+    assert "interrupted" in result.stderr
+
+
+def test_os_error_exits_2_naming_the_file(run):
+    result = run("--boom", "oserror")
+    assert result.exit_code == 2
+    assert result.stderr == "error: missing.h5: No such file or directory\n"
+
+
+def test_bugs_are_not_hidden(run):
+    result = run("--boom", "bug")
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_missing_output_directory_fails_before_running(run, tmp_path):
+    result = run("--json", str(tmp_path / "nope" / "out.json"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot write") and "does not exist" in result.stderr
+
+
+def test_failing_write_leaves_no_partial_file(run, tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("previous")
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(app_module.os, "replace", broken_replace)
+    result = run("--json", str(target))
+    assert result.exit_code == 2
+    assert "cannot write JSON" in result.stderr and "No space left" in result.stderr
+    assert target.read_text() == "previous"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_atomic_write_cleans_up_when_interrupted(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app_module.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(str(tmp_path / "x.xml"), b"data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_plot_needs_png_suffix(run, tmp_path):
+    result = run("--plot", str(tmp_path / "x.jpg"))
+    assert result.exit_code == 2 and ".png" in result.stderr
+
+
+def test_plot_writes_png(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "fig.png"
+    assert run("--plot", str(path)).exit_code == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_exit_2(run, tmp_path, monkeypatch):
+    import babysit.plots as plots
+
+    def missing():
+        raise app_module.BabysitError(plots.MISSING)
+
+    monkeypatch.setattr(plots, "require_matplotlib", missing)
+    result = run("--plot", str(tmp_path / "fig.png"))
+    assert result.exit_code == 2
+    assert result.stderr == "error: --plot needs matplotlib: pip install 'babysit[plot]'\n"
+
+
+# -- group and main -------------------------------------------------------------
+
+def test_version_and_help_list_commands_in_protocol_order():
+    runner = CliRunner()
+    assert "0.1.0" in runner.invoke(cli, ["--version"]).output
+    names = list(cli.commands)
+    known = [n for n in ("recipes", "data", "sanity-loss", "gradcheck", "lr-probe",
+                         "init-stats", "overfit-tiny", "train", "report", "doctor", "search")
+             if n in names]
+    assert names[:len(known)] == known
+    assert cli.list_commands(None) == names
+
+
+def test_register_commands_skips_only_modules_that_do_not_exist(monkeypatch):
+    group = click.Group()
+    assert register_commands(group, ["no_such_command_module"]) == []
+
+    def module_with_missing_dependency(name):
+        raise ModuleNotFoundError("No module named 'nonexistent_dep'", name="nonexistent_dep")
+
+    monkeypatch.setattr("importlib.import_module", module_with_missing_dependency)
+    with pytest.raises(ModuleNotFoundError):
+        register_commands(group, ["sanity_loss"])
+
+
+def test_main_usage_error_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--no-such-option"])
+    assert exc.value.code == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_main_runs_a_command_and_returns_its_code(run, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fake", "--finding", "cannot_overfit:fail", "--quiet"])
+    assert exc.value.code == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["fake", "--boom", "keyboard"])
+    assert exc.value.code == 130
+
+
+def test_command_modules_list_is_protocol_order():
+    assert COMMAND_MODULES[:2] == ("recipes_cmd", "data_cmd")
+    assert COMMAND_MODULES.index("sanity_loss") < COMMAND_MODULES.index("doctor")
+
+
+def test_fmt_significant_digits():
+    assert fmt(2.302585) == "2.30"
+    assert fmt(0.012345) == "0.0123"
+    assert fmt(1.5e-5) == "1.50e-05"
+    assert fmt(12345.0) == "1.23e+04"
+    assert fmt(123.4) == "123"
+    assert fmt(7) == "7" and fmt(None) == "-" and fmt(float("nan")) == "nan"
+    assert fmt(0.0) == "0" and fmt(-0.5) == "-0.500"
