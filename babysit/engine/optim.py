@@ -1,0 +1,402 @@
+"""Parameter updates, learning-rate schedules and Polyak parameter averaging.
+
+One update interface::
+
+    opt = make_optimizer(optim_section, params)   # params: {name: ndarray}, updated in place
+    opt.step(grads, lr)                           # grads: same keys as params
+    opt.state_dict() / opt.load_state_dict(d)     # {"t": int, "<param>/<slot>": ndarray}
+    schedule = make_schedule(optim_section)        # schedule(epoch) -> lr
+    avg = ParameterAverage(params, beta)           # avg.update() after each step; avg.params
+
+The rules are the CS231n lecture's (``x`` a parameter, ``dx`` its gradient,
+``lr`` the learning rate of this step):
+
+* ``sgd``:      ``x -= lr * dx``
+* ``momentum``: ``v = mu * v - lr * dx; x += v``
+* ``nesterov``: ``v_prev = v; v = mu * v - lr * dx; x += -mu * v_prev + (1 + mu) * v``
+* ``adagrad``:  ``cache += dx**2; x -= lr * dx / (sqrt(cache) + eps)``
+* ``rmsprop``:  ``cache = decay_rate * cache + (1 - decay_rate) * dx**2;
+  x -= lr * dx / (sqrt(cache) + eps)``
+* ``adam``:     ``m = beta1*m + (1-beta1)*dx; v = beta2*v + (1-beta2)*dx**2;
+  x -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``,
+  ``v_hat = v / (1 - beta2**t)``, ``t`` counted from 1.
+
+Every update works in place with one preallocated scratch array per parameter,
+so a step allocates no new parameter-sized arrays. Slots and scratch have the
+parameter's dtype.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+
+from babysit.errors import ModelError
+
+# Section keys every rule accepts: `lr` and `decay` feed the schedule, the
+# others are the hyperparameters of one rule or another (a recipe may carry
+# `momentum` while using adam; it is simply unused).
+DEFAULTS = {"momentum": 0.9, "decay_rate": 0.99, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+SECTION_KEYS = ("update", "lr", "decay") + tuple(DEFAULTS)
+
+
+def as_mapping(section, what: str) -> Mapping:
+    if isinstance(section, Mapping):
+        return section
+    to_dict = getattr(section, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
+    raise ModelError(f"{what} must be a mapping, got {type(section).__name__}")
+
+
+def number(section: Mapping, key: str, default=None, *, low=None, high=None,
+           low_open=False, high_open=False, where="optim") -> float:
+    """``section[key]`` as a float within the given bounds (ModelError otherwise)."""
+    value = section.get(key)
+    if value is None:
+        if default is None:
+            raise ModelError(f"{where}: missing key {key!r}")
+        return float(default)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ModelError(f"{where}.{key} must be a number, got {value!r}")
+    value = float(value)
+    ok = math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = describe_bounds(low, high, low_open, high_open)
+        raise ModelError(f"{where}.{key} must be a finite number{bounds}, got {section.get(key)!r}")
+    return value
+
+
+def describe_bounds(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def check_keys(section: Mapping, valid, where: str) -> None:
+    unknown = [k for k in section if k not in valid]
+    if unknown:
+        raise ModelError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(valid)}")
+
+
+# ---------------------------------------------------------------------------
+# Update rules
+
+
+class Optimizer:
+    """Base class: keeps per-parameter slot arrays and the step count ``t``.
+
+    Subclasses name their slots in ``slots`` and implement ``update(x, dx, lr,
+    slots, scratch)`` for one parameter, in place.
+    """
+
+    name = "sgd"
+    slots: tuple = ()
+    hyper: tuple = ()
+
+    def __init__(self, params: Mapping, **hyper):
+        self.params = params
+        for key in self.hyper:
+            setattr(self, key, float(hyper[key]))
+        self.t = 0
+        self.state = {name: {slot: np.zeros_like(x) for slot in self.slots}
+                      for name, x in params.items()}
+        self._scratch = {name: np.empty_like(x) for name, x in params.items()}
+
+    def step(self, grads: Mapping, lr: float) -> None:
+        """Apply one update with learning rate ``lr`` to every parameter, in place."""
+        if len(grads) != len(self.params) or any(name not in grads for name in self.params):
+            missing = sorted(set(self.params) - set(grads))
+            extra = sorted(set(grads) - set(self.params))
+            raise ModelError(f"gradients do not match the parameters (missing {missing}, extra {extra})")
+        self.t += 1
+        lr = float(lr)
+        for name, x in self.params.items():
+            self.update(x, grads[name], lr, self.state[name], self._scratch[name])
+
+    def update(self, x, dx, lr, slots, scratch) -> None:
+        np.multiply(dx, -lr, out=scratch)
+        x += scratch
+
+    # -- checkpoints ------------------------------------------------------
+    def state_dict(self) -> dict:
+        """``{"t": steps taken, "<param>/<slot>": copy of the slot}``: all an exact resume needs."""
+        state = {"t": int(self.t)}
+        for name, slots in self.state.items():
+            for slot, value in slots.items():
+                state[f"{name}/{slot}"] = value.copy()
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Restore a :meth:`state_dict` (same parameters, same rule) into the slots in place."""
+        expected = {f"{name}/{slot}" for name, slots in self.state.items() for slot in slots}
+        given = set(state) - {"t"}
+        if "t" not in state or given != expected:
+            raise ModelError(f"optimizer state does not fit a {self.name} optimizer of these "
+                             f"parameters: expected keys {sorted(expected | {'t'})}, "
+                             f"got {sorted(state)}")
+        for name, slots in self.state.items():
+            for slot, target in slots.items():
+                value = np.asarray(state[f"{name}/{slot}"])
+                if value.shape != target.shape:
+                    raise ModelError(f"optimizer state {name}/{slot} has shape {value.shape}, "
+                                     f"expected {target.shape}")
+                np.copyto(target, value, casting="same_kind")
+        self.t = int(state["t"])
+
+    def __repr__(self) -> str:
+        hyper = ", ".join(f"{key}={getattr(self, key):g}" for key in self.hyper)
+        return f"{type(self).__name__}({hyper})"
+
+
+class SGD(Optimizer):
+    name = "sgd"
+
+
+class Momentum(Optimizer):
+    name = "momentum"
+    slots = ("v",)
+    hyper = ("momentum",)
+
+    def update(self, x, dx, lr, slots, scratch):
+        v = slots["v"]
+        v *= self.momentum
+        np.multiply(dx, lr, out=scratch)
+        v -= scratch
+        x += v
+
+
+class Nesterov(Optimizer):
+    """The lecture's rewritten Nesterov form: x holds the look-ahead parameters."""
+
+    name = "nesterov"
+    slots = ("v",)
+    hyper = ("momentum",)
+
+    def update(self, x, dx, lr, slots, scratch):
+        mu = self.momentum
+        v = slots["v"]
+        # x += -mu * v_prev + (1 + mu) * (mu * v_prev - lr * dx)
+        #    = x + mu**2 * v_prev - (1 + mu) * lr * dx, computed before v changes.
+        np.multiply(v, mu * mu, out=scratch)
+        x += scratch
+        np.multiply(dx, (1.0 + mu) * lr, out=scratch)
+        x -= scratch
+        v *= mu
+        np.multiply(dx, lr, out=scratch)
+        v -= scratch
+
+
+class Adagrad(Optimizer):
+    name = "adagrad"
+    slots = ("cache",)
+    hyper = ("eps",)
+
+    def update(self, x, dx, lr, slots, scratch):
+        cache = slots["cache"]
+        np.square(dx, out=scratch)
+        cache += scratch
+        divide_by_root(x, dx, cache, lr, self.eps, scratch)
+
+
+class RMSProp(Optimizer):
+    name = "rmsprop"
+    slots = ("cache",)
+    hyper = ("decay_rate", "eps")
+
+    def update(self, x, dx, lr, slots, scratch):
+        cache = slots["cache"]
+        cache *= self.decay_rate
+        np.square(dx, out=scratch)
+        scratch *= 1.0 - self.decay_rate
+        cache += scratch
+        divide_by_root(x, dx, cache, lr, self.eps, scratch)
+
+
+class Adam(Optimizer):
+    name = "adam"
+    slots = ("m", "v")
+    hyper = ("beta1", "beta2", "eps")
+
+    def update(self, x, dx, lr, slots, scratch):
+        m, v = slots["m"], slots["v"]
+        b1, b2 = self.beta1, self.beta2
+        m *= b1
+        np.multiply(dx, 1.0 - b1, out=scratch)
+        m += scratch
+        v *= b2
+        np.square(dx, out=scratch)
+        scratch *= 1.0 - b2
+        v += scratch
+        # x -= lr * (m / c1) / (sqrt(v / c2) + eps), with sqrt(v / c2) = sqrt(v) / sqrt(c2)
+        c1 = 1.0 - b1 ** self.t
+        c2 = 1.0 - b2 ** self.t
+        np.sqrt(v, out=scratch)
+        scratch *= 1.0 / math.sqrt(c2)
+        scratch += self.eps
+        np.divide(m, scratch, out=scratch)
+        scratch *= lr / c1
+        x -= scratch
+
+
+def divide_by_root(x, dx, cache, lr, eps, scratch) -> None:
+    """``x -= lr * dx / (sqrt(cache) + eps)`` in place (scratch is overwritten)."""
+    np.sqrt(cache, out=scratch)
+    scratch += eps
+    np.divide(dx, scratch, out=scratch)
+    scratch *= lr
+    x -= scratch
+
+
+RULES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSProp, Adam)}
+
+
+def make_optimizer(section, params: Mapping) -> Optimizer:
+    """The optimizer of a recipe's ``optim`` section over ``params`` (updated in place).
+
+    Accepted keys: ``update`` (default sgd), ``lr`` and ``decay`` (read by
+    :func:`make_schedule`, not here), ``momentum``, ``decay_rate``, ``beta1``,
+    ``beta2``, ``eps``. Unknown keys and update names raise ModelError.
+    """
+    section = as_mapping(section, "the optim section")
+    check_keys(section, SECTION_KEYS, "optim")
+    update = section.get("update") or "sgd"
+    cls = RULES.get(update.strip().lower()) if isinstance(update, str) else None
+    if cls is None:
+        raise ModelError(f"unknown update {update!r} in optim; valid updates: {', '.join(RULES)}")
+    hyper = {
+        "momentum": number(section, "momentum", DEFAULTS["momentum"], low=0, high=1, high_open=True),
+        "decay_rate": number(section, "decay_rate", DEFAULTS["decay_rate"], low=0, high=1,
+                             high_open=True),
+        "beta1": number(section, "beta1", DEFAULTS["beta1"], low=0, high=1, high_open=True),
+        "beta2": number(section, "beta2", DEFAULTS["beta2"], low=0, high=1, high_open=True),
+        "eps": number(section, "eps", DEFAULTS["eps"], low=0, low_open=True),
+    }
+    if not isinstance(params, Mapping):
+        raise ModelError(f"params must be a mapping name -> array, got {type(params).__name__}")
+    return cls(params, **hyper)
+
+
+# ---------------------------------------------------------------------------
+# Learning-rate schedules
+
+DECAY_KEYS = {"step": ("kind", "every", "factor"), "exp": ("kind", "rate"), "inv_t": ("kind", "rate")}
+
+
+class Schedule:
+    """``schedule(epoch) -> lr`` for one decay rule (``epoch`` counted from 0)."""
+
+    def __init__(self, lr: float, kind: str = "none", every: int = 1, factor: float = 1.0,
+                 rate: float = 0.0):
+        self.lr, self.kind, self.every, self.factor, self.rate = lr, kind, every, factor, rate
+
+    def __call__(self, epoch) -> float:
+        if self.kind == "step":
+            return self.lr * self.factor ** (int(epoch) // self.every)
+        if self.kind == "exp":
+            return self.lr * math.exp(-self.rate * epoch)
+        if self.kind == "inv_t":
+            return self.lr / (1.0 + self.rate * epoch)
+        return self.lr
+
+    def __repr__(self) -> str:
+        return f"Schedule(lr={self.lr:g}, kind={self.kind})"
+
+
+def make_schedule(section) -> Schedule:
+    """The learning rate per epoch from an ``optim`` section's ``lr`` and ``decay``.
+
+    ``decay``: none (or absent) | ``{kind: step, every, factor}``
+    (``lr * factor**(epoch // every)``) | ``{kind: exp, rate}``
+    (``lr * exp(-rate * epoch)``) | ``{kind: inv_t, rate}`` (``lr / (1 + rate * epoch)``).
+    """
+    section = as_mapping(section, "the optim section")
+    lr = number(section, "lr", low=0, low_open=True)
+    decay = section.get("decay")
+    if decay is None or (isinstance(decay, str) and decay.strip().lower() == "none"):
+        return Schedule(lr)
+    decay = as_mapping(decay, "optim.decay (none or {kind: step|exp|inv_t, ...})")
+    kind = decay.get("kind")
+    if kind == "none" and len(decay) == 1:
+        return Schedule(lr)
+    if kind not in DECAY_KEYS:
+        raise ModelError(f"unknown optim.decay kind {kind!r}; valid kinds: none, "
+                         + ", ".join(DECAY_KEYS))
+    check_keys(decay, DECAY_KEYS[kind], f"optim.decay ({kind})")
+    where = "optim.decay"
+    if kind == "step":
+        every = decay.get("every")
+        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+            raise ModelError(f"optim.decay.every must be a positive whole number of epochs, "
+                             f"got {every!r}")
+        factor = number(decay, "factor", low=0, high=1, low_open=True, where=where)
+        return Schedule(lr, "step", every=int(every), factor=factor)
+    rate = number(decay, "rate", low=0, where=where)
+    return Schedule(lr, kind, rate=rate)
+
+
+# ---------------------------------------------------------------------------
+# Parameter averaging
+
+
+class ParameterAverage:
+    """Exponential running (Polyak) average of parameters: ``avg = beta*avg + (1-beta)*x``.
+
+    Starts at the parameters' current values; call :meth:`update` after every
+    optimizer step. ``params`` holds the averages (same keys and shapes);
+    evaluating with them often scores a little better than the last iterate.
+    """
+
+    def __init__(self, params: Mapping, beta: float):
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
+            raise ModelError(f"parameter average beta must be a number in [0, 1), got {beta!r}")
+        self.beta = float(beta)
+        self.source = params
+        self.params = {name: np.array(x, copy=True) for name, x in params.items()}
+        self._scratch = {name: np.empty_like(x) for name, x in params.items()}
+        self.t = 0
+
+    def update(self) -> None:
+        # avg += (1 - beta) * (x - avg): the same average, one scratch array, no allocation.
+        weight = 1.0 - self.beta
+        for name, avg in self.params.items():
+            scratch = self._scratch[name]
+            np.subtract(self.source[name], avg, out=scratch)
+            scratch *= weight
+            avg += scratch
+        self.t += 1
+
+    def state_dict(self) -> dict:
+        """``{"t": updates so far, "<param>": copy of its average}``."""
+        state = {"t": int(self.t)}
+        state.update({name: avg.copy() for name, avg in self.params.items()})
+        return state
+
+    def load_state_dict(self, state: Mapping) -> None:
+        given = set(state) - {"t"}
+        if given != set(self.params):
+            raise ModelError(f"average state does not fit these parameters: expected "
+                             f"{sorted(self.params)}, got {sorted(given)}")
+        for name, avg in self.params.items():
+            value = np.asarray(state[name])
+            if value.shape != avg.shape:
+                raise ModelError(f"average state {name} has shape {value.shape}, expected {avg.shape}")
+            np.copyto(avg, value, casting="same_kind")
+        self.t = int(state.get("t", 0))
+
+    def __repr__(self) -> str:
+        return f"ParameterAverage(beta={self.beta:g})"
+
+
+__all__ = ["Optimizer", "ParameterAverage", "RULES", "Schedule", "make_optimizer", "make_schedule"]
