@@ -52,7 +52,7 @@ def junit_xml(result, strict: bool = False) -> bytes:
     return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
 
 
-def testcases(result) -> list[tuple[str, list]]:
+def junit_cases(result) -> list[tuple[str, list]]:
     """(testcase name, findings) in order: one per check, or per code + the command."""
     findings = list(result.findings)
     cases = []
@@ -78,7 +78,7 @@ def _suite(result, strict: bool) -> ET.Element:
     classname = f"babysit.{result.command}"
     suite = ET.Element("testsuite", name=classname)
     failures = 0
-    cases = testcases(result)
+    cases = junit_cases(result)
     for name, findings in cases:
         case = ET.SubElement(suite, "testcase", classname=classname, name=_clean(name), time="0")
         failing = [f for f in findings if f.severity == "fail" or (strict and f.severity == "warn")]
