@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -40,15 +39,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Marks "argument not given": emit() then uses what the common options parsed.
 _FROM_OPTIONS: Any = object()
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
 
 @dataclass(frozen=True)
 class CommonOptions:
     """The options every command shares, as parsed from the command line."""
 
     seed: int | None = None
-    sets: tuple = ()  # ((dotted key, value), ...) in command-line order
+    sets: tuple = ()  # ("KEY=VALUE", ...) in command-line order
     json_path: str | None = None  # "-" = stdout
     junit_path: str | None = None
     plot_path: str | None = None
@@ -108,17 +105,26 @@ class App:
                     seed: Any = _FROM_OPTIONS):
         """Load RECIPE (a bundled name or a YAML path; default two-layer-digits).
 
-        ``sets`` are the ``--set`` overrides ((key, value) pairs, a mapping, or
-        raw "KEY=VALUE" strings) and ``seed`` replaces the recipe's seed when
-        not None; both default to what the common options parsed.
+        ``sets`` are the ``--set`` overrides ("KEY=VALUE" strings, or a mapping
+        of dotted keys to values) and ``seed`` replaces the recipe's seed when
+        not None; both default to what the common options parsed. Raises
+        RecipeError (exit 2) for a bad recipe or override.
         """
         from babysit.recipes import load_recipe
 
         sets = self.options.sets if sets is _FROM_OPTIONS else sets
         seed = self.options.seed if seed is _FROM_OPTIONS else seed
-        overrides = dict(parse_sets(sets))
-        if seed is not None:
-            overrides["seed"] = int(seed)
+        if isinstance(sets, Mapping):
+            overrides: Any = dict(sets)
+            if seed is not None:
+                overrides["seed"] = int(seed)
+        else:
+            try:
+                overrides = [check_set(text) for text in sets or ()]
+            except ValueError as exc:
+                raise click.UsageError(f"--set: {exc}") from None
+            if seed is not None:
+                overrides.append(f"seed={int(seed)}")
         return load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
 
     # -- outputs ----------------------------------------------------------
@@ -216,56 +222,21 @@ def atomic_write(path: str, data: bytes) -> None:
 
 # -- option parsing ---------------------------------------------------------
 
-def parse_value(text: str) -> Any:
-    """A --set value as YAML would read it, numbers like 1e-3 included.
+def check_set(text: str) -> str:
+    """Validate the form of one --set (KEY=VALUE, value may be empty = null).
 
-    PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; users mean a
-    float, so numbers are recognised first.
+    The value stays text: babysit.recipes reads it as YAML 1.2 and names the
+    override in its errors, so there is one interpretation of --set values.
     """
-    if _NUMBER.fullmatch(text.strip()):
-        number = float(text)
-        if re.fullmatch(r"[-+]?\d+", text.strip()):
-            return int(text)
-        return number
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def parse_set(text: str) -> tuple[str, Any]:
-    """"KEY=VALUE" -> (key, value); raises ValueError naming the problem."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key or not value.strip():
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip():
         raise ValueError(f"expected KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
-    return key, parse_value(value)
-
-
-def parse_sets(sets: Any) -> list[tuple[str, Any]]:
-    """Normalise --set overrides given as pairs, a mapping or "KEY=VALUE" strings."""
-    if not sets:
-        return []
-    if isinstance(sets, Mapping):
-        return list(sets.items())
-    pairs = []
-    for item in sets:
-        if isinstance(item, str):
-            try:
-                pairs.append(parse_set(item))
-            except ValueError as exc:
-                raise click.UsageError(f"--set: {exc}") from None
-        else:
-            key, value = item
-            pairs.append((key, value))
-    return pairs
+    return text
 
 
 def _sets_callback(ctx, param, values):
     try:
-        return tuple(parse_set(v) for v in values)
+        return tuple(check_set(v) for v in values)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
@@ -299,7 +270,7 @@ def common_options(plot: bool = True):
 
     The decorated function is called as ``fn(app, *args, seed=, sets=,
     json_path=, junit_path=, [plot_path=,] **other_params)`` where ``sets`` is a
-    tuple of (dotted key, parsed value). Its return value (normally
+    tuple of "KEY=VALUE" strings (pass it to ``app.load_recipe``). Its return value (normally
     ``app.emit(...)``) is the exit code. User errors (BabysitError), failed
     output writes and Ctrl-C end the command with one line on stderr.
     """

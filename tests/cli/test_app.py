@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from babysit.cli import COMMAND_MODULES, cli, main, register_commands
 from babysit.cli import app as app_module
-from babysit.cli.app import atomic_write, common_options, parse_set, parse_value
+from babysit.cli.app import App, CommonOptions, atomic_write, common_options
 from babysit.cli.render import fmt
 from babysit.diagnostics.result import Result
 from babysit.errors import DataError
@@ -45,7 +45,7 @@ def fake_command(app, findings, boom, seed, sets, json_path, junit_path, plot_pa
         code, severity = spec.split(":")
         result.add(code, severity, f"{code} <happened> & \"quoted\"", fix=f"fix {code}",
                    layer="1.relu", value=float("nan"), ratio=0.5)
-    result.metrics = {"initial_loss": 2.30, "sets": [list(p) for p in sets]}
+    result.metrics = {"initial_loss": 2.30, "sets": list(sets)}
 
     def draw(res):
         from babysit.plots import new_figure
@@ -129,26 +129,41 @@ def test_json_file_is_deterministic(run, tmp_path):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_set_values_are_parsed(run):
+def test_sets_reach_the_command_in_order(run):
     result = run("--json", "-", "--set", "optim.lr=1e-3", "--set", "model.layers=[relu]",
-                 "--set", "train.epochs=3", "--set", "data.source=builtin:spiral")
+                 "--set", "train.average=")
     sets = json.loads(result.stdout)["metrics"]["sets"]
-    assert sets == [["optim.lr", 0.001], ["model.layers", ["relu"]], ["train.epochs", 3],
-                    ["data.source", "builtin:spiral"]]
+    assert sets == ["optim.lr=1e-3", "model.layers=[relu]", "train.average="]
 
 
-@pytest.mark.parametrize("bad", ["foo", "=3", "optim.lr="])
+@pytest.mark.parametrize("bad", ["foo", "=3", " =x"])
 def test_malformed_set_is_usage_error(run, bad):
     result = run("--set", bad)
     assert result.exit_code == 2
     assert "KEY=VALUE" in result.stderr
 
 
-def test_parse_value_reads_numbers_yaml_would_miss():
-    assert parse_value("1e-3") == 0.001 and isinstance(parse_value("10"), int)
-    assert parse_value("true") is True and parse_value("null") is None
-    assert parse_value("{kind: step, every: 5}") == {"kind": "step", "every": 5}
-    assert parse_set(" model.reg = 0.5") == ("model.reg", 0.5)
+RECIPE = """\
+name: tiny
+seed: 3
+data: {source: builtin:spiral}
+model:
+  layers: [{affine: {out: 8}}, relu, {affine: {out: 3}}]
+optim: {lr: 0.5}
+"""
+
+
+def test_load_recipe_applies_sets_and_seed(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE)
+    app = App(CommonOptions(sets=("optim.lr=1e-3", "model.reg=0.5"), seed=11))
+    recipe = app.load_recipe(str(path))
+    assert (recipe.optim.lr, recipe.model.reg, recipe.seed) == (0.001, 0.5, 11)
+    assert recipe.data.seed == 11
+    plain = app.load_recipe(str(path), sets=(), seed=None)
+    assert (plain.optim.lr, plain.seed) == (0.5, 3)
+    with pytest.raises(click.UsageError):
+        app.load_recipe(str(path), sets=("nonsense",))
 
 
 # -- JUnit ----------------------------------------------------------------------
