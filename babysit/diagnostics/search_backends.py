@@ -1,0 +1,217 @@
+"""Where search trials run: in this process, a local process pool, or a Dask cluster.
+
+Every backend has one interface, stated once::
+
+    with backend:                                   # starts / connects
+        for result in backend.imap_unordered(fn, items):
+            ...                                     # results as they finish
+
+``fn`` must be a module-level function (it is pickled by reference) and
+``fn(item)`` must depend on ``item`` only: the trial results are then the same on
+every backend and for any worker count. Leaving the ``with`` block early (an
+exception, Ctrl-C) cancels the trials not yet started and stops the workers
+without waiting for the running ones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from babysit.errors import BabysitError
+
+# BLAS libraries read these once, when NumPy loads them: they must be in a
+# worker's environment before the worker imports NumPy.
+_SINGLE_THREAD_ENV = {name: "1" for name in (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+
+
+class BackendError(BabysitError):
+    """A backend that cannot start: dask missing, scheduler unreachable, bad worker count."""
+
+
+class InProcess:
+    """Runs the trials one after the other in this process (``--workers 1``)."""
+
+    description = "in-process"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap_unordered(self, fn, items):
+        for item in items:
+            yield fn(item)
+
+
+def _init_worker() -> None:
+    """Pool worker set-up: one BLAS thread, and let the parent handle Ctrl-C.
+
+    The environment variables only help if NumPy is not loaded yet; the parent
+    also sets them while it spawns the workers (see :class:`ProcessPool`).
+    """
+    os.environ.update(_SINGLE_THREAD_ENV)
+    # A terminal Ctrl-C reaches the whole process group; only the parent should
+    # react (it cancels the search and stops the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _TemporaryEnv:
+    """Set environment variables for the duration of a ``with`` block."""
+
+    def __init__(self, values: dict):
+        self.values = values
+        self.saved: dict = {}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+        return self
+
+    def __exit__(self, *exc):
+        for key, value in self.saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        return False
+
+
+class ProcessPool:
+    """A local ``ProcessPoolExecutor`` with ``workers`` spawned processes.
+
+    Spawned (not forked) workers start a fresh interpreter, so the single-thread
+    BLAS settings in their environment take effect before NumPy loads, and no
+    lock held by a parent thread can be inherited half-taken.
+    """
+
+    def __init__(self, workers: int):
+        if workers < 1:
+            raise BackendError(f"--workers must be >= 1, got {workers}")
+        self.workers = int(workers)
+        self.description = f"local pool ({self.workers} workers)"
+        self.executor = None
+
+    def __enter__(self):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        executor, self.executor = self.executor, None
+        if executor is None:
+            return False
+        if exc_type is None:
+            executor.shutdown(wait=True)
+        else:
+            _stop_now(executor)
+        return False
+
+    def imap_unordered(self, fn, items):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        # The parent's environment is what spawned children inherit; workers are
+        # started on demand by submit().
+        with _TemporaryEnv(_SINGLE_THREAD_ENV):
+            pending = {self.executor.submit(fn, item) for item in items}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def _stop_now(executor) -> None:
+    """Cancel queued work and terminate the workers without waiting for running trials."""
+    executor.shutdown(wait=False, cancel_futures=True)
+    terminate = getattr(executor, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # Older Pythons have no public way; the process table is a stable private.
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except Exception:  # already gone
+            pass
+
+
+class DaskCluster:
+    """Trials on an existing Dask distributed cluster (``--scheduler tcp://HOST:PORT``).
+
+    The workers need babysit installed (the same version); results come back to
+    this process, which writes the search log.
+    """
+
+    def __init__(self, address: str, connect_timeout: float = 5.0):
+        self.address = address
+        self.connect_timeout = float(connect_timeout)
+        self.description = f"dask cluster at {address}"
+        self.client = None
+
+    def __enter__(self):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise BackendError(
+                "--scheduler needs Dask distributed, which is not installed: "
+                "pip install 'babysit[dask]'") from None
+        try:
+            self.client = Client(self.address, timeout=self.connect_timeout,
+                                 set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise BackendError(
+                f"cannot reach the Dask scheduler at {self.address} within "
+                f"{self.connect_timeout:g} s: {_first_line(exc)}") from None
+        except ValueError as exc:  # malformed address
+            raise BackendError(f"bad --scheduler address {self.address!r}: {exc}") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        client, self.client = self.client, None
+        if client is not None:
+            client.close()
+        return False
+
+    def imap_unordered(self, fn, items):
+        from distributed import as_completed
+
+        # pure=False: two trials with equal inputs are still two trials.
+        futures = [self.client.submit(fn, item, pure=False) for item in items]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def make_backend(workers: int | None = None, scheduler: str | None = None,
+                 connect_timeout: float = 5.0):
+    """``scheduler`` -> Dask; else ``workers`` (default: the core count) 1 -> in-process, N -> pool."""
+    if scheduler:
+        return DaskCluster(scheduler, connect_timeout)
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers < 1:
+        raise BackendError(f"--workers must be >= 1, got {workers}")
+    return InProcess() if workers == 1 else ProcessPool(workers)
+
+
+__all__ = ["BackendError", "InProcess", "ProcessPool", "DaskCluster", "make_backend"]

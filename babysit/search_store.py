@@ -1,0 +1,195 @@
+"""HDF5 search logs: every trial of a ``babysit search``, written as trials finish.
+
+Layout of ``runs/<name>-search-<time>.h5``::
+
+    /                      attrs: babysit_format="search", format_version, babysit_version,
+                           recipe (resolved YAML), recipe_name, recipe_path, seed,
+                           epochs, trials_per_stage, stages, space (JSON: the
+                           command-line space), stage_spaces (JSON list, one space
+                           per stage started), status (running|complete|interrupted),
+                           started (local ISO time)
+    /trials/index          int64 (T,)  global trial index (stage 1 first)
+    /trials/stage          int64 (T,)  1-based
+    /trials/seed           int64 (T,)  the trial's own seed
+    /trials/status         str   (T,)  ok | diverged
+    /trials/val_accuracy   float64 (T,) NaN when the trial diverged
+    /trials/train_accuracy float64 (T,) NaN when the trial diverged
+    /trials/final_loss     float64 (T,) last mini-batch loss (NaN/inf allowed)
+    /trials/epochs_run     int64 (T,)  epochs started (an aborted trial stops inside its last)
+    /trials/seconds        float64 (T,) wall time (kept here, never in --json)
+    /trials/params/<key>   one column per searched key: float64 (log, uniform),
+                           int64 (int), str (choice; mapped back to the option on read)
+
+Rows are in the order trials finished. Every write rewrites the whole (small) file
+to a temporary file next to it and renames it over the old one
+(:func:`babysit.store.atomic_write`), so a reader, a crash or Ctrl-C never sees
+half a log and the finished trials are always on disk.
+
+The reader is registered with :mod:`babysit.store` under the kind ``"search"``, so
+``babysit.store.read_log`` (``babysit report``) reads search logs once this module
+is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from babysit.store import FORMAT_ATTR, StoreError, atomic_write, decode_attr, read_log, register_reader
+
+KIND = "search"
+FORMAT_VERSION = 1
+
+# Trial fields stored as columns, with their HDF5 dtype.
+_COLUMNS = {"index": "int64", "stage": "int64", "seed": "int64", "status": "str",
+            "val_accuracy": "float64", "train_accuracy": "float64",
+            "final_loss": "float64", "epochs_run": "int64", "seconds": "float64"}
+_OPTIONAL_FLOATS = ("val_accuracy", "train_accuracy")
+
+
+@dataclass
+class SearchLog:
+    """A search log read back: its attributes, spaces and trials (dicts, finish order)."""
+
+    path: Path | None
+    meta: dict
+    space: dict  # key -> distribution dict (SearchSpace.to_dict form)
+    stage_spaces: list
+    trials: list = field(default_factory=list)
+
+    kind = KIND
+
+    @property
+    def status(self) -> str:
+        return str(self.meta.get("status", "unknown"))
+
+    @classmethod
+    def from_h5(cls, handle, path=None) -> "SearchLog":
+        meta = {key: decode_attr(value) for key, value in handle.attrs.items()
+                if key not in (FORMAT_ATTR, "space", "stage_spaces")}
+        space = json.loads(decode_attr(handle.attrs["space"]))
+        stage_spaces = json.loads(decode_attr(handle.attrs["stage_spaces"]))
+        group = handle["trials"]
+        columns = {}
+        for name, dtype in _COLUMNS.items():
+            data = group[name]
+            columns[name] = list(data.asstr()[()]) if dtype == "str" else data[()].tolist()
+        params = {}
+        for key, dist in space.items():
+            data = group["params"][key]
+            if dist["kind"] == "choice":
+                by_text = {str(o): o for o in dist["options"]}
+                params[key] = [by_text.get(v, v) for v in data.asstr()[()]]
+            else:
+                params[key] = data[()].tolist()
+        trials = []
+        for row in range(len(columns["index"])):
+            trial = {name: columns[name][row] for name in _COLUMNS}
+            for name in _OPTIONAL_FLOATS:
+                if math.isnan(trial[name]):
+                    trial[name] = None
+            trial["params"] = {key: params[key][row] for key in space}
+            trials.append(trial)
+        return cls(path=Path(path) if path is not None else None, meta=meta, space=space,
+                   stage_spaces=stage_spaces, trials=trials)
+
+
+register_reader(KIND, SearchLog.from_h5)
+
+
+def read_search_log(path) -> SearchLog:
+    """Read a search log; :class:`babysit.store.StoreError` when ``path`` is not one."""
+    log = read_log(path)
+    if not isinstance(log, SearchLog):
+        raise StoreError(f"{str(path)!r} is a babysit {log.kind} log, not a search log")
+    return log
+
+
+def is_search_log(path) -> bool:
+    """True when ``path`` is a readable babysit search log."""
+    import h5py
+
+    try:
+        with h5py.File(os.fspath(path), "r") as handle:
+            return decode_attr(handle.attrs.get(FORMAT_ATTR)) == KIND
+    except (OSError, ValueError):
+        return False
+
+
+class SearchLogWriter:
+    """Keeps the search's trials in memory and rewrites the log after each change.
+
+    ``meta`` holds the root attributes (see the module docstring); ``space`` the
+    command-line space as a dict. Call :meth:`add_trial` as each trial finishes,
+    :meth:`start_stage` with each stage's space, :meth:`close` with the final status.
+    """
+
+    def __init__(self, path, meta: dict, space: dict):
+        self.path = Path(path)
+        self.meta = dict(meta)
+        self.space = dict(space)
+        self.stage_spaces: list = []
+        self.trials: list = []
+        self.status = "running"
+        self.flush()
+
+    def start_stage(self, space: dict) -> None:
+        self.stage_spaces.append(dict(space))
+        self.flush()
+
+    def add_trial(self, trial: dict) -> None:
+        """``trial``: index, stage, seed, params, status, accuracies, final_loss, epochs_run, seconds."""
+        self.trials.append(trial)
+        self.flush()
+
+    def close(self, status: str = "complete") -> None:
+        self.status = status
+        self.flush()
+
+    def flush(self) -> None:
+        atomic_write(self.path, self._write)
+
+    def _write(self, f) -> None:
+        import h5py
+
+        from babysit import __version__
+
+        f.attrs[FORMAT_ATTR] = KIND
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["babysit_version"] = __version__
+        for key, value in self.meta.items():
+            if value is not None:
+                f.attrs[key] = value
+        f.attrs["space"] = json.dumps(self.space)
+        f.attrs["stage_spaces"] = json.dumps(self.stage_spaces)
+        f.attrs["status"] = self.status
+        group = f.create_group("trials")
+        text = h5py.string_dtype()
+        for name, dtype in _COLUMNS.items():
+            values = [_column_value(t.get(name), dtype) for t in self.trials]
+            if dtype == "str":
+                group.create_dataset(name, data=np.array(values, dtype=object), dtype=text)
+            else:
+                group.create_dataset(name, data=np.array(values, dtype=dtype))
+        params = group.create_group("params")
+        for key, dist in self.space.items():
+            values = [t["params"][key] for t in self.trials]
+            if dist["kind"] == "choice":
+                params.create_dataset(key, data=np.array([str(v) for v in values], dtype=object),
+                                      dtype=text)
+            else:
+                dtype = "int64" if dist["kind"] == "int" else "float64"
+                params.create_dataset(key, data=np.array(values, dtype=dtype))
+
+
+def _column_value(value, dtype):
+    if dtype == "str":
+        return "" if value is None else str(value)
+    if dtype == "float64":
+        return math.nan if value is None else float(value)
+    return 0 if value is None else int(value)

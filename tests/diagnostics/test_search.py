@@ -1,0 +1,175 @@
+"""Search: space parsing and sampling, coarse-to-fine narrowing, ranking, the log,
+trials on the real digits recipe, backends (in-process, pool, Dask LocalCluster)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from babysit.diagnostics.search import (check_space, edge_findings, next_space, rank, search)
+from babysit.diagnostics.search_backends import (BackendError, DaskCluster, InProcess,
+                                                 ProcessPool, make_backend)
+from babysit.diagnostics.search_space import (Choice, Numeric, SearchSpace, SearchSpaceError,
+                                              parse_param)
+from babysit.diagnostics.search_trial import trial_seed
+from babysit.diagnostics.result import Result
+from babysit.errors import BabysitError
+from babysit.search_store import SearchLogWriter, read_search_log
+
+# -- the space -------------------------------------------------------------------
+
+
+def test_parse_every_kind():
+    assert parse_param("optim.lr=log:1e-5:1e-1") == ("optim.lr", Numeric("log", 1e-5, 1e-1))
+    assert parse_param("model.reg = uniform:0:0.5") == ("model.reg", Numeric("uniform", 0.0, 0.5))
+    key, dist = parse_param("model.layers.0.affine.out=int:20:200")
+    assert key == "model.layers.0.affine.out" and dist == Numeric("int", 20, 200)
+    assert isinstance(dist.low, int)
+    assert parse_param("optim.update=choice:sgd,adam") == ("optim.update", Choice(("sgd", "adam")))
+    assert parse_param("x.y=choice:1,0.5,true,sgd")[1].options == (1, 0.5, True, "sgd")
+
+
+@pytest.mark.parametrize("spec", [
+    "optim.lr", "optim.lr=", "=log:1:2", "optim.lr=log:1e-5", "optim.lr=log:1e-1:1e-5",
+    "optim.lr=log:0:1", "optim.lr=gauss:0:1", "optim.lr=log:a:b", "optim.lr=uniform:1:1",
+    "a.b=int:1.5:4", "a..b=log:1:2", "a.b=choice:", "a.b=log:1:inf",
+])
+def test_bad_param_syntax_is_a_usage_error(spec):
+    with pytest.raises(SearchSpaceError) as info:
+        SearchSpace.parse([spec])
+    assert isinstance(info.value, BabysitError)
+    assert "--param" in str(info.value)
+
+
+def test_duplicate_and_missing_params_rejected():
+    with pytest.raises(SearchSpaceError, match="twice"):
+        SearchSpace.parse(["optim.lr=log:1e-5:1e-1", "optim.lr=log:1e-4:1e-1"])
+    with pytest.raises(SearchSpaceError, match="at least one"):
+        SearchSpace.parse([])
+
+
+def test_sampling_respects_ranges_and_log_scale():
+    space = SearchSpace.parse(["optim.lr=log:1e-6:1e-2", "a.n=int:20:22",
+                               "a.k=uniform:-1:1", "optim.update=choice:sgd,adam"])
+    samples = space.sample(np.random.default_rng(0), 4000)
+    lrs = np.array([s["optim.lr"] for s in samples])
+    assert lrs.min() >= 1e-6 and lrs.max() <= 1e-2
+    # Log-uniform: each decade gets about a quarter of the draws.
+    decades = np.histogram(np.log10(lrs), bins=[-6, -5, -4, -3, -2])[0] / len(lrs)
+    np.testing.assert_allclose(decades, 0.25, atol=0.03)
+    assert {s["a.n"] for s in samples} == {20, 21, 22}
+    assert all(type(s["a.n"]) is int for s in samples)
+    assert all(-1 <= s["a.k"] <= 1 for s in samples)
+    assert {s["optim.update"] for s in samples} == {"sgd", "adam"}
+
+
+def test_sampling_is_deterministic():
+    space = SearchSpace.parse(["optim.lr=log:1e-6:1e-2", "optim.update=choice:sgd,adam"])
+    a = space.sample(np.random.default_rng([3, 1]), 10)
+    b = space.sample(np.random.default_rng([3, 1]), 10)
+    assert a == b
+    assert trial_seed(3, 5) == trial_seed(3, 5) != trial_seed(3, 6) != trial_seed(4, 5)
+
+
+def test_narrow_zooms_in_around_the_top_trials():
+    dist = Numeric("log", 1e-6, 1e-1)
+    narrowed = dist.narrow([1e-3, 3e-3], best=1e-3)
+    assert 1e-6 < narrowed.low < 1e-3 and 3e-3 < narrowed.high < 1e-1
+    # Top trials spread over the range: a half-width window on the best one.
+    wide = dist.narrow([1e-6, 1e-1], best=1e-1)
+    lo, hi = wide.coord_bounds
+    assert hi == pytest.approx(-1.0) and hi - lo == pytest.approx(2.5)
+    ints = Numeric("int", 20, 200).narrow([50, 60], best=50)
+    assert isinstance(ints.low, int) and 20 <= ints.low <= 50 and 60 <= ints.high < 200
+    assert Choice(("sgd", "adam", "rmsprop")).narrow(["adam", "adam"], "adam") == Choice(("adam",))
+
+
+def test_next_space_uses_finished_trials_only():
+    space = SearchSpace.parse(["optim.lr=log:1e-6:1e-1"])
+    records = [
+        {"index": 0, "status": "ok", "val_accuracy": 0.9, "final_loss": 0.3, "params": {"optim.lr": 1e-3}},
+        {"index": 1, "status": "ok", "val_accuracy": 0.8, "final_loss": 0.4, "params": {"optim.lr": 2e-3}},
+        {"index": 2, "status": "diverged", "val_accuracy": None, "final_loss": math.inf,
+         "params": {"optim.lr": 1e-1}},
+        {"index": 3, "status": "ok", "val_accuracy": 0.1, "final_loss": 2.3, "params": {"optim.lr": 1e-6}},
+    ]
+    narrowed = next_space(space, records).params["optim.lr"]
+    assert narrowed.low <= 1e-3 and narrowed.high >= 2e-3
+    assert narrowed.high < 1e-2 and narrowed.low > 1e-5
+    only_diverged = [records[2]]
+    assert next_space(space, only_diverged).params == space.params
+
+
+def test_rank_orders_by_val_accuracy_then_loss_diverged_last():
+    trials = [
+        {"index": 0, "status": "diverged", "val_accuracy": None, "final_loss": math.nan},
+        {"index": 1, "status": "ok", "val_accuracy": 0.5, "final_loss": 1.0},
+        {"index": 2, "status": "ok", "val_accuracy": 0.7, "final_loss": 0.9},
+        {"index": 3, "status": "ok", "val_accuracy": 0.7, "final_loss": 0.8},
+    ]
+    assert [t["index"] for t in rank(trials)] == [3, 2, 1, 0]
+
+
+def test_edge_finding_names_the_param_only_at_an_edge():
+    space = SearchSpace.parse(["optim.lr=log:1e-7:1e-5", "model.reg=uniform:0:1",
+                               "optim.update=choice:sgd,adam"])
+    result = Result("search")
+    edge_findings(result, space, {"params": {"optim.lr": 9e-6, "model.reg": 0.5,
+                                             "optim.update": "sgd"}})
+    assert [f.code for f in result.findings] == ["lr_range_edge"]
+    finding = result.findings[0]
+    assert finding.severity == "warn"
+    assert finding.evidence["param"] == "optim.lr" and finding.evidence["edge"] == "high"
+    assert "widen" in finding.fix
+    low = Result("search")
+    edge_findings(low, space, {"params": {"optim.lr": 1e-6, "model.reg": 0.02,
+                                          "optim.update": "sgd"}})
+    assert [f.evidence["param"] for f in low.findings] == ["model.reg"]
+    assert low.findings[0].evidence["edge"] == "low"
+
+
+# -- the log ---------------------------------------------------------------------
+
+
+def test_search_log_round_trip(tmp_path):
+    space = SearchSpace.parse(["optim.lr=log:1e-5:1e-1", "a.n=int:2:9",
+                               "optim.update=choice:sgd,adam,3"])
+    path = tmp_path / "s.h5"
+    writer = SearchLogWriter(path, {"recipe": "name: x\n", "seed": 4}, space.to_dict())
+    writer.start_stage(space.to_dict())
+    assert read_search_log(path).trials == [] and read_search_log(path).status == "running"
+    trial = {"index": 0, "stage": 1, "seed": 11, "status": "ok", "val_accuracy": 0.5,
+             "train_accuracy": 0.75, "final_loss": 1.25, "epochs_run": 2, "seconds": 0.5,
+             "params": {"optim.lr": 1e-3, "a.n": 7, "optim.update": 3}}
+    diverged = dict(trial, index=1, status="diverged", val_accuracy=None, train_accuracy=None,
+                    final_loss=math.inf, params={"optim.lr": 0.05, "a.n": 2, "optim.update": "adam"})
+    writer.add_trial(trial)
+    writer.add_trial(diverged)
+    writer.close("interrupted")
+    log = read_search_log(path)
+    assert log.status == "interrupted" and log.meta["seed"] == 4
+    assert log.trials == [trial, diverged]
+    assert log.space == space.to_dict() and log.stage_spaces == [space.to_dict()]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.h5"]  # no temporary left behind
+
+
+# -- backends --------------------------------------------------------------------
+
+
+def _square(x):
+    return x * x
+
+
+def test_make_backend_choices():
+    assert isinstance(make_backend(1), InProcess)
+    assert isinstance(make_backend(3), ProcessPool)
+    assert isinstance(make_backend(2, "tcp://127.0.0.1:1"), DaskCluster)
+    with pytest.raises(BackendError):
+        make_backend(0)
+
+
+def test_process_pool_runs_every_item():
+    with ProcessPool(2) as pool:
+        assert sorted(pool.imap_unordered(_square, range(6))) == [0, 1, 4, 9, 16, 25]
