@@ -154,23 +154,23 @@ class App:
             rendering.summary(console, result, strict=self.strict)
 
         if json_path:
-            text = result_json(result)
-            if json_path == "-":
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            else:
-                self._write(json_path, text.encode("utf-8"), "JSON")
+            self.write_output(json_path, result_json(result).encode("utf-8"), "JSON")
         if junit_path:
             from babysit.cli.junit import junit_xml
 
-            self._write(junit_path, junit_xml(result, strict=self.strict), "JUnit XML")
+            self.write_output(junit_path, junit_xml(result, strict=self.strict), "JUnit XML")
         if plot_path:
             self._save_plot(result, plot, plot_path)
 
         self.exit_code = EXIT_FAILED if result.failed(self.strict) else EXIT_OK
         return self.exit_code
 
-    def _write(self, path: str, data: bytes, what: str) -> None:
+    def write_output(self, path: str, data: bytes, what: str) -> None:
+        """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
+        if path == "-":
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+            return
         try:
             atomic_write(path, data)
         except OSError as exc:
