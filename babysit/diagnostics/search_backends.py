@@ -166,6 +166,7 @@ class DaskCluster:
             raise BackendError(
                 "--scheduler needs Dask distributed, which is not installed: "
                 "pip install 'babysit[dask]'") from None
+        self._check_reachable()
         try:
             self.client = Client(self.address, timeout=self.connect_timeout,
                                  set_as_default=False)
@@ -176,6 +177,35 @@ class DaskCluster:
         except ValueError as exc:  # malformed address
             raise BackendError(f"bad --scheduler address {self.address!r}: {exc}") from None
         return self
+
+    def _check_reachable(self) -> None:
+        """Fail fast on a TCP address nobody listens on.
+
+        A refused connection is reported at once (the Dask client would retry
+        until its timeout), and no half-built Client is left to complain at exit.
+        """
+        import socket
+
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+
+        try:
+            scheme, location = parse_address(self.address)
+            get_backend(scheme)  # unknown scheme -> ValueError
+        except ValueError as exc:
+            raise BackendError(f"bad --scheduler address {self.address!r}: {exc}") from None
+        if scheme != "tcp":
+            return
+        try:
+            host, port = parse_host_port(location)
+        except ValueError as exc:
+            raise BackendError(f"bad --scheduler address {self.address!r}: {exc}") from None
+        try:
+            socket.create_connection((host, port), timeout=self.connect_timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            raise BackendError(f"cannot reach the Dask scheduler at {self.address}: "
+                               f"{reason}") from None
 
     def __exit__(self, exc_type, exc, tb):
         client, self.client = self.client, None
@@ -189,7 +219,7 @@ class DaskCluster:
         # pure=False: two trials with equal inputs are still two trials.
         futures = [self.client.submit(fn, item, pure=False) for item in items]
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 yield future.result()
         finally:
             for future in futures:
