@@ -98,7 +98,9 @@ class Model:
         if reg_grads:
             grads = dict(grads)
             for name, g in reg_grads.items():
-                grads[name] = grads[name] + g
+                # reg_grads are fresh arrays: add in place rather than allocate again
+                g += grads[name]
+                grads[name] = g
         return float(data_loss) + reg_value, grads
 
     def reg_loss(self, reg: float | None = None):
@@ -110,8 +112,9 @@ class Model:
         grads = {}
         for name in self.weight_names:
             W = self.params[name]
-            value += 0.5 * reg * float(np.sum(W.astype(np.float64) ** 2))
-            grads[name] = (reg * W).astype(W.dtype, copy=False)
+            # one BLAS dot product: no squared copy of W in every training step
+            value += 0.5 * reg * float(np.vdot(W, W))
+            grads[name] = np.multiply(W, reg, dtype=W.dtype)
         return value, grads
 
     # -- helpers for diagnostics ---------------------------------------------
@@ -197,7 +200,7 @@ def split_layer_entry(entry):
         (kind, options), = entry.items()
         if options is None:
             options = {}
-        if kind == "custom" and isinstance(options, str):
+        if kind == "custom" and (isinstance(options, str) or isinstance(options, type)):
             options = {"class": options}
         if not isinstance(options, Mapping):
             raise ModelError(f"options of layer {kind!r} must be a mapping, got {options!r}")
@@ -281,6 +284,9 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
     default_init = section.get("init", "xavier")
     default_bias = float(section.get("bias", 0.0) or 0.0)
     entries = section.get("layers") or []
+    if isinstance(entries, (str, bytes, Mapping)) or not hasattr(entries, "__iter__"):
+        raise ModelError(f"model layers must be a list of layers, got {entries!r}")
+    entries = list(entries)
     if not entries:
         raise ModelError("the model has no layers")
     layers, names = [], []
@@ -294,8 +300,13 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
             cls = options.pop("class", None)
             kwargs = options.pop("kwargs", None) or {}
             kwargs.update(options)
+            if cls is None:
+                raise ModelError(f"layer {index} (custom) names no class: use "
+                                 "{custom: 'pkg.module:Class'} or {custom: {class: ..., kwargs: {...}}}")
             if isinstance(cls, str):
                 cls = import_object(cls)
+            if not callable(cls):
+                raise ModelError(f"layer {index} (custom): {cls!r} is not a class")
             where = f"layer {index} (custom {getattr(cls, '__name__', cls)})"
             try:
                 layer = cls(**kwargs)
@@ -316,9 +327,13 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
             layer.rng = rng
         build = getattr(layer, "build", None)
         if build is not None:
+            # A user's build may fail in any way; an engine layer's only on bad shapes/options.
+            errors = Exception if kind == "custom" else (ValueError, TypeError)
             try:
-                shape = tuple(build(shape, rng, dtype, init, bias_value))
-            except (ValueError, TypeError) as exc:
+                shape = tuple(int(s) for s in build(shape, rng, dtype, init, bias_value))
+            except ModelError:
+                raise
+            except errors as exc:
                 raise ModelError(f"{where}: {exc}") from None
         else:
             shape = infer_output_shape(layer, shape, dtype, where)
