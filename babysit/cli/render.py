@@ -19,6 +19,7 @@ SEVERITY_STYLES = {"fail": "bold red", "warn": "yellow", "info": "cyan"}
 SERIES_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 SERIES_MARKS = ("●", "×", "+", "o", "*", "#")
 SPARKS = "▁▂▃▄▅▆▇█"
+WIDE = 120  # columns from which the findings table gets a separate "fix" column
 
 
 # -- numbers ------------------------------------------------------------------
@@ -117,30 +118,41 @@ def all_findings(result) -> list:
     return pairs
 
 
-def findings_table(pairs: Sequence, title: str | None = "Findings") -> Table:
+def findings_table(pairs: Sequence, title: str | None = "Findings",
+                   fix_column: bool = True) -> Table:
     """Severity, code, layer, message, fix; a "part" column when parts are given.
 
     ``pairs`` is a list of (part or None, Finding) as from :func:`all_findings`,
-    or plain findings. Failures first, then warnings, then info.
+    or plain findings. Failures first, then warnings, then info. With
+    ``fix_column=False`` (narrow terminals) the fix goes under the message.
     """
     pairs = [p if isinstance(p, tuple) else (None, p) for p in pairs]
     order = {"fail": 0, "warn": 1, "info": 2}
     pairs = sorted(pairs, key=lambda p: order[p[1].severity])  # stable within severity
     with_part = any(part is not None for part, _ in pairs)
-    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
+    table = Table(title=title, title_justify="left", show_lines=not fix_column)
     table.add_column("severity", no_wrap=True)
     if with_part:
         table.add_column("part", no_wrap=True)
     table.add_column("code", no_wrap=True)
     table.add_column("layer", no_wrap=True)
-    table.add_column("message", ratio=3)
-    table.add_column("fix", ratio=2)
+    table.add_column("message" if fix_column else "message / fix", ratio=3)
+    if fix_column:
+        table.add_column("fix", ratio=2)
     for part, finding in pairs:
         row = [Text(finding.severity.upper(), style=SEVERITY_STYLES[finding.severity])]
         if with_part:
             row.append(part or "")
-        row += [Text(finding.code), Text(finding.layer or "-"), Text(finding.message),
-                Text(finding.fix or "", style="green")]
+        row += [Text(finding.code), Text(finding.layer or "-")]
+        fix = Text(finding.fix or "", style="green")
+        if fix_column:
+            row += [Text(finding.message), fix]
+        else:
+            message = Text(finding.message)
+            if finding.fix:
+                message.append("\nfix: ", style="bold green")
+                message.append(fix)
+            row.append(message)
         table.add_row(*row)
     return table
 
@@ -151,7 +163,7 @@ def summary(console, result, strict: bool = False) -> None:
     if result.parts:
         console.print(parts_table(result))
     if pairs:
-        console.print(findings_table(pairs))
+        console.print(findings_table(pairs, fix_column=console.width >= WIDE))
     console.print(status_line(result, strict=strict))
 
 

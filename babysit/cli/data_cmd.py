@@ -1,0 +1,143 @@
+"""``babysit data [RECIPE|SOURCE]``: look at the data before training on it.
+
+Accepts a recipe (bundled name or YAML path: its data section, split and
+preprocessing) or a raw source (``builtin:digits``, ``file.h5``, ``file.npz``,
+``cifar10:DIR``, ``mnist:DIR``). Exit 0 usable, 1 not usable (NaN/inf, labels
+out of range), 2 when the source cannot be read or is malformed.
+"""
+
+from __future__ import annotations
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from babysit.cli.app import DEFAULT_RECIPE, common_options
+from babysit.cli.render import fmt, sparkline
+
+
+def is_source(argument: str | None) -> bool:
+    """True when ARGUMENT names a data source rather than a recipe."""
+    if argument is None:
+        return False
+    from babysit.recipes import source_kind
+
+    try:
+        source_kind(argument)
+    except ValueError:
+        return False
+    return True
+
+
+@click.command("data")
+@click.argument("target", metavar="[RECIPE|SOURCE]", required=False)
+@common_options(plot=False)
+def command(app, target, seed, sets, json_path, junit_path):
+    """Inspect a data set: shapes, dtype, class balance, mean/std, range, NaN/inf, labels.
+
+    TARGET is a recipe (default two-layer-digits; its data is shown after its
+    split and preprocessing, as the model sees it) or a data source:
+    builtin:digits, builtin:spiral, builtin:gaussian, FILE.h5, FILE.npz,
+    cifar10:DIR, mnist:DIR.
+    """
+    from babysit.data import inspect_data
+    from babysit.diagnostics.data_check import check_data
+
+    if is_source(target):
+        if sets:
+            app.abort("--set overrides recipe keys; put the source in a recipe "
+                      "(data: {source: ...}) to override its data settings")
+        recipe_label = None
+        used_seed = 0 if seed is None else seed
+        report = inspect_data(target, seed=used_seed)
+    else:
+        recipe = app.load_recipe(target or DEFAULT_RECIPE, sets, seed)
+        recipe_label, used_seed = recipe.path, recipe.seed
+        report = inspect_data(recipe.data)
+
+    if report["raw"] is None:  # the source could not be read at all
+        app.abort(report["problems"][0] if report["problems"] else "cannot read the data")
+    result = check_data(report, recipe=recipe_label, seed=used_seed)
+    if not report["ok"] and result.status != "fail":
+        # Malformed (shapes, empty arrays, missing classes): bad input, not a diagnosis.
+        if not app.quiet:
+            render(app.err if json_path == "-" else app.out, result)
+        app.abort(f"{report['source']}: {report['problems'][0]}")
+    return app.emit(result, render, json_path, junit_path)
+
+
+# -- rendering --------------------------------------------------------------
+
+def render(console, result) -> None:
+    metrics = result.metrics
+    loaded = metrics.get("loaded")
+    header = Text("Data ", style="bold")
+    header.append(str(metrics.get("source")), style="bold cyan")
+    if result.recipe:
+        header.append(f"  recipe {result.recipe}", style="dim")
+    console.print(header)
+    facts = [f"{metrics.get('num_classes')} classes"]
+    if loaded:
+        facts.append("input " + "x".join(str(d) for d in loaded["input_shape"]))
+        facts.append("preprocess: " + (", ".join(loaded["preprocess"]) or "none"))
+        facts.append("val " + ("from the source" if loaded["val_from"] == "source"
+                               else f"split off train, seed {result.seed}"))
+    console.print(Text(" | ".join(facts), style="dim"))
+    if loaded:
+        console.print(stats_table(loaded["splits"], "As the model sees it"))
+    if metrics.get("raw"):
+        console.print(stats_table(metrics["raw"], "As stored (raw)"))
+        console.print(balance_table(loaded["splits"] if loaded else metrics["raw"],
+                                    metrics.get("num_classes")))
+    centering = metrics.get("centering") or {}
+    if centering.get("ratio") is not None:
+        console.print(Text(f"centring: largest per-feature mean = {fmt(centering['ratio'])} std "
+                           f"(raw {fmt(centering.get('raw_ratio'))}; limit {centering['limit']})",
+                           style="dim"))
+    for problem in metrics.get("problems") or []:
+        console.print(Text("problem: ", style="bold red") + Text(problem))
+
+
+def stats_table(splits: dict, title: str) -> Table:
+    """One row per split: size, shape, mean/std, range, NaN/inf, labels (dtypes in the title)."""
+    dtypes = sorted({f"X {s.get('X_dtype')}, y {s.get('y_dtype')}" for s in splits.values()})
+    table = Table(title=f"{title}: {'; '.join(dtypes)}", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for name in ("split", "n", "shape", "mean", "std", "min", "max", "NaN", "inf", "labels"):
+        table.add_column(name, justify="left" if name in ("split", "shape") else "right",
+                         no_wrap=True)
+    for split, s in splits.items():
+        shape = "x".join(str(d) for d in (s.get("X_shape") or [])[1:]) or "-"
+        labels = "-" if s.get("label_min") is None else f"{fmt(s['label_min'])}..{fmt(s['label_max'])}"
+        table.add_row(split, str(s.get("count")), shape, fmt(s.get("mean")), fmt(s.get("std")),
+                      fmt(s.get("min")), fmt(s.get("max")), _count(s.get("nan", 0)),
+                      _count(s.get("inf", 0)), labels)
+    return table
+
+
+def _count(n: int) -> Text:
+    return Text(str(n), style="bold red" if n else "")
+
+
+def balance_table(splits: dict, num_classes: int | None) -> Table:
+    """Class balance per split: a sparkline over classes 0..C-1 and the extremes."""
+    table = Table(title="Class balance", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("split", "per class", "smallest", "largest", "largest/smallest"):
+        table.add_column(name, no_wrap=True, justify="left" if name in ("split", "per class")
+                         else "right")
+    for split, s in splits.items():
+        counts = s.get("class_counts")
+        if not counts:
+            table.add_row(split, "-", "-", "-", "-")
+            continue
+        counts = {int(k): v for k, v in counts.items()}
+        classes = num_classes or (max(counts) + 1)
+        per_class = [counts.get(c, 0) for c in range(max(classes, 0))] if min(counts) >= 0 \
+            else list(counts.values())
+        smallest, largest = min(per_class), max(per_class)
+        spark = sparkline(per_class[:64]) + ("…" if len(per_class) > 64 else "")
+        ratio = "inf" if smallest == 0 else fmt(largest / smallest)
+        table.add_row(split, Text(spark, style="cyan"), str(smallest), str(largest),
+                      Text(ratio, style="yellow" if smallest == 0 or largest > 3 * smallest else ""))
+    return table
