@@ -158,17 +158,19 @@ def findings_table(pairs: Sequence, title: str | None = "Findings",
 
 
 def summary(console, result, strict: bool = False) -> None:
-    """Findings table (if any) and the status line: the end of every report."""
+    """Findings table (if any, parts' findings included) and the status line.
+
+    Called by ``App.emit`` after the command's own ``render``: every report ends
+    the same way. (A doctor render draws its own per-part overview.)
+    """
     pairs = all_findings(result)
-    if result.parts:
-        console.print(parts_table(result))
     if pairs:
         console.print(findings_table(pairs, fix_column=console.width >= WIDE))
     console.print(status_line(result, strict=strict))
 
 
 def parts_table(result) -> Table:
-    """doctor: one row per part with its status and finding counts."""
+    """A result with parts (doctor): one row per part, its status and finding counts."""
     table = Table(title="Parts", title_justify="left")
     for column in ("part", "status", "failures", "warnings"):
         table.add_column(column, no_wrap=True)
