@@ -291,6 +291,7 @@ def make_optimizer(section, params: Mapping) -> Optimizer:
 # ---------------------------------------------------------------------------
 # Learning-rate schedules
 
+# Allowed keys per decay kind (step's factor defaults to 0.5, as in recipes).
 DECAY_KEYS = {"step": ("kind", "every", "factor"), "exp": ("kind", "rate"), "inv_t": ("kind", "rate")}
 
 
@@ -317,7 +318,7 @@ class Schedule:
 def make_schedule(section) -> Schedule:
     """The learning rate per epoch from an ``optim`` section's ``lr`` and ``decay``.
 
-    ``decay``: none (or absent) | ``{kind: step, every, factor}``
+    ``decay``: none (or absent) | ``{kind: step, every, factor=0.5}``
     (``lr * factor**(epoch // every)``) | ``{kind: exp, rate}``
     (``lr * exp(-rate * epoch)``) | ``{kind: inv_t, rate}`` (``lr / (1 + rate * epoch)``).
     """
@@ -340,7 +341,7 @@ def make_schedule(section) -> Schedule:
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ModelError(f"optim.decay.every must be a positive whole number of epochs, "
                              f"got {every!r}")
-        factor = number(decay, "factor", low=0, high=1, low_open=True, where=where)
+        factor = number(decay, "factor", 0.5, low=0, high=1, low_open=True, where=where)
         return Schedule(lr, "step", every=int(every), factor=factor)
     rate = number(decay, "rate", low=0, where=where)
     return Schedule(lr, kind, rate=rate)

@@ -191,6 +191,8 @@ def test_step_schedule():
     assert schedule(5) == pytest.approx(0.05)
     assert schedule(9) == pytest.approx(0.05)
     assert schedule(12) == pytest.approx(0.025)
+    halving = make_schedule({"lr": 0.1, "decay": {"kind": "step", "every": 2}})  # factor 0.5
+    assert halving(4) == pytest.approx(0.025)
 
 
 def test_exp_and_inv_t_schedules():
@@ -207,7 +209,7 @@ def test_exp_and_inv_t_schedules():
     ({"lr": 0.1, "decay": "linear"}, "optim.decay"),
     ({"lr": 0.1, "decay": {"kind": "step", "every": 0, "factor": 0.5}}, "every"),
     ({"lr": 0.1, "decay": {"kind": "step", "every": 2.5, "factor": 0.5}}, "every"),
-    ({"lr": 0.1, "decay": {"kind": "step", "every": 5}}, "missing key 'factor'"),
+    ({"lr": 0.1, "decay": {"kind": "step", "factor": 0.5}}, "every"),
     ({"lr": 0.1, "decay": {"kind": "step", "every": 5, "factor": 1.5}}, "factor"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": -1}}, "rate"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": 0.1, "every": 2}}, "unknown key 'every'"),
