@@ -258,6 +258,8 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 def _check_output_dirs(app: App, paths) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
+    if sum(path == "-" for path in paths) > 1:
+        app.abort("only one output can go to stdout ('-')")
     for path in paths:
         if path and path != "-":
             directory = os.path.dirname(os.path.abspath(path))

@@ -5,6 +5,7 @@ Result with the findings given on its command line, so every path of the frame
 is exercised without running a diagnosis.
 """
 
+import io
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -362,3 +363,33 @@ def test_line_plot_with_nothing_finite_says_so():
     from babysit.cli.render import line_plot
 
     assert "nothing to plot" in line_plot({"loss": ([1, 2], [float("nan")] * 2)}).plain
+
+
+def test_only_one_output_may_use_stdout(run):
+    result = run("--json", "-", "--junit", "-")
+    assert result.exit_code == 2 and "stdout" in result.stderr
+
+
+def test_junit_to_stdout(run):
+    result = run("--finding", "lr_too_high:fail", "--junit", "-", "--quiet")
+    assert result.exit_code == 1
+    assert ET.fromstring(result.stdout.encode()).get("failures") == "1"
+
+
+def test_summary_lists_the_findings_of_every_part():
+    from rich.console import Console
+
+    from babysit.cli.render import summary
+
+    doctor = Result("doctor", recipe="bundled:two-layer-digits")
+    sanity = Result("sanity-loss")
+    sanity.add("initial_loss_unexpected", "fail", "loss 9.1, expected 2.30", fix="smaller init")
+    overfit = Result("overfit-tiny")
+    overfit.add("cannot_overfit", "warn", "train accuracy 0.95")
+    doctor.parts = {"sanity-loss": sanity, "overfit-tiny": overfit}
+    console = Console(width=160, record=True, file=io.StringIO())
+    summary(console, doctor)
+    text = console.export_text()
+    assert "part" in text and "sanity-loss" in text and "initial_loss_unexpected" in text
+    assert "smaller init" in text and "cannot_overfit" in text
+    assert "FAIL" in text and "doctor: 1 failure, 1 warning" in text
