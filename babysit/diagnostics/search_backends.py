@@ -34,7 +34,7 @@ class BackendError(BabysitError):
 class InProcess:
     """Runs the trials one after the other in this process (``--workers 1``)."""
 
-    description = "in-process"
+    description = "this process"
 
     def __enter__(self):
         return self

@@ -173,3 +173,154 @@ def test_make_backend_choices():
 def test_process_pool_runs_every_item():
     with ProcessPool(2) as pool:
         assert sorted(pool.imap_unordered(_square, range(6))) == [0, 1, 4, 9, 16, 25]
+
+
+# -- real searches on the default recipe (digits; ~20 ms per trial-epoch) ---------
+
+DEFAULT = "two-layer-digits"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    from babysit.recipes import load_recipe
+
+    return load_recipe(DEFAULT)
+
+
+def _without_log_path(result):
+    doc = result.to_dict()
+    doc["metrics"].pop("search_log")
+    return doc
+
+
+def test_search_ranks_by_val_accuracy_and_logs_every_trial(recipe, tmp_path):
+    space = SearchSpace.parse(["optim.lr=log:1e-4:1e-1", "optim.update=choice:sgd,adam"])
+    log = SearchLogWriter(tmp_path / "s.h5", {"seed": 0}, space.to_dict())
+    result = search(recipe, space, seed=0, trials=4, epochs=1, log=log)
+    trials = result.metrics["trials"]
+    assert [t["rank"] for t in trials] == [1, 2, 3, 4]
+    assert sorted(t["index"] for t in trials) == [0, 1, 2, 3]
+    accuracies = [t["val_accuracy"] for t in trials if t["status"] == "ok"]
+    assert accuracies == sorted(accuracies, reverse=True) and accuracies[0] > 0.3
+    assert all("seconds" not in t for t in trials)  # no timings in the JSON
+    assert result.metrics["best"]["index"] == trials[0]["index"]
+    saved = read_search_log(tmp_path / "s.h5")
+    assert saved.status == "complete" and len(saved.trials) == 4
+    assert all(t["seconds"] > 0 for t in saved.trials)
+    by_index = {t["index"]: t for t in saved.trials}
+    for trial in trials:
+        assert by_index[trial["index"]]["val_accuracy"] == trial["val_accuracy"]
+        assert by_index[trial["index"]]["params"] == trial["params"]
+
+
+def test_same_seed_same_trials_other_seed_other_trials(recipe):
+    params = ["optim.lr=log:1e-4:1e-1", "model.layers.0.affine.out=int:20:80"]
+    a = search(recipe, params, seed=3, trials=3, epochs=1).to_dict()
+    b = search(recipe, params, seed=3, trials=3, epochs=1).to_dict()
+    c = search(recipe, params, seed=4, trials=3, epochs=1).to_dict()
+    assert a == b
+    assert [t["params"] for t in a["metrics"]["trials"]] != [t["params"] for t in c["metrics"]["trials"]]
+
+
+def test_diverging_trials_are_aborted_and_all_diverged_fails(recipe):
+    result = search(recipe, ["optim.lr=log:20:200"], seed=0, trials=3, epochs=2)
+    trials = result.metrics["trials"]
+    assert {t["status"] for t in trials} == {"diverged"}
+    assert all(t["val_accuracy"] is None for t in trials)
+    # Aborted within the first epoch, as soon as the loss passed 3x its start.
+    assert all(t["epochs_run"] == 1 for t in trials)
+    assert result.metrics["best"] is None
+    assert result.status == "fail" and result.findings[0].code == "loss_diverged"
+
+
+def test_second_stage_samples_a_narrower_range_around_the_best(recipe):
+    result = search(recipe, ["optim.lr=log:1e-5:1e-1", "model.reg=log:1e-6:1e-2"], seed=0,
+                    trials=6, epochs=1, stages=2)
+    first, second = result.metrics["stages"]
+    stage1 = [t for t in result.metrics["trials"] if t["stage"] == 1]
+    stage2 = [t for t in result.metrics["trials"] if t["stage"] == 2]
+    assert len(stage1) == len(stage2) == 6
+    assert sorted(t["index"] for t in stage2) == list(range(6, 12))
+    best1 = min(stage1, key=lambda t: t["rank"])
+    for key in ("optim.lr", "model.reg"):
+        outer, inner = first[key], second[key]
+        decades = math.log10(outer["high"] / outer["low"])
+        assert math.log10(inner["high"] / inner["low"]) <= 0.5 * decades + 1e-9
+        assert inner["low"] <= best1["params"][key] <= inner["high"]
+        assert all(inner["low"] <= t["params"][key] <= inner["high"] for t in stage2)
+
+
+def test_edge_warning_when_the_best_lr_is_at_the_top_of_a_too_low_range(recipe):
+    # The recipe trains best near lr 3e-2: on [1e-5, 1e-3] more is better, so the
+    # best trial is the largest LR sampled, in the top 10% of the range.
+    result = search(recipe, ["optim.lr=log:1e-5:1e-3"], seed=0, trials=10, epochs=1)
+    trials = result.metrics["trials"]
+    best_lr = trials[0]["params"]["optim.lr"]
+    assert best_lr == max(t["params"]["optim.lr"] for t in trials)
+    (finding,) = [f for f in result.findings if f.code == "lr_range_edge"]
+    assert finding.severity == "warn" and result.status == "warn"
+    assert finding.evidence["param"] == "optim.lr" and finding.evidence["edge"] == "high"
+    assert finding.evidence["value"] == best_lr
+    # A range that contains the optimum gives no such warning.
+    centred = search(recipe, ["optim.lr=log:1e-3:1"], seed=0, trials=6, epochs=1)
+    assert centred.metrics["trials"][0]["params"]["optim.lr"] < 0.5
+    assert not [f for f in centred.findings if f.code == "lr_range_edge"]
+
+
+def test_interrupted_search_keeps_the_finished_trials(recipe, tmp_path):
+    space = SearchSpace.parse(["optim.lr=log:1e-3:1e-1"])
+    log = SearchLogWriter(tmp_path / "s.h5", {"seed": 0}, space.to_dict())
+    finished_trials = []
+
+    def interrupt_after_two(record):
+        finished_trials.append(record)
+        if len(finished_trials) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search(recipe, space, seed=0, trials=5, epochs=1, log=log, on_trial=interrupt_after_two)
+    saved = read_search_log(tmp_path / "s.h5")
+    assert saved.status == "interrupted"
+    assert [t["index"] for t in saved.trials] == [0, 1]
+
+
+def test_bad_key_is_rejected_before_any_trial(recipe):
+    with pytest.raises(BabysitError, match="lrate"):
+        check_space(recipe, SearchSpace.parse(["optim.lrate=log:1e-3:1e-1"]))
+    with pytest.raises(BabysitError):
+        check_space(recipe, SearchSpace.parse(["model.layers.0.affine.out=int:0:10"]))
+
+
+def test_pool_and_in_process_give_identical_results(recipe):
+    params = ["optim.lr=log:1e-3:1e-1", "optim.update=choice:sgd,adam"]
+    local = search(recipe, params, seed=1, trials=4, epochs=1, backend=InProcess())
+    pooled = search(recipe, params, seed=1, trials=4, epochs=1, backend=ProcessPool(2))
+    assert local.to_dict() == pooled.to_dict()
+
+
+def test_dask_local_cluster_gives_identical_results(recipe):
+    distributed = pytest.importorskip("distributed")
+    params = ["optim.lr=log:1e-3:1e-1"]
+    local = search(recipe, params, seed=2, trials=3, epochs=1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote = search(recipe, params, seed=2, trials=3, epochs=1,
+                        backend=DaskCluster(cluster.scheduler_address, 5.0))
+    assert local.to_dict() == remote.to_dict()
+
+
+def test_unreachable_scheduler_fails_fast_with_a_clear_message():
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(BackendError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
+        with DaskCluster(f"tcp://127.0.0.1:{port}", 2.0):
+            pass
+    assert time.perf_counter() - start < 3.0
+    with pytest.raises(BackendError, match="bad --scheduler address"):
+        with DaskCluster("nonsense://x", 1.0):
+            pass
