@@ -72,6 +72,11 @@ class App:
     def strict(self) -> bool:
         return self.options.strict
 
+    @property
+    def report(self) -> Console:
+        """Where the human report goes: stdout, or stderr when --json - owns stdout."""
+        return self.err if self.options.json_path == "-" else self.out
+
     # -- messages ---------------------------------------------------------
 
     def abort(self, message: str, code: int = EXIT_USAGE):

@@ -62,7 +62,7 @@ def command(app, target, seed, sets, json_path, junit_path):
     if not report["ok"] and result.status != "fail":
         # Malformed (shapes, empty arrays, missing classes): bad input, not a diagnosis.
         if not app.quiet:
-            render(app.err if json_path == "-" else app.out, result)
+            render(app.report, result)
         app.abort(f"{report['source']}: {report['problems'][0]}")
     return app.emit(result, render, json_path, junit_path)
 
