@@ -31,6 +31,46 @@ class BackendError(BabysitError):
     """A backend that cannot start: dask missing, scheduler unreachable, bad worker count."""
 
 
+# How often a waiting backend looks for a pending Ctrl-C (seconds).
+POLL_SECONDS = 0.1
+
+
+class DeferredInterrupt:
+    """While active, Ctrl-C only sets a flag; :meth:`check` raises KeyboardInterrupt.
+
+    A KeyboardInterrupt raised wherever the main thread happens to be can land
+    in a weakref callback or a ``__del__`` inside the executor's machinery,
+    where Python prints and swallows it, and the search would carry on. Raising
+    it from :meth:`check`, at a known point of the wait loop, cannot be lost.
+    Outside the main thread (where signals cannot be handled) it does nothing.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        return False
+
+    def check(self) -> None:
+        if self.requested:
+            self.requested = False
+            raise KeyboardInterrupt
+
+
 class InProcess:
     """Runs the trials one after the other in this process (``--workers 1``)."""
 
@@ -122,10 +162,14 @@ class ProcessPool:
         with _TemporaryEnv(_SINGLE_THREAD_ENV):
             pending = {self.executor.submit(fn, item) for item in items}
         try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+            with DeferredInterrupt() as ctrl_c:
+                while pending:
+                    done, pending = wait(pending, timeout=POLL_SECONDS,
+                                         return_when=FIRST_COMPLETED)
+                    ctrl_c.check()
+                    for future in done:
+                        yield future.result()
+                    ctrl_c.check()
         finally:
             for future in pending:
                 future.cancel()
@@ -214,13 +258,24 @@ class DaskCluster:
         return False
 
     def imap_unordered(self, fn, items):
+        import time
+
         from distributed import as_completed
 
         # pure=False: two trials with equal inputs are still two trials.
         futures = [self.client.submit(fn, item, pure=False) for item in items]
+        finished = as_completed(futures, loop=self.client.loop)
         try:
-            for future in as_completed(futures, loop=self.client.loop):
-                yield future.result()
+            with DeferredInterrupt() as ctrl_c:
+                while not finished.is_empty():
+                    batch = finished.next_batch(block=False)
+                    ctrl_c.check()
+                    if not batch:
+                        time.sleep(POLL_SECONDS)
+                        continue
+                    for future in batch:
+                        yield future.result()  # re-raises a trial's exception here
+                    ctrl_c.check()
         finally:
             for future in futures:
                 if not future.done():
