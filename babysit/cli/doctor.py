@@ -1,0 +1,164 @@
+"""``babysit doctor``: sanity-loss, gradcheck, overfit-tiny, init-stats, lr-probe in one report."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from babysit.cli.app import atomic_write, common_options
+from babysit.cli.render import SEVERITY_STYLES, WIDE, fmt, percent, status_badge
+
+SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
+
+
+@click.command("doctor")
+@click.argument("recipe", required=False)
+@click.option("--stop-early", is_flag=True,
+              help="Stop at the first failing part (the rest are reported as not run).")
+@common_options(plot=False)
+def command(app, recipe, stop_early, seed, sets, json_path, junit_path):
+    """Run the protocol's checks on RECIPE and print one consolidated report.
+
+    In order: sanity-loss, gradcheck, overfit-tiny, init-stats, lr-probe. Exit 1
+    when any part fails (warnings too with --strict). --json nests each part's
+    full result under "parts", keyed by command; --junit writes one testsuite
+    per part.
+    """
+    from babysit.diagnostics.doctor import PARTS, doctor
+
+    spec = app.load_recipe(recipe)
+    with app.progress() as progress:
+        task = progress.add_task("doctor", total=len(PARTS))
+
+        def before_part(name):
+            progress.update(task, description=f"doctor: {name}")
+
+        def on_part(name, part):
+            progress.advance(task)
+
+        result = doctor(spec, stop_early=stop_early, before_part=before_part, on_part=on_part)
+    code = app.emit(result, render, junit_path=None)
+    if junit_path:
+        # An OSError here becomes "error: <path>: <reason>", exit 2 (common_options).
+        atomic_write(junit_path, doctor_junit(result, strict=app.strict))
+    return code
+
+
+# -- the consolidated table -------------------------------------------------------
+
+def _max_rel_error(entries) -> float | None:
+    values = [e.get("max_rel_error") for e in entries if isinstance(e, dict)]
+    values = [v for v in values if isinstance(v, (int, float))]
+    return max(values) if values else None
+
+
+def key_figure(command: str, metrics: dict) -> str:
+    """The one number (or two) that says how a part went, from its metrics."""
+    m = metrics or {}
+    if command == "sanity-loss":
+        return f"loss {fmt(m.get('initial_loss'))} (expected {fmt(m.get('expected_loss'))})"
+    if command == "gradcheck":
+        entries = list((m.get("params") or {}).values())
+        if isinstance(m.get("input"), dict):
+            entries.append(m["input"])
+        return f"max rel error {fmt(_max_rel_error(entries))}"
+    if command == "overfit-tiny":
+        return (f"train acc {percent(m.get('train_accuracy'))}, loss {fmt(m.get('final_loss'))} "
+                f"after {fmt(m.get('epochs_run'))} epochs")
+    if command == "init-stats":
+        layers = [layer for layer in (m.get("layers") or []) if isinstance(layer, dict)]
+        if not layers:
+            return "-"
+        dead = [layer.get("dead") for layer in layers if isinstance(layer.get("dead"), (int, float))]
+        text = f"std {fmt(layers[0].get('std'))} -> {fmt(layers[-1].get('std'))} over {len(layers)} layers"
+        return text + (f", max dead {percent(max(dead))}" if dead else "")
+    if command == "lr-probe":
+        good = m.get("good_range")
+        span = f"[{fmt(good[0])}, {fmt(good[1])}]" if good else "none"
+        return (f"good lr {span}, suggested {fmt(m.get('suggested_lr'))}, "
+                f"recipe {fmt(m.get('recipe_lr'))}")
+    return "-"
+
+
+def top_finding(part):
+    """The most severe finding of a part (the first of its severity), or None."""
+    if not part.findings:
+        return None
+    return min(part.findings, key=lambda f: SEVERITY_ORDER[f.severity])
+
+
+def finding_cell(part, wide: bool) -> Text:
+    """``code (layer)`` of the top finding, its message when there is room, ``+N more``."""
+    finding = top_finding(part)
+    if finding is None:
+        return Text("no findings", style="dim")
+    cell = Text(finding.code, style=SEVERITY_STYLES[finding.severity])
+    if finding.layer:
+        cell.append(f" ({finding.layer})")
+    if wide:
+        cell.append(f": {finding.message}")
+    others = len(part.findings) - 1
+    if others:
+        cell.append(f" +{others} more", style="dim")
+    return cell
+
+
+def doctor_table(result, width: int = WIDE) -> Table:
+    """One row per part: status, key figure, top finding and its fix, time.
+
+    Below ``WIDE`` columns the top finding is its code only: the findings table
+    that follows carries every message in full.
+    """
+    from babysit.diagnostics.doctor import NOT_RUN
+
+    wide = width >= WIDE
+    table = Table(title=f"Doctor: {result.recipe}", title_justify="left")
+    table.add_column("part", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("key figure", ratio=2)
+    # fold, not ellipsis: a finding code cut short ("cannot_overf…") is useless.
+    table.add_column("top finding", ratio=3 if wide else 2, overflow="fold")
+    table.add_column("fix", ratio=2)
+    table.add_column("time", justify="right", no_wrap=True)
+    for command, status in result.metrics["statuses"].items():
+        if status == NOT_RUN:
+            table.add_row(command, Text(" NOT RUN ", style="dim reverse"),
+                          Text("skipped (--stop-early)", style="dim"), "", "", "")
+            continue
+        part = result.parts[command]
+        finding = top_finding(part)
+        fix = Text(finding.fix or "", style="green") if finding is not None else ""
+        elapsed = f"{part.elapsed:.1f}s" if part.elapsed is not None else ""
+        table.add_row(command, status_badge(part.status), key_figure(command, part.metrics),
+                      finding_cell(part, wide), fix, elapsed)
+    return table
+
+
+def render(console, result) -> None:
+    console.print(doctor_table(result, console.width))
+
+
+# -- JUnit: the shared writer's suites, plus a skipped suite per part not run ----
+
+def doctor_junit(result, strict: bool = False) -> bytes:
+    """One testsuite per part (the shared writer's), and a skipped one per part not run."""
+    from babysit.cli.junit import junit_xml
+    from babysit.diagnostics.doctor import NOT_RUN
+
+    root = ET.fromstring(junit_xml(result, strict=strict))
+    for command, status in result.metrics["statuses"].items():
+        if status != NOT_RUN:
+            continue
+        name = f"babysit.{command}"
+        suite = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0",
+                              errors="0", skipped="1", time="0")
+        case = ET.SubElement(suite, "testcase", classname=name, name=command, time="0")
+        ET.SubElement(case, "skipped", message="not run: --stop-early after a failing part")
+    for key in ("tests", "failures", "errors", "skipped"):
+        root.set(key, str(sum(int(s.get(key)) for s in root.findall("testsuite"))))
+    ET.indent(root, space="  ")
+    body = ET.tostring(root, encoding="unicode")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")

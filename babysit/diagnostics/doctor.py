@@ -1,0 +1,75 @@
+"""``doctor``: the protocol's checks in one go, one consolidated result.
+
+Runs, in this order (cheap and decisive first, as the CS231n protocol does):
+sanity-loss, gradcheck, overfit-tiny, init-stats, lr-probe. Each part is the
+very Result the single command returns, kept under ``result.parts[command]``.
+
+The doctor Result itself:
+
+* ``findings`` is empty: every finding stays with the part that made it (the
+  part says which check produced it; a union would repeat each finding and lose
+  that). Renderers and the JUnit writer walk the parts.
+* ``status`` is the worst part status (``Result.status`` folds the parts in).
+* ``metrics``: ``statuses`` (command -> pass|warn|fail|not run, in protocol
+  order) and ``not_run`` (commands skipped by ``stop_early``).
+
+A part that raises a BabysitError (bad recipe, data or layer) ends the doctor:
+the error propagates and the CLI exits 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+from babysit.diagnostics.common import new_result, resolve_seed
+
+NOT_RUN = "not run"
+
+# command -> (module, function); all take (recipe, seed=None, **options).
+PARTS = {
+    "sanity-loss": ("babysit.diagnostics.sanity", "sanity_loss"),
+    "gradcheck": ("babysit.diagnostics.gradcheck", "gradcheck_recipe"),
+    "overfit-tiny": ("babysit.diagnostics.overfit", "overfit_tiny"),
+    "init-stats": ("babysit.diagnostics.init_stats", "init_stats"),
+    "lr-probe": ("babysit.diagnostics.lr_probe", "lr_probe"),
+}
+
+
+def part_function(command: str):
+    module, name = PARTS[command]
+    return getattr(importlib.import_module(module), name)
+
+
+def doctor(recipe, seed: int | None = None, stop_early: bool = False, on_part=None,
+           before_part=None):
+    """Run every part on ``recipe``; returns the doctor Result (see the module doc).
+
+    ``stop_early``: after the first failing part, skip the rest (reported as
+    not run). ``before_part(command)`` / ``on_part(command, result)`` are progress
+    hooks. Each part's wall time goes to its ``elapsed`` (never into the JSON).
+    """
+    seed = resolve_seed(recipe, seed)
+    result = new_result("doctor", recipe, seed)
+    statuses = {}
+    for command in PARTS:
+        if stop_early and result.status == "fail":
+            statuses[command] = NOT_RUN
+            continue
+        if before_part is not None:
+            before_part(command)
+        start = time.perf_counter()
+        part = part_function(command)(recipe, seed=seed)
+        if part.elapsed is None:
+            part.elapsed = time.perf_counter() - start
+        result.parts[command] = part
+        statuses[command] = part.status
+        if on_part is not None:
+            on_part(command, part)
+    result.metrics = {"statuses": statuses,
+                      "not_run": [c for c, s in statuses.items() if s == NOT_RUN]}
+    result.elapsed = sum(p.elapsed or 0.0 for p in result.parts.values())
+    return result
+
+
+__all__ = ["doctor", "PARTS", "NOT_RUN", "part_function"]

@@ -1,0 +1,98 @@
+"""doctor: every part in protocol order, consolidated status, --stop-early, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from babysit.diagnostics.doctor import NOT_RUN, PARTS, doctor
+from babysit.errors import BabysitError
+from babysit.recipes import load_recipe
+
+ORDER = ["sanity-loss", "gradcheck", "overfit-tiny", "init-stats", "lr-probe"]
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    return doctor(load_recipe("two-layer-digits"))
+
+
+@pytest.fixture(scope="module")
+def zero_init():
+    return doctor(load_recipe("broken/zero-init"))
+
+
+def test_parts_run_in_protocol_order(healthy):
+    assert list(PARTS) == ORDER
+    assert list(healthy.parts) == ORDER
+    assert list(healthy.metrics["statuses"]) == ORDER
+
+
+def test_default_recipe_passes_every_part(healthy):
+    assert healthy.status == "pass"
+    assert {name: part.status for name, part in healthy.parts.items()} == dict.fromkeys(ORDER, "pass")
+    assert healthy.metrics == {"statuses": dict.fromkeys(ORDER, "pass"), "not_run": []}
+    # Each part is the very result its own command produces.
+    for name, part in healthy.parts.items():
+        assert part.command == name and part.seed == healthy.seed == 0
+        assert part.elapsed is not None and part.elapsed >= 0
+
+
+def test_json_nests_parts_keyed_by_command_and_has_no_findings_of_its_own(healthy):
+    doc = healthy.to_dict()
+    assert doc["command"] == "doctor" and doc["status"] == "pass"
+    assert doc["findings"] == []
+    assert list(doc["parts"]) == ORDER
+    for name, part in doc["parts"].items():
+        assert part["command"] == name
+        assert set(part) >= {"babysit", "command", "recipe", "seed", "status", "findings", "metrics"}
+    assert doc["parts"]["sanity-loss"]["metrics"]["initial_loss"] == pytest.approx(2.3026, abs=0.1)
+
+
+def test_same_seed_same_json(healthy):
+    again = doctor(load_recipe("two-layer-digits"), seed=0)
+    assert again.to_dict() == healthy.to_dict()
+
+
+def test_zero_init_fails_where_the_protocol_says(zero_init):
+    statuses = zero_init.metrics["statuses"]
+    assert zero_init.status == "fail"
+    assert statuses["sanity-loss"] == "fail"
+    assert "symmetric_weights" in {f.code for f in zero_init.parts["sanity-loss"].findings}
+    assert statuses["overfit-tiny"] == "fail"
+    assert statuses["init-stats"] == "fail"
+    assert zero_init.metrics["not_run"] == []
+
+
+def test_lr_too_high_fails_the_lr_probe():
+    result = doctor(load_recipe("broken/lr-too-high"))
+    assert result.status == "fail"
+    assert result.metrics["statuses"]["sanity-loss"] == "pass"
+    probe = result.parts["lr-probe"]
+    assert probe.status == "fail" and "lr_too_high" in {f.code for f in probe.findings}
+
+
+def test_stop_early_skips_the_rest_after_the_first_failure():
+    result = doctor(load_recipe("broken/zero-init"), stop_early=True)
+    assert list(result.parts) == ["sanity-loss"]
+    assert result.metrics["statuses"] == {"sanity-loss": "fail", **dict.fromkeys(ORDER[1:], NOT_RUN)}
+    assert result.metrics["not_run"] == ORDER[1:]
+    assert result.status == "fail"
+
+
+def test_stop_early_runs_everything_when_nothing_fails(healthy):
+    result = doctor(load_recipe("two-layer-digits"), stop_early=True)
+    assert list(result.parts) == ORDER and result.metrics["not_run"] == []
+
+
+def test_bad_input_in_a_part_propagates_as_a_babysit_error(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={"data.source": str(tmp_path / "missing.h5")})
+    with pytest.raises(BabysitError, match="missing.h5"):
+        doctor(recipe)
+
+
+def test_progress_hooks_see_every_part_in_order():
+    seen = []
+    doctor(load_recipe("broken/zero-init"), stop_early=True,
+           before_part=lambda name: seen.append(("before", name)),
+           on_part=lambda name, part: seen.append(("after", name, part.status)))
+    assert seen == [("before", "sanity-loss"), ("after", "sanity-loss", "fail")]
