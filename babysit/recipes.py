@@ -362,7 +362,7 @@ def _yaml12_resolvers():
     return table
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when present
     """Safe loader reading numbers and booleans the YAML 1.2 way."""
 
     yaml_implicit_resolvers = _yaml12_resolvers()
@@ -402,6 +402,7 @@ def _flow_leaves(value, depth=0):
 
 
 _MAX_NODES = 100_000
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 _MAX_DEPTH = 64
 _repr = reprlib.Repr()
 _repr.maxstring = 60
@@ -431,7 +432,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> tuple[str, int | None]:
 
 def _compose(text: str, origin: str):
     """Parse YAML text into plain values plus ``{key path: line}``."""
-    loader = _Loader(text)
+    loader = None
     lines: dict = {(): 1}
     budget = [_MAX_NODES]
 
@@ -441,6 +442,9 @@ def _compose(text: str, origin: str):
             raise RecipeError(f"{origin}: the YAML is nested too deeply or too large "
                               f"(line {node.start_mark.line + 1})")
         lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            raise RecipeError(f"{origin}: unsupported YAML tag {node.tag!r} at {_at(path)} "
+                              f"(line {node.start_mark.line + 1})")
         if isinstance(node, yaml.MappingNode):
             loader.flatten_mapping(node)  # merge keys (<<: *anchor)
             out = {}
@@ -461,6 +465,7 @@ def _compose(text: str, origin: str):
         return loader.construct_object(node, deep=True)
 
     try:
+        loader = _Loader(text)  # the reader already rejects control characters
         node = loader.get_single_node()
         value = None if node is None else build(node, ())
     except yaml.YAMLError as exc:
@@ -470,7 +475,8 @@ def _compose(text: str, origin: str):
     except RecursionError:
         raise RecipeError(f"{origin}: the YAML is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return value, lines
 
 
@@ -803,6 +809,10 @@ def _validate(raw, where: _Where, default_name: str, path, base_dir) -> Recipe:
 # Overrides
 
 
+def _printable(text: str) -> str:
+    return text if text.isprintable() else repr(text)
+
+
 def _override_items(overrides) -> list[tuple[str, Any, str]]:
     """``{"a.b": v}`` or ``["a.b=v", ...]`` -> ``[(key, value, "--set a.b=v")]``."""
     if overrides is None:
@@ -810,8 +820,8 @@ def _override_items(overrides) -> list[tuple[str, Any, str]]:
     items = []
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
-            shown = value if isinstance(value, str) else _show(value)
-            items.append((key, value, f"--set {key}={shown}"))
+            shown = _printable(value) if isinstance(value, str) else _show(value)
+            items.append((key, value, f"--set {_printable(str(key))}={shown}"))
         return items
     if isinstance(overrides, str):
         overrides = [overrides]
@@ -819,7 +829,7 @@ def _override_items(overrides) -> list[tuple[str, Any, str]]:
         if not isinstance(text, str) or "=" not in text:
             raise RecipeError(f"--set expects KEY=VALUE (e.g. optim.lr=1e-3), got {_show(text)}")
         key, _, value = text.partition("=")
-        items.append((key.strip(), value, f"--set {key.strip()}={value}"))
+        items.append((key.strip(), value, f"--set {_printable(key.strip())}={_printable(value)}"))
     return items
 
 
