@@ -1,0 +1,196 @@
+"""im2col / col2im and max-pooling helpers against naive loop references."""
+
+import numpy as np
+import pytest
+
+from babysit.engine.conv import (CHANNEL_MAJOR, CHANNELS_LAST, Im2col, MaxPoolWindows,
+                                 choose_layout, output_size)
+
+LAYOUTS = [CHANNELS_LAST, CHANNEL_MAJOR]
+
+
+def naive_conv(x, w, b, stride, pad):
+    """Direct loops over examples, filters and output positions (the reference)."""
+    N, C, H, W = x.shape
+    F, _, kh, kw = w.shape
+    (sh, sw), (ph, pw) = stride, pad
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    Ho = (H + 2 * ph - kh) // sh + 1
+    Wo = (W + 2 * pw - kw) // sw + 1
+    out = np.zeros((N, F, Ho, Wo))
+    for n in range(N):
+        for f in range(F):
+            for i in range(Ho):
+                for j in range(Wo):
+                    patch = xp[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+                    out[n, f, i, j] = np.sum(patch * w[f]) + b[f]
+    return out
+
+
+def naive_maxpool(x, size, stride):
+    """Window maxima and first-argmax offsets by direct loops."""
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw) = size, stride
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    out = np.zeros((N, C, Ho, Wo))
+    arg = np.zeros((N, C, Ho, Wo), dtype=int)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    window = x[n, c, i * sh:i * sh + kh, j * sw:j * sw + kw].ravel()
+                    arg[n, c, i, j] = int(np.argmax(window))   # first maximum on ties
+                    out[n, c, i, j] = window[arg[n, c, i, j]]
+    return out, arg
+
+
+def naive_maxpool_backward(dout, arg, x_shape, size, stride):
+    dx = np.zeros(x_shape)
+    (kh, kw), (sh, sw) = size, stride
+    N, C, Ho, Wo = dout.shape
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    di, dj = divmod(arg[n, c, i, j], kw)
+                    dx[n, c, i * sh + di, j * sw + dj] += dout[n, c, i, j]
+    return dx
+
+
+def as_layout(x, layout):
+    """The same NCHW values stored channels-last or channel-major in memory."""
+    if layout == "nhwc":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "cnhw":
+        return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    return x
+
+
+def conv_with(im2col, x, w, b):
+    cols = im2col.cols(x)
+    F = w.shape[0]
+    if im2col.layout == CHANNELS_LAST:
+        out = cols @ w.transpose(2, 3, 1, 0).reshape(-1, F) + b
+    else:
+        out = w.reshape(F, -1) @ cols + b[:, None]
+    return im2col.out_from_matrix(out)
+
+
+CASES = [  # x shape, kernel, stride, pad
+    ((2, 3, 6, 6), (3, 3), (1, 1), (1, 1)),
+    ((1, 2, 5, 7), (3, 2), (2, 2), (1, 1)),
+    ((2, 4, 7, 5), (2, 3), (1, 2), (0, 1)),
+    ((3, 1, 4, 4), (4, 4), (1, 1), (0, 0)),
+    ((1, 2, 5, 5), (1, 1), (3, 3), (2, 0)),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("x_shape, kernel, stride, pad", CASES)
+def test_im2col_product_matches_naive_convolution(layout, x_shape, kernel, stride, pad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((3, x_shape[1]) + kernel)
+    b = rng.standard_normal(3)
+    im2col = Im2col(x.shape, kernel, stride, pad, layout)
+    expected = naive_conv(x, w, b, stride, pad)
+    assert im2col.out_hw == expected.shape[2:]
+    np.testing.assert_allclose(conv_with(im2col, x, w, b), expected, rtol=1e-12, atol=1e-12)
+    for memory in ("nhwc", "cnhw"):  # the input's memory layout must not matter
+        np.testing.assert_allclose(conv_with(im2col, as_layout(x, memory), w, b), expected,
+                                   rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("x_shape, kernel, stride, pad", CASES)
+def test_col2im_is_the_adjoint_of_im2col(layout, x_shape, kernel, stride, pad):
+    # <cols(x), D> == <x, col2im(D)> for all x, D: col2im is exactly the transpose
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape)
+    im2col = Im2col(x.shape, kernel, stride, pad, layout)
+    cols = im2col.cols(x)
+    D = rng.standard_normal(cols.shape)
+    dx = im2col.col2im(D)
+    assert dx.shape == x.shape
+    assert np.isclose(np.sum(cols * D), np.sum(x * dx), rtol=1e-12)
+
+
+def test_col2im_adds_overlapping_windows():
+    # all-ones column gradient: each input pixel receives the number of windows covering it
+    x = np.zeros((1, 1, 4, 4))
+    im2col = Im2col(x.shape, (3, 3), (1, 1), (0, 0), CHANNELS_LAST)
+    counts = im2col.col2im(np.ones(im2col.cols(x).shape))[0, 0]
+    expected = np.array([[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
+    np.testing.assert_array_equal(counts, expected)
+
+
+def test_im2col_keeps_float32():
+    x = np.ones((2, 3, 5, 5), dtype=np.float32)
+    for layout in LAYOUTS:
+        im2col = Im2col(x.shape, (3, 3), (1, 1), (1, 1), layout)
+        cols = im2col.cols(x)
+        assert cols.dtype == np.float32
+        assert im2col.col2im(np.ones_like(cols)).dtype == np.float32
+
+
+def test_output_size_and_layout_choice():
+    assert output_size(32, 3, 1, 1) == 32
+    assert output_size(7, 3, 2, 1) == 4
+    assert output_size(5, 2, 2, 0) == 2          # floor, like PyTorch
+    assert choose_layout(3, 3, 32) == CHANNEL_MAJOR   # RGB input: short channel runs
+    assert choose_layout(32, 3, 16) == CHANNELS_LAST  # many channels: long runs
+
+
+POOL_CASES = [  # x shape, size, stride
+    ((2, 3, 4, 6), (2, 2), (2, 2)),   # tiles exactly
+    ((2, 2, 7, 7), (3, 3), (2, 2)),   # overlapping
+    ((1, 2, 5, 7), (2, 2), (2, 2)),   # non-overlapping, leftover rows/columns
+    ((1, 2, 7, 8), (2, 3), (3, 2)),   # gaps in one axis, overlap in the other
+    ((2, 1, 3, 3), (1, 1), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("memory", ["nchw", "nhwc", "cnhw"])
+@pytest.mark.parametrize("x_shape, size, stride", POOL_CASES)
+def test_maxpool_matches_naive_loops(memory, x_shape, size, stride):
+    rng = np.random.default_rng(2)
+    x0 = rng.standard_normal(x_shape)
+    x = as_layout(x0, memory)
+    pool = MaxPoolWindows(x.shape, size, stride)
+    expected, arg = naive_maxpool(x0, size, stride)
+    out, index = pool.argmax(x)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(pool.max(x), expected)
+    np.testing.assert_array_equal(index, arg)
+    dout = rng.standard_normal(out.shape)
+    dx = pool.backward(dout, index, x)
+    np.testing.assert_allclose(dx, naive_maxpool_backward(dout, arg, x.shape, size, stride),
+                               rtol=1e-12, atol=0)
+
+
+def test_maxpool_ties_go_to_the_first_maximum():
+    x = np.zeros((1, 1, 2, 4))
+    x[0, 0, 1, 3] = 1.0                      # right window: a unique max at offset 3
+    pool = MaxPoolWindows(x.shape, (2, 2), (2, 2))
+    out, index = pool.argmax(x)
+    np.testing.assert_array_equal(index[0, 0], [[0, 3]])   # left window: all tied -> offset 0
+    dx = pool.backward(np.ones_like(out), index, x)
+    np.testing.assert_array_equal(dx[0, 0], [[1, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_maxpool_keeps_float32_and_memory_layout():
+    x = as_layout(np.random.default_rng(3).standard_normal((2, 4, 6, 6)).astype(np.float32), "nhwc")
+    pool = MaxPoolWindows(x.shape, (2, 2), (2, 2))
+    out, index = pool.argmax(x)
+    assert out.dtype == np.float32 and index.dtype == np.uint8
+    assert out.transpose(0, 2, 3, 1).flags.c_contiguous      # still channels-last
+    dx = pool.backward(np.ones_like(out), index, x)
+    assert dx.dtype == np.float32 and dx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def test_maxpool_large_window_index_dtype():
+    x = np.arange(2 * 300, dtype=np.float64).reshape(1, 1, 2, 300)
+    pool = MaxPoolWindows(x.shape, (2, 150), (2, 150))
+    out, index = pool.argmax(x)
+    np.testing.assert_array_equal(index[0, 0], [[299, 299]])
+    np.testing.assert_array_equal(out[0, 0], [[449, 599]])
