@@ -205,6 +205,20 @@ def stages_table(stage_spaces: list) -> Table:
     return table
 
 
+def emit_log(app, log, **emit_options) -> int:
+    """``babysit report`` on a search log: the trials table, findings, --json/--junit/--plot.
+
+    ``log`` is a :class:`babysit.search_store.SearchLog` (``babysit.store.read_log``
+    returns one for a search log once ``babysit.search_store`` is imported). The
+    JSON is the search's own for a complete log. Returns the exit code.
+    """
+    from babysit.diagnostics.search import result_from_log
+
+    result = result_from_log(log)
+    return app.emit(result, lambda console, _: render_log(console, log),
+                    plot=lambda r: plot_trials(r.metrics["trials"], log.space), **emit_options)
+
+
 def render_log(console, log) -> None:
     """``babysit report`` on a search log (a :class:`babysit.search_store.SearchLog`)."""
     from babysit.diagnostics.search import rank

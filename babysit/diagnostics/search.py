@@ -162,6 +162,17 @@ def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: in
     if log is not None:
         log.close("complete")
 
+    return summarize(result, space, stage_spaces, records, epochs, trials,
+                     str(log.path) if log is not None else None)
+
+
+def summarize(result, space: SearchSpace, stage_spaces: list, records: list[dict], epochs: int,
+              trials_per_stage: int, log_path: str | None):
+    """Fill ``result`` (findings, metrics) from the finished trial records.
+
+    Shared by :func:`search` and :func:`result_from_log`, so a search log read
+    back gives the very JSON the search printed.
+    """
     ranked = rank(records)
     best = ranked[0] if finished(ranked) else None
     if best is not None:
@@ -171,12 +182,29 @@ def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: in
         "trials": [public(t, rank_no) for rank_no, t in enumerate(ranked, start=1)],
         "best": public(best, 1) if best is not None else None,
         "space": space.to_dict(),
-        "stages": [s.to_dict() for s in stage_spaces],
-        "epochs": epochs,
-        "trials_per_stage": trials,
-        "search_log": str(log.path) if log is not None else None,
+        "stages": [s if isinstance(s, dict) else s.to_dict() for s in stage_spaces],
+        "epochs": int(epochs),
+        "trials_per_stage": int(trials_per_stage),
+        "search_log": log_path,
     }
     return result
+
+
+def result_from_log(log):
+    """The search Result of a search log (:class:`babysit.search_store.SearchLog`).
+
+    For a complete log this equals the Result the search returned (same JSON);
+    an interrupted one gives the ranking of the trials that finished.
+    """
+    from babysit.diagnostics.result import Result
+
+    meta = log.meta
+    result = Result(command="search", recipe=meta.get("recipe_path") or meta.get("recipe_name"),
+                    seed=int(meta.get("seed", 0)),
+                    checks={name: list(codes) for name, codes in CHECKS.items()})
+    return summarize(result, SearchSpace.from_dict(log.space), log.stage_spaces, log.trials,
+                     meta.get("epochs", 0), meta.get("trials_per_stage", 0),
+                     str(log.path) if log.path is not None else None)
 
 
 def next_space(space: SearchSpace, records: list[dict]) -> SearchSpace:
@@ -188,11 +216,16 @@ def next_space(space: SearchSpace, records: list[dict]) -> SearchSpace:
     return space.narrow(top, top[0])
 
 
+# A trial in the JSON, in this key order; its wall time is left out on purpose.
+PUBLIC_KEYS = ("index", "stage", "seed", "params", "status", "val_accuracy", "train_accuracy",
+               "final_loss", "epochs_run")
+
+
 def public(trial: dict, rank_no: int) -> dict:
-    """A trial record for the JSON: everything but its wall time."""
+    """A trial record for the JSON: rank first, everything but its wall time."""
     out = {"rank": rank_no}
-    out.update({k: v for k, v in trial.items() if k != "seconds"})
+    out.update({key: trial[key] for key in PUBLIC_KEYS})
     return out
 
 
-__all__ = ["search", "check_space", "rank", "rank_key", "plan_stage", "next_space", "edge_findings", "CHECKS"]
+__all__ = ["search", "summarize", "result_from_log", "check_space", "rank", "rank_key", "plan_stage", "next_space", "edge_findings", "CHECKS"]

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from babysit.diagnostics.search import (check_space, edge_findings, next_space, rank, search)
+from babysit.diagnostics.search import (check_space, edge_findings, next_space, rank,
+                                        result_from_log, search)
 from babysit.diagnostics.search_backends import (BackendError, DaskCluster, InProcess,
                                                  ProcessPool, make_backend)
 from babysit.diagnostics.search_space import (Choice, Numeric, SearchSpace, SearchSpaceError,
@@ -195,7 +196,8 @@ def _without_log_path(result):
 
 def test_search_ranks_by_val_accuracy_and_logs_every_trial(recipe, tmp_path):
     space = SearchSpace.parse(["optim.lr=log:1e-4:1e-1", "optim.update=choice:sgd,adam"])
-    log = SearchLogWriter(tmp_path / "s.h5", {"seed": 0}, space.to_dict())
+    log = SearchLogWriter(tmp_path / "s.h5", {"seed": 0, "epochs": 1, "trials_per_stage": 4},
+                          space.to_dict())
     result = search(recipe, space, seed=0, trials=4, epochs=1, log=log)
     trials = result.metrics["trials"]
     assert [t["rank"] for t in trials] == [1, 2, 3, 4]
@@ -211,6 +213,9 @@ def test_search_ranks_by_val_accuracy_and_logs_every_trial(recipe, tmp_path):
     for trial in trials:
         assert by_index[trial["index"]]["val_accuracy"] == trial["val_accuracy"]
         assert by_index[trial["index"]]["params"] == trial["params"]
+    # `babysit report` on the log rebuilds the very same result.
+    result.recipe = None
+    assert result_from_log(saved).to_dict() == result.to_dict()
 
 
 def test_same_seed_same_trials_other_seed_other_trials(recipe):
