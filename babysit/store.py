@@ -1,9 +1,11 @@
 """HDF5 logs (h5py): run logs with checkpoints, written atomically.
 
 Every babysit log is an HDF5 file whose root attribute ``babysit_format`` names
-its kind (``"run"`` for ``babysit train``); :func:`read_log` dispatches on it
-through :data:`READERS`, so another kind (a search log) plugs in with
-:func:`register_reader` and writes itself with :func:`atomic_write`.
+its kind (``"run"`` for ``babysit train``; a root ``format="babysit-<kind>"``
+attribute counts too); :func:`read_log` dispatches on it through
+:data:`READERS`, so another kind (a search log) plugs in with
+``register_reader("search", reader)`` where ``reader(h5file, path)`` returns an
+object with a ``kind`` attribute (``babysit report`` renders by kind).
 
 Layout of a run log (spec §6)::
 
@@ -148,6 +150,12 @@ def open_log(path):
         raise StoreError(f"{str(path)!r} is not a readable HDF5 file (corrupt or another format): "
                          f"{exc}") from None
     kind = handle.attrs.get(FORMAT_ATTR)
+    if kind is None:
+        # Logs that name themselves with a ``format="babysit-<kind>"`` attribute
+        # (the search log) are recognised too.
+        other = decode_attr(handle.attrs.get("format", ""))
+        if isinstance(other, str) and other.startswith("babysit-"):
+            kind = other[len("babysit-"):]
     if kind is None:
         handle.close()
         raise StoreError(f"{str(path)!r} is an HDF5 file but not a babysit log "

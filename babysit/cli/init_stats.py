@@ -1,0 +1,191 @@
+"""``babysit init-stats [RECIPE]``: per-layer activations and gradients at initialization."""
+
+from __future__ import annotations
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from babysit.cli.app import common_options
+from babysit.cli.render import (STATUS_STYLES, findings_table, fmt, histogram_line, percent,
+                                 sparkline)
+from babysit.errors import BabysitError
+
+
+def parse_compare(text: str | None) -> list | None:
+    """``"xavier,he,small,normal:1.0"`` -> ``["xavier", "he", "small", {"normal": 1.0}]``.
+
+    An item ``name:std`` (or ``{name: std}``) is an init with a scale.
+    """
+    if text is None:
+        return None
+    specs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise BabysitError(f"--compare: empty init name in {text!r} (e.g. xavier,he,small)")
+        body = item.strip("{} ")
+        if ":" in body:
+            name, _, value = body.partition(":")
+            try:
+                specs.append({name.strip(): float(value)})
+            except ValueError:
+                raise BabysitError(f"--compare: {item!r} needs a number after ':' "
+                                   "(e.g. normal:1.0)") from None
+        else:
+            specs.append(body)
+    return specs
+
+
+@click.command("init-stats")
+@click.argument("recipe", required=False)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Examples in the batch pushed through the model (at most the training set).")
+@click.option("--compare", metavar="INIT,INIT,...", default=None,
+              help="Also measure these inits side by side (replacing model.init), e.g. "
+                   "xavier,he,small,normal:1.0.")
+@common_options(plot=True)
+def command(app, recipe, batch_size, compare, seed, sets, json_path, junit_path, plot_path):
+    """One batch through the model at init: per layer mean, std, saturation, dead
+    ReLUs, gradient norm and a histogram.
+
+    Fails when activations collapse, saturate, die or explode, or gradients
+    vanish or explode on the way back. The lecture's experiment:
+    `babysit init-stats deep-tanh-init --compare xavier,small,normal:1.0`.
+    """
+    from babysit.diagnostics.init_stats import init_stats
+
+    specs = parse_compare(compare)
+    spec = app.load_recipe(recipe)
+    result = init_stats(spec, batch_size=batch_size, compare=specs)
+    return app.emit(result, render, plot=figure)
+
+
+# -- rendering ----------------------------------------------------------------
+
+def layers_table(rows: list, title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("layer", "mean", "std", "ratio", "near 0", "saturated", "dead", "grad norm"):
+        table.add_column(name, justify="left" if name == "layer" else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(row["layer"], fmt(row["mean"]), fmt(row["std"]), fmt(row.get("std_ratio")),
+                      percent(row["near_zero"]), _flag(row["saturated"], 0.10),
+                      _flag(row["dead"], 0.20), fmt(row["grad_norm"]))
+    return table
+
+
+def histograms(rows: list) -> Text:
+    """One line per layer: ``name  lo ▁▃█▅▂ hi`` (the lecture's per-layer histograms)."""
+    width = max((len(row["layer"]) for row in rows), default=0)
+    text = Text("Histograms of the layer outputs\n", style="bold")
+    for row in rows:
+        hist = row.get("histogram")
+        if hist:
+            text.append("  " + row["layer"].ljust(width) + "  ")
+            text.append_text(histogram_line(hist["counts"], hist["edges"]))
+            text.append("\n")
+    return text
+
+
+def _flag(fraction, warn: float):
+    if fraction is None:
+        return Text("-", style="dim")
+    return Text(percent(fraction), style="bold red" if fraction > warn else "")
+
+
+def compare_runs(metrics: dict) -> list[dict]:
+    """The compared inits, led by the recipe's own when it is not among them."""
+    runs = list(metrics.get("compare") or [])
+    if metrics["init"] not in [run["init"] for run in runs]:
+        runs.insert(0, {"init": metrics["init"] + " (recipe)", "layers": metrics["layers"],
+                        "findings": None, "status": None})
+    return runs
+
+
+def compare_table(metrics: dict) -> Table:
+    """Std per hidden activation, one column per init: the lecture's side-by-side table."""
+    from babysit.diagnostics.init_stats import activation_rows
+
+    runs = compare_runs(metrics)
+    table = Table(title="Std per layer by init (with histogram)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    table.add_column("layer", no_wrap=True)
+    for run in runs:
+        table.add_column(run["init"], no_wrap=True)
+    for i in activation_rows(metrics["layers"]):
+        cells = []
+        for run in runs:
+            row = run["layers"][i]
+            cell = Text(fmt(row["std"]).rjust(8) + " ")
+            if row.get("histogram"):
+                cell.append(sparkline(rebin(row["histogram"]["counts"], 12)), style="cyan")
+            cells.append(cell)
+        table.add_row(metrics["layers"][i]["layer"], *cells)
+    verdicts = [Text(run["status"].upper(), style=STATUS_STYLES[run["status"]])
+                if run["status"] else Text("") for run in runs]
+    table.add_row(Text("status", style="bold"), *verdicts)
+    return table
+
+
+def rebin(counts, bins: int) -> list:
+    """Sum neighbouring histogram bins down to at most ``bins`` (for narrow columns)."""
+    counts = list(counts)
+    group = max(1, -(-len(counts) // bins))
+    return [sum(counts[i:i + group]) for i in range(0, len(counts), group)]
+
+
+def compare_findings(metrics: dict) -> list:
+    """(init label, Finding) pairs of the compared inits, for the shared findings table."""
+    from babysit.diagnostics.result import Finding
+
+    pairs = []
+    for run in metrics.get("compare") or []:
+        for f in run["findings"]:
+            pairs.append((run["init"], Finding(f["code"], f["severity"], f["message"], f["fix"],
+                                               f["layer"], f["evidence"])))
+    return pairs
+
+
+def render(console, result) -> None:
+    m = result.metrics
+    console.print(Text(f"init-stats: {result.recipe}, seed {result.seed}, batch of "
+                       f"{m['batch_size']} examples, input std {fmt(m['input_std'])}", style="bold"))
+    console.print(layers_table(m["layers"], f"Layer outputs at init ({m['init']})"))
+    console.print(histograms(m["layers"]))
+    if m.get("compare"):
+        console.print(compare_table(m))
+        pairs = compare_findings(m)
+        if pairs:
+            console.print(findings_table(pairs, title="Findings of the compared inits "
+                                                      "(informative: they do not set the status)"))
+
+
+# -- PNG ------------------------------------------------------------------------
+
+def figure(result):
+    """The lecture's figure: per-layer mean and std, then a histogram per activation layer,
+    one row per init."""
+    from babysit.diagnostics.init_stats import activation_rows
+    from babysit.plots import label_axes, new_figure
+
+    m = result.metrics
+    runs = [(run["init"], run["layers"]) for run in compare_runs(m)]
+    shown = activation_rows(m["layers"])
+    columns = 2 + len(shown)
+    fig, axes = new_figure(len(runs), columns, width=2.2 * columns, height=2.4 * len(runs))
+    axes = axes.reshape(len(runs), columns)
+    for r, (label, layers) in enumerate(runs):
+        picked = [layers[i] for i in shown]
+        x = list(range(1, len(picked) + 1))
+        axes[r, 0].plot(x, [row["mean"] for row in picked], "o-")
+        label_axes(axes[r, 0], f"{label}: layer mean", "layer", "mean")
+        axes[r, 1].plot(x, [row["std"] for row in picked], "o-", color="tab:red")
+        label_axes(axes[r, 1], f"{label}: layer std", "layer", "std")
+        for c, row in enumerate(picked):
+            hist = row["histogram"]
+            ax = axes[r, 2 + c]
+            ax.stairs(hist["counts"], hist["edges"], fill=True)
+            ax.set_title(row["layer"], fontsize=8)
+            ax.tick_params(labelsize=6)
+            ax.set_yticks([])
+    return fig
