@@ -417,7 +417,8 @@ def stratified_split(y: np.ndarray, val_fraction: float, rng) -> tuple[np.ndarra
 
 
 def _rows(X: np.ndarray) -> np.ndarray:
-    return X.reshape(len(X), -1)
+    """(N, ...) -> (N, D); also for N = 0 (an empty validation split)."""
+    return X.reshape(len(X), math.prod(X.shape[1:]))
 
 
 def _mean_and_var(X2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
