@@ -39,19 +39,19 @@ Examples:
 @click.argument("recipe", required=False)
 @click.option("--param", "params", multiple=True, required=True, metavar="KEY=KIND:ARGS",
               help="A hyperparameter to search (repeatable); see below.")
-@click.option("--trials", type=int, default=20, show_default=True,
-              help="Trials per stage.")
-@click.option("--epochs", type=int, default=2, show_default=True,
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Trials per stage (the search runs trials x stages).")
+@click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
               help="Training epochs per trial (a short budget).")
-@click.option("--stages", type=int, default=1, show_default=True,
+@click.option("--stages", type=click.IntRange(min=1), default=1, show_default=True,
               help="Coarse-to-fine stages: each later stage samples a narrowed range "
                    "around the best trials so far.")
-@click.option("--workers", type=int, default=None, metavar="N",
+@click.option("--workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Local worker processes [default: the core count]; 1 runs in-process.")
 @click.option("--scheduler", metavar="tcp://HOST:PORT", default=None,
               help="Run the trials on this Dask distributed scheduler (needs babysit[dask]).")
-@click.option("--connect-timeout", type=float, default=5.0, show_default=True,
-              metavar="SECONDS", help="How long to try reaching --scheduler.")
+@click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, metavar="SECONDS", help="How long to try reaching --scheduler.")
 @click.option("--out", "out_path", metavar="PATH.h5", default=None,
               help="Search log [default: runs/<recipe>-search-<time>.h5].")
 @common_options(plot=True)
@@ -73,6 +73,8 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
     spec = app.load_recipe(recipe)
     space = SearchSpace.parse(params)
     check_space(spec, space)
+    if scheduler and workers is not None:
+        app.warn("--workers is ignored with --scheduler (the cluster's workers run the trials)")
     backend = make_backend(workers, scheduler, connect_timeout)
     out_path = out_path or default_log_path(spec.name)
     search_seed = spec.seed  # --seed is already applied to the recipe
