@@ -1,0 +1,64 @@
+"""``babysit sanity-loss [RECIPE]``: the loss at initialization, and that reg raises it."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from babysit.cli.app import common_options
+from babysit.cli.render import fmt, metrics_table, percent
+from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
+
+
+@click.command("sanity-loss")
+@click.argument("recipe", required=False)
+@click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True,
+              help="Training examples in the evaluation batch.")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TOLERANCE,
+              show_default=True, help="Allowed relative deviation of the initial loss.")
+@click.option("--reg", "reg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="L2 strength for the 'loss rises with reg' check "
+                   "(default: large enough to dominate the loss).")
+@common_options(plot=False)
+def command(app, recipe, examples, tolerance, reg, seed, sets, json_path, junit_path):
+    """Check the loss at initialization with reg=0.
+
+    Softmax should start at ln C and the multiclass SVM at C - 1 (small weights:
+    every class scores about the same). Also checks that scores are small,
+    predictions near uniform, hidden units not identical (zero init), and that
+    cranking the L2 strength up makes the loss rise.
+    """
+    from babysit.diagnostics.sanity import sanity_loss
+
+    spec = app.load_recipe(recipe)
+    result = sanity_loss(spec, examples=examples, tolerance=tolerance, reg=reg)
+    return app.emit(result, render)
+
+
+def render(console, result) -> None:
+    m = result.metrics
+    console.print(Text(f"sanity-loss: {result.recipe}, seed {result.seed}: {m['examples']} "
+                       f"training examples, {m['loss_kind']} loss, {m['num_classes']} classes",
+                       style="bold"))
+    expected_text = "ln C" if m["loss_kind"] == "softmax" else "C - 1"
+    console.print(metrics_table([
+        ("initial loss (reg=0)", fmt(m["initial_loss"], 4)),
+        (f"expected ({expected_text})", fmt(m["expected_loss"], 4)),
+        ("deviation", f"{percent(m['deviation'])} (tolerance {percent(m['tolerance'])})"
+         if m["deviation"] is not None else "-"),
+        ("score spread per example", fmt(m["score_spread"])),
+        ("largest class share", f"{percent(m['max_class_share'])} "
+                                f"(uniform {percent(1 / m['num_classes'])})"
+         if m["max_class_share"] is not None else "-"),
+        (f"loss with reg={fmt(m['reg_used'])}", fmt(m["loss_with_reg"], 4)),
+    ], title="Initial loss"))
+    if m["layers"]:
+        table = Table(title="Activation scale at init", title_justify="left")
+        table.add_column("layer", no_wrap=True)
+        table.add_column("rms", justify="right")
+        table.add_column("gain", justify="right")
+        table.add_row("input", fmt(m["input_rms"]), "-")
+        for row in m["layers"]:
+            table.add_row(row["layer"], fmt(row["rms"]), fmt(row["gain"]))
+        console.print(table)

@@ -1,0 +1,263 @@
+"""sanity-loss: is the loss at initialization what it should be?
+
+The first check of the CS231n protocol. With reg=0 and small random weights
+every class gets about the same score, so
+
+* softmax: the loss is ``ln C`` (every probability is 1/C);
+* multiclass SVM: the loss is ``C - 1`` (every margin is 1).
+
+Checks, on a fixed batch of training examples (train mode, as training starts):
+
+* ``initial_loss``: the loss is finite and within ``tolerance`` (default 10%)
+  of the expected value (``loss_not_finite``, ``initial_loss_unexpected``);
+* ``score_scale``: the spread of the scores across classes (mean over examples
+  of the per-example std) is below 1, else ``scores_too_large`` names the
+  layer whose init multiplies the scale up, or the preprocessing when the
+  input itself is large;
+* ``uniform_predictions``: the average softmax distribution gives no class more
+  than twice its share 1/C (``predictions_not_uniform``);
+* ``symmetry``: no hidden layer has all its units identical (zero or constant
+  init: they get identical gradients forever, ``symmetric_weights``). The
+  output layer may start symmetric: the labels break its symmetry;
+* ``regularization``: with the L2 strength cranked up the loss must rise by a
+  visible amount (``reg_no_effect``). The lecture cranks it to 1e3; here
+  ``reg_used`` is the smallest power of ten making ``0.5*reg*sum(W**2)`` at
+  least 10x the expected loss (1e3 when the weights are all zero), so the
+  term dominates whatever the model's size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from babysit.diagnostics import common
+
+DEFAULT_TOLERANCE = 0.1   # relative deviation of the initial loss from its expected value
+DEFAULT_EXAMPLES = 1000   # size of the evaluation batch
+SCORE_SPREAD_LIMIT = 1.0  # per-example std of the class scores
+CLASS_SHARE_LIMIT = 2.0   # a class taking > 2/C of the probability mass
+INPUT_RMS_LIMIT = 3.0     # preprocessed inputs should be about unit scale
+GAIN_LIMIT = 2.0          # a layer multiplying the activation scale by more than this
+LECTURE_REG = 1e3
+MAX_REG = 1e12
+REG_RISE_FRACTION = 0.1   # the loss must rise by at least 10% of the expected loss
+
+CHECKS = {
+    "initial_loss": ["loss_not_finite", "initial_loss_unexpected"],
+    "score_scale": ["scores_too_large"],
+    "uniform_predictions": ["predictions_not_uniform"],
+    "symmetry": ["symmetric_weights"],
+    "regularization": ["reg_no_effect"],
+}
+
+
+def rms(a) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.sqrt(np.mean(a * a))) if a.size else 0.0
+
+
+def pick_reg(weight_sq: float, expected: float) -> float:
+    """Smallest power of ten with ``reg * weight_sq >= 10 * expected`` (see module doc)."""
+    if weight_sq <= 0.0 or not math.isfinite(weight_sq):
+        return LECTURE_REG
+    return float(min(MAX_REG, 10.0 ** math.ceil(math.log10(10.0 * expected / weight_sq))))
+
+
+def unit_axis(weight: np.ndarray) -> int:
+    """Axis that indexes a layer's units: columns of an affine ``(D, M)``, filters of a conv."""
+    return weight.ndim - 1 if weight.ndim == 2 else 0
+
+
+def identical_units(layer, weight_key: str) -> bool:
+    """All units of ``layer`` compute the same function (same weights and bias)."""
+    W = np.asarray(layer.params[weight_key])
+    if W.ndim < 2 or W.shape[unit_axis(W)] < 2:
+        return False
+    units = np.moveaxis(W, unit_axis(W), 0)
+    if not np.all(units == units[:1]):
+        return False
+    b = layer.params.get("b")
+    return b is None or np.ndim(b) != 1 or bool(np.all(b == b[0]))
+
+
+class ScaleTrace:
+    """Activation scale through the network: input rms, then each layer's rms and gain."""
+
+    def __init__(self, model, X):
+        self.input_rms = rms(X)
+        self.rows = []
+        previous = self.input_rms
+        for name, layer in zip(model.names, model.layers):
+            out = model.outputs.get(name)
+            if out is None:
+                continue
+            scale = rms(out)
+            gain = scale / previous if previous > 0 else float("inf")
+            self.rows.append({"layer": name, "rms": scale, "gain": gain,
+                              "weights": bool(getattr(layer, "weight_names", ()))
+                              or any(np.ndim(p) >= 2 for p in layer.params.values())})
+            previous = scale
+
+    def culprits(self) -> tuple[list, str | None]:
+        """(reasons, layer to name): preprocessing and/or layers whose init blows the scale up."""
+        reasons = []
+        if self.input_rms > INPUT_RMS_LIMIT:
+            reasons.append(f"the input has rms {self.input_rms:.3g} (want about 1: preprocessing "
+                           "such as standardize is missing)")
+        loud = [row for row in self.rows if row["weights"] and row["gain"] > GAIN_LIMIT]
+        for row in loud:
+            reasons.append(f"{row['layer']} multiplies the activation scale by {row['gain']:.3g} "
+                           "(its init is too large for its fan-in)")
+        layer = loud[0]["layer"] if loud else None
+        if not reasons:
+            last = [row for row in self.rows if row["weights"]]
+            if last:
+                layer = last[-1]["layer"]
+                reasons.append(f"{layer} passes a unit-scale signal on unchanged (gain "
+                               f"{last[-1]['gain']:.3g}): the output layer should start with "
+                               "small weights")
+        return reasons, layer
+
+    def metrics(self) -> list:
+        return [{"layer": r["layer"], "rms": r["rms"], "gain": r["gain"]} for r in self.rows]
+
+
+def softmax_mean(scores: np.ndarray) -> np.ndarray:
+    """The average softmax distribution over the batch ``(C,)``."""
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    p /= p.sum(axis=1, keepdims=True)
+    return p.mean(axis=0)
+
+
+def check_loss(result, loss: float, expected: float, tolerance: float, trace: ScaleTrace) -> None:
+    if not math.isfinite(loss):
+        reasons, layer = trace.culprits()
+        result.add("loss_not_finite", "fail", f"the initial loss is {loss} (reg=0)",
+                   "; ".join(reasons) + ": fix the init scale or the preprocessing", layer,
+                   loss=loss)
+        return
+    deviation = abs(loss - expected) / expected
+    if deviation > tolerance:
+        direction = "above" if loss > expected else "below"
+        fix = ("scores are too large at init: use small weights in the last layer and "
+               "check the preprocessing" if loss > expected else
+               "a loss below chance at init means the model already knows the labels: "
+               "check for label leakage in the inputs or a non-zero init of the output layer")
+        result.add("initial_loss_unexpected", "fail",
+                   f"initial loss {loss:.4g} is {deviation:.0%} {direction} the expected "
+                   f"{expected:.4g} (tolerance {tolerance:.0%})", fix, None,
+                   loss=loss, expected=expected, deviation=deviation)
+
+
+def check_scores(result, scores: np.ndarray, trace: ScaleTrace, loss_failed: bool) -> float:
+    spread = float(np.mean(np.std(scores, axis=1)))
+    if spread > SCORE_SPREAD_LIMIT:
+        reasons, layer = trace.culprits()
+        result.add("scores_too_large", "fail" if loss_failed else "warn",
+                   f"class scores at init have a spread of {spread:.3g} per example "
+                   f"(want < {SCORE_SPREAD_LIMIT:g}): " + "; ".join(reasons),
+                   "scale the inputs to about unit variance and start the last layer with "
+                   "small weights (init: small), the other layers with xavier/he",
+                   layer, spread=spread, input_rms=trace.input_rms)
+    return spread
+
+
+def check_uniform(result, scores: np.ndarray, y: np.ndarray) -> float:
+    num_classes = scores.shape[1]
+    mean = softmax_mean(scores)
+    top = int(np.argmax(mean))
+    share = float(mean[top])
+    if share > CLASS_SHARE_LIMIT / num_classes:
+        counts = np.bincount(np.argmax(scores, axis=1), minlength=num_classes)
+        result.add("predictions_not_uniform", "warn",
+                   f"class {top} takes {share:.0%} of the predicted probability at init "
+                   f"(uniform: {1 / num_classes:.0%}); it is the argmax for "
+                   f"{counts[top] / len(y):.0%} of the examples",
+                   "every class should start equally likely: center the inputs (a shared "
+                   "positive input drives one class up for every example) and keep the "
+                   "output layer's bias at 0", None, share=share, argmax_counts=counts)
+    return share
+
+
+def check_symmetry(result, model) -> list:
+    weighted = [(name, layer) for name, layer in zip(model.names, model.layers)
+                if any(np.ndim(p) >= 2 for p in layer.params.values())]
+    symmetric = []
+    for name, layer in weighted[:-1]:  # the labels break the output layer's symmetry
+        keys = [k for k in getattr(layer, "weight_names", ()) or layer.params
+                if np.ndim(layer.params[k]) >= 2]
+        if keys and all(identical_units(layer, k) for k in keys):
+            value = float(np.asarray(layer.params[keys[0]]).flat[0])
+            symmetric.append(name)
+            result.add("symmetric_weights", "fail",
+                       f"all units of {name} have identical weights (every entry {value:g}"
+                       + (")" if np.all(layer.params[keys[0]] == value) else " per unit)")
+                       + ": they get identical gradients and stay copies of each other",
+                       "break the symmetry with a random init (xavier or he) for hidden layers",
+                       name, value=value)
+    return symmetric
+
+
+def check_reg(result, model, X, y, loss: float, expected: float, reg: float | None):
+    weight_sq = sum(0.5 * float(np.sum(np.asarray(model.params[n], np.float64) ** 2))
+                    for n in model.weight_names)
+    reg_used = pick_reg(weight_sq, expected) if reg is None else common.positive_float("reg", reg)
+    with model.replay_randomness():  # same dropout mask: only the L2 term differs
+        loss_with_reg, _ = model.loss(X, y, reg=reg_used)
+    rise = loss_with_reg - loss
+    if math.isfinite(loss) and not (rise >= REG_RISE_FRACTION * expected):
+        if not model.weight_names:
+            why = "no parameter is regularized (no layer declares weight_names)"
+        elif weight_sq == 0.0:
+            why = "every regularized weight is 0, so the L2 term is 0"
+        else:
+            why = f"sum(W**2)/2 is only {weight_sq:.3g}"
+        result.add("reg_no_effect", "fail",
+                   f"raising reg to {reg_used:g} moved the loss from {loss:.4g} to "
+                   f"{loss_with_reg:.4g}: {why}",
+                   "initialize the weights randomly and make sure every weight matrix is in "
+                   "the L2 term (weight_names)", None, rise=rise, weight_sq=weight_sq)
+    return loss_with_reg, reg_used
+
+
+def sanity_loss(recipe, seed=None, *, examples=DEFAULT_EXAMPLES, tolerance=DEFAULT_TOLERANCE,
+                reg=None):
+    """The initial-loss sanity check (see the module doc). Returns a Result."""
+    examples = common.positive_int("examples", examples)
+    tolerance = common.positive_float("tolerance", tolerance)
+    seed = common.resolve_seed(recipe, seed)
+    result = common.new_result("sanity-loss", recipe, seed, CHECKS)
+    data, model = common.prepare(recipe, seed)
+    X, y = common.subset(data.X_train, data.y_train, examples, common.stream(seed, "subset"))
+    expected = float(model.loss_fn.expected_initial_loss(model.num_classes))
+    with np.errstate(all="ignore"):  # a blown-up init is a finding, not a warning
+        model.record = True
+        try:
+            loss, _ = model.loss(X, y, reg=0.0)
+        finally:
+            model.record = False
+        scores = np.asarray(model.outputs[model.names[-1]], dtype=np.float64)
+        trace = ScaleTrace(model, X)
+        check_loss(result, loss, expected, tolerance, trace)
+        loss_failed = any(f.severity == "fail" for f in result.findings)
+        spread = share = None
+        if common.all_finite(scores):
+            spread = check_scores(result, scores, trace, loss_failed)
+            share = check_uniform(result, scores, y)
+        check_symmetry(result, model)
+        loss_with_reg, reg_used = check_reg(result, model, X, y, loss, expected, reg)
+    result.metrics = {
+        "initial_loss": loss, "expected_loss": expected, "loss_with_reg": loss_with_reg,
+        "reg_used": reg_used, "loss_kind": getattr(model.loss_fn, "kind", None),
+        "num_classes": model.num_classes, "tolerance": tolerance,
+        "deviation": abs(loss - expected) / expected if math.isfinite(loss) else None,
+        "score_spread": spread, "max_class_share": share, "input_rms": trace.input_rms,
+        "examples": int(len(X)), "layers": trace.metrics(),
+    }
+    return result
+
+
+__all__ = ["sanity_loss", "pick_reg", "CHECKS", "DEFAULT_TOLERANCE"]
