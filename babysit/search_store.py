@@ -40,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from babysit.store import FORMAT_ATTR, StoreError, atomic_write, decode_attr, read_log, register_reader
+from babysit.store import (FORMAT_ATTR, StoreError, atomic_write, decode_attr, read_log,
+                           register_reader)
 
 KIND = "search"
 FORMAT_VERSION = 1
@@ -143,7 +144,8 @@ class SearchLogWriter:
         self.flush()
 
     def add_trial(self, trial: dict) -> None:
-        """``trial``: index, stage, seed, params, status, accuracies, final_loss, epochs_run, seconds."""
+        """``trial``: index, stage, seed, params, status, val/train accuracy, final_loss,
+        epochs_run, seconds (see :func:`babysit.diagnostics.search_trial.run_trial`)."""
         self.trials.append(trial)
         self.flush()
 

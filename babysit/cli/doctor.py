@@ -72,8 +72,10 @@ def key_figure(command: str, metrics: dict) -> str:
         layers = [layer for layer in (m.get("layers") or []) if isinstance(layer, dict)]
         if not layers:
             return "-"
-        dead = [layer.get("dead") for layer in layers if isinstance(layer.get("dead"), (int, float))]
-        text = f"std {fmt(layers[0].get('std'))} -> {fmt(layers[-1].get('std'))} over {len(layers)} layers"
+        dead = [layer.get("dead") for layer in layers
+                if isinstance(layer.get("dead"), (int, float))]
+        text = (f"std {fmt(layers[0].get('std'))} -> {fmt(layers[-1].get('std'))} "
+                f"over {len(layers)} layers")
         return text + (f", max dead {percent(max(dead))}" if dead else "")
     if command == "lr-probe":
         good = m.get("good_range")

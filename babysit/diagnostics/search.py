@@ -107,7 +107,8 @@ def divergence_findings(result, trials) -> None:
                     indices=sorted(t["index"] for t in diverged))
     if len(diverged) == len(trials):
         result.add("loss_diverged", "fail",
-                   f"every one of the {len(trials)} trials diverged (loss NaN or above 3x its start)",
+                   f"every one of the {len(trials)} trials diverged "
+                   "(loss NaN or above 3x its start)",
                    fix="lower the learning-rate range (run `babysit lr-probe` to find it)",
                    **evidence)
     else:
@@ -228,4 +229,5 @@ def public(trial: dict, rank_no: int) -> dict:
     return out
 
 
-__all__ = ["search", "summarize", "result_from_log", "check_space", "rank", "rank_key", "plan_stage", "next_space", "edge_findings", "CHECKS"]
+__all__ = ["search", "summarize", "result_from_log", "check_space", "rank", "rank_key",
+           "plan_stage", "next_space", "edge_findings", "CHECKS"]

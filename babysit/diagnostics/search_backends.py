@@ -289,7 +289,8 @@ def _first_line(exc: BaseException) -> str:
 
 def make_backend(workers: int | None = None, scheduler: str | None = None,
                  connect_timeout: float = 5.0):
-    """``scheduler`` -> Dask; else ``workers`` (default: the core count) 1 -> in-process, N -> pool."""
+    """``scheduler`` -> Dask; else by ``workers`` (default: the core count):
+    1 -> in this process, more -> a local pool."""
     if scheduler:
         return DaskCluster(scheduler, connect_timeout)
     if workers is None:

@@ -252,7 +252,8 @@ class SearchSpace:
         return {key: dist.to_dict() for key, dist in self.params.items()}
 
     def __repr__(self) -> str:
-        return "SearchSpace(" + ", ".join(f"{k}={d.describe()}" for k, d in self.params.items()) + ")"
+        described = ", ".join(f"{k}={d.describe()}" for k, d in self.params.items())
+        return f"SearchSpace({described})"
 
 
 def top_k(n_finished: int) -> int:

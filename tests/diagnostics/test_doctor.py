@@ -29,7 +29,8 @@ def test_parts_run_in_protocol_order(healthy):
 
 def test_default_recipe_passes_every_part(healthy):
     assert healthy.status == "pass"
-    assert {name: part.status for name, part in healthy.parts.items()} == dict.fromkeys(ORDER, "pass")
+    statuses = {name: part.status for name, part in healthy.parts.items()}
+    assert statuses == dict.fromkeys(ORDER, "pass")
     assert healthy.metrics == {"statuses": dict.fromkeys(ORDER, "pass"), "not_run": []}
     # Each part is the very result its own command produces.
     for name, part in healthy.parts.items():
@@ -44,7 +45,8 @@ def test_json_nests_parts_keyed_by_command_and_has_no_findings_of_its_own(health
     assert list(doc["parts"]) == ORDER
     for name, part in doc["parts"].items():
         assert part["command"] == name
-        assert set(part) >= {"babysit", "command", "recipe", "seed", "status", "findings", "metrics"}
+        assert set(part) >= {"babysit", "command", "recipe", "seed", "status", "findings",
+                             "metrics"}
     assert doc["parts"]["sanity-loss"]["metrics"]["initial_loss"] == pytest.approx(2.3026, abs=0.1)
 
 
@@ -74,7 +76,8 @@ def test_lr_too_high_fails_the_lr_probe():
 def test_stop_early_skips_the_rest_after_the_first_failure():
     result = doctor(load_recipe("broken/zero-init"), stop_early=True)
     assert list(result.parts) == ["sanity-loss"]
-    assert result.metrics["statuses"] == {"sanity-loss": "fail", **dict.fromkeys(ORDER[1:], NOT_RUN)}
+    expected = {"sanity-loss": "fail", **dict.fromkeys(ORDER[1:], NOT_RUN)}
+    assert result.metrics["statuses"] == expected
     assert result.metrics["not_run"] == ORDER[1:]
     assert result.status == "fail"
 
@@ -85,7 +88,8 @@ def test_stop_early_runs_everything_when_nothing_fails(healthy):
 
 
 def test_bad_input_in_a_part_propagates_as_a_babysit_error(tmp_path):
-    recipe = load_recipe("two-layer-digits", overrides={"data.source": str(tmp_path / "missing.h5")})
+    missing = str(tmp_path / "missing.h5")
+    recipe = load_recipe("two-layer-digits", overrides={"data.source": missing})
     with pytest.raises(BabysitError, match="missing.h5"):
         doctor(recipe)
 
