@@ -354,6 +354,8 @@ class guard:
         if issubclass(exc_type, KeyboardInterrupt):
             self.app.err.print(Text("interrupted", style="bold red"))
             raise SystemExit(EXIT_INTERRUPTED)
+        if issubclass(exc_type, BrokenPipeError):
+            return False  # `babysit ... | head`: click exits quietly
         if issubclass(exc_type, OSError):
             self.app.abort(describe_os_error(exc))
         return False
