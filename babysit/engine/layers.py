@@ -49,13 +49,16 @@ def _number(kind: str, name: str, value, low=-math.inf, high=math.inf,
     """A finite real number inside the given interval."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
-        value = float(value)
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        number = float(value)
+        ok = (number > low if low_open else number >= low) and (number < high if high_open else number <= high)
     if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{kind}: {name} must be a number in {lo}{low:g}, {high:g}{hi}, got {value!r}")
-    return value
+        if math.isinf(low) and math.isinf(high):
+            what = "a finite number"
+        else:
+            what = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                    .replace("inf]", "inf)"))
+        raise ValueError(f"{kind}: {name} must be {what}, got {value!r}")
+    return number
 
 
 def _per_example(shape) -> tuple[int, ...]:
@@ -305,14 +308,14 @@ class ReLU(_Elementwise):
 
 
 class LeakyReLU(_Elementwise):
-    """``x`` for ``x > 0``, ``alpha * x`` otherwise (``0 <= alpha < 1``). Kink state: ``x > 0``."""
+    """``x`` for ``x > 0``, ``alpha * x`` otherwise (any finite ``alpha``). Kink state: ``x > 0``."""
 
     kind = "leaky_relu"
     has_kinks = True
 
     def __init__(self, alpha=0.01):
         super().__init__()
-        self.alpha = _number(self.kind, "alpha", alpha, 0.0, 1.0, high_open=True)
+        self.alpha = _number(self.kind, "alpha", alpha)
         self._remember(alpha=self.alpha)
 
     def forward(self, x, train):

@@ -319,7 +319,7 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
                 raise ModelError(f"unknown layer {kind!r}; known layers: {', '.join(sorted(LAYERS))}")
             try:
                 layer = cls(**options)
-            except TypeError as exc:
+            except (TypeError, ValueError) as exc:   # unknown option / bad option value
                 raise ModelError(f"{where}: {exc}") from None
         init = get_initializer(init_spec if init_spec is not None else default_init)
         bias_value = default_bias if bias is None else float(bias)

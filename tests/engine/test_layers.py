@@ -138,7 +138,7 @@ def test_maxpool_matches_naive_loops_and_gradients(x_shape, size, stride):
 
 
 @pytest.mark.parametrize("layer_cls, kwargs", [
-    (ReLU, {}), (LeakyReLU, {"alpha": 0.1}), (ELU, {}), (ELU, {"alpha": 0.5}),
+    (ReLU, {}), (LeakyReLU, {"alpha": 0.1}), (LeakyReLU, {"alpha": -1.5}), (ELU, {}), (ELU, {"alpha": 0.5}),
     (Sigmoid, {}), (Tanh, {}), (PReLU, {"alpha": 0.2}),
 ])
 @pytest.mark.parametrize("x_shape", [(1, 5), (3, 2, 3, 3)])
@@ -391,10 +391,10 @@ def test_build_rejects_input_shapes_that_do_not_fit(layer, shape, message):
     (lambda: MaxPool(size=0), "maxpool: size"),
     (lambda: MaxPool(stride="2"), "maxpool: stride"),
     (lambda: Maxout(3, pieces=0), "pieces"),
-    (lambda: LeakyReLU(alpha=-0.1), r"alpha must be a number in \[0, 1\)"),
-    (lambda: LeakyReLU(alpha=1.0), "alpha"),
+    (lambda: LeakyReLU(alpha=float("inf")), "leaky_relu: alpha must be a finite number"),
+    (lambda: LeakyReLU(alpha=None), "alpha"),
     (lambda: PReLU(alpha=float("nan")), "alpha"),
-    (lambda: ELU(alpha=0), r"alpha must be a number in \(0, inf\]"),
+    (lambda: ELU(alpha=0), r"elu: alpha must be a number in \(0, inf\)"),
     (lambda: BatchNorm(eps=0), "eps"),
     (lambda: BatchNorm(momentum=1.0), "momentum"),
     (lambda: Dropout(keep=0), r"keep must be a number in \(0, 1\]"),
