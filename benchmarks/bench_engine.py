@@ -94,21 +94,33 @@ def run_rounds(args, libraries) -> list:
     return rounds
 
 
+def load_average() -> str:
+    """1-minute load average: how busy the machine was (nproc is the quiet ceiling)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "unknown"
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
 # -- summarising ---------------------------------------------------------------
 
-def summarize(rounds, libraries) -> list:
-    """One row per (net, case) with medians over rounds of times, ratios and GFLOP/s."""
+def summarize(rounds, libraries, stat: str = "median") -> list:
+    """One row per (net, case) with medians over rounds of times, ratios and GFLOP/s.
+
+    ``stat`` picks each process's figure: its ``median`` or ``min`` iteration.
+    """
+    key = f"{stat}_s"
     rows = []
     for net in [n for n in NETS if n in rounds[0]["babysit"]["nets"]]:
         total_flops = flops(NETS[net])["total"]
         for case in CASES:
             row = {"net": net, "case": case}
             for library in libraries:
-                times = [rnd[library]["nets"][net][case]["median_s"] for rnd in rounds]
+                times = [rnd[library]["nets"][net][case][key] for rnd in rounds]
                 gflops = [total_flops / t / 1e9 for t in times]
                 row[library] = {
                     "ms": 1e3 * statistics.median(times),
@@ -118,7 +130,7 @@ def summarize(rounds, libraries) -> list:
                                                     if rnd["babysit"].get("peak_gflops")]),
                 }
             if "torch" in libraries:
-                ratios = [rnd["torch"]["nets"][net][case]["median_s"] / rnd["babysit"]["nets"][net][case]["median_s"]
+                ratios = [rnd["torch"]["nets"][net][case][key] / rnd["babysit"]["nets"][net][case][key]
                           for rnd in rounds]
                 row["speed"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
             rows.append(row)
@@ -139,15 +151,17 @@ def cli_command() -> list:
 
 def time_cli(words, runs: int) -> dict:
     """Median wall time of ``babysit <words>`` over ``runs`` fresh subprocesses."""
-    times, codes = [], set()
+    times, codes, failed = [], set(), ""
     for _ in range(runs):
         start = time.perf_counter()
         proc = subprocess.run(cli_command() + list(words), cwd=ROOT, env=worker_env(),
                               capture_output=True, text=True)
         times.append(time.perf_counter() - start)
         codes.add(proc.returncode)
-    return {"seconds": statistics.median(times), "runs": runs, "exit_codes": sorted(codes),
-            "stderr": proc.stderr.strip().splitlines()[-1:] if proc.returncode not in (0, 1) else []}
+        if proc.returncode not in (0, 1):   # 0 healthy, 1 a diagnosis failed: both ran to the end
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+            failed = f"exit {proc.returncode} ({last.replace('|', '/')[:120]})"
+    return {"seconds": statistics.median(times), "runs": runs, "exit_codes": sorted(codes), "failed": failed}
 
 
 def cli_available(command: str) -> bool:
@@ -163,7 +177,7 @@ def measure_cli(runs: int) -> tuple:
         return timings, ["CLI timings skipped: babysit.cli does not exist yet."]
     timings["--help"] = time_cli(["--help"], runs)
     if timings["--help"]["exit_codes"] != [0]:
-        return {}, [f"CLI timings skipped: `babysit --help` fails ({timings['--help']['stderr']})."]
+        return {}, [f"CLI timings skipped: `babysit --help` fails ({timings['--help']['failed']})."]
     for command in CLI_TARGETS:
         if not cli_available(command):
             notes.append(f"`babysit {command}` skipped: the command does not exist yet.")
@@ -212,7 +226,12 @@ def render(args, rounds, libraries, cli, cli_notes, torch_note) -> str:
            "", "```", f"python -m benchmarks.bench_engine {shlex.join(args.argv)}".rstrip(), "```", ""]
     out += machine_lines(rounds, libraries)
     out.append(f"- {args.rounds} rounds, one fresh process per library per round, each timing "
-               f"{args.iters} iterations after {args.warmup} warm-up ones; medians over rounds")
+               f"{args.iters} iterations after {args.warmup} warm-up ones and reporting its {args.stat} "
+               "iteration; medians over rounds")
+    out.append(f"- 1-minute load average before / after the rounds: {args.load[0]} / {args.load[1]}"
+               f" (a quiet machine stays well below nproc)")
+    if args.note:
+        out.append(f"- Note: {args.note}")
     if peaks:
         line = (f"- NumPy float32 matmul peak ({args.peak_size}x{args.peak_size} by {args.peak_size}x"
                 f"{args.peak_size}): **{statistics.median(peaks):.1f} GFLOP/s**")
@@ -226,7 +245,7 @@ def render(args, rounds, libraries, cli, cli_notes, torch_note) -> str:
         header += ["torch ms", "babysit speed / torch (range)", "target"]
     header += ["babysit GFLOP/s (of peak)"] + (["torch GFLOP/s (of peak)"] if has_torch else [])
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in summarize(rounds, libraries):
+    for row in summarize(rounds, libraries, args.stat):
         cells = [row["net"], CASES[row["case"]], f"{row['babysit']['ms']:.1f}"]
         if has_torch:
             target = SPEED_TARGETS[row["net"]]
@@ -250,8 +269,12 @@ def render(args, rounds, libraries, cli, cli_notes, torch_note) -> str:
                 "|---|---|---|---|---|"]
         for label, timing in cli.items():
             target = CLI_TARGETS.get(label)
-            target_cell = "-" if target is None else (
-                f"< {target:g} s ({'met' if timing['seconds'] < target else '**missed**'})")
+            if timing["failed"]:
+                target_cell = f"not judged: {timing['failed']}"
+            elif target is None:
+                target_cell = "-"
+            else:
+                target_cell = f"< {target:g} s ({'met' if timing['seconds'] < target else '**missed**'})"
             name = "`babysit --help` (start-up cost)" if label == "--help" else f"`babysit {label}`"
             codes = ", ".join(map(str, timing["exit_codes"]))
             out.append(f"| {name} | {timing['seconds']:.2f} s | {timing['runs']} | {target_cell} | {codes} |")
@@ -283,11 +306,15 @@ def parse_args(argv):
     parser.add_argument("--peak-size", type=int, help="side of the peak matmul (default 2048; quick 1024)")
     parser.add_argument("--cli-runs", type=int, help="runs of each CLI command (default 3; quick 1)")
     parser.add_argument("--nets", default=",".join(NETS), help="comma-separated subset of " + ",".join(NETS))
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="each process's figure: its median iteration (default) or its fastest "
+                             "(steadier when other jobs load the machine)")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer rounds and iterations")
     parser.add_argument("--no-torch", action="store_true", help="time babysit only")
     parser.add_argument("--no-cli", action="store_true", help="skip the gradcheck/doctor CLI timings")
     parser.add_argument("--profile", action="store_true",
                         help="print per-layer (babysit) and per-op (torch) breakdowns, then stop")
+    parser.add_argument("--note", default="", help="a remark to print with the results (e.g. machine busy)")
     parser.add_argument("--write-readme", action="store_true",
                         help=f"store the report in {README.relative_to(ROOT)} between {START} and {END}")
     args = parser.parse_args(argv)
@@ -298,6 +325,7 @@ def parse_args(argv):
         if getattr(args, key) < (0 if key == "peak_size" else 1):
             parser.error(f"--{key.replace('_', '-')} must be positive")
     args.argv = list(argv)
+    args.load = ["unknown", "unknown"]
     return args
 
 
@@ -316,7 +344,9 @@ def main(argv=None) -> int:
             for library in libraries:
                 print(run_worker(library, args, ["--profile"]), end="")
             return 0
+        args.load = [load_average()]
         rounds = run_rounds(args, libraries)
+        args.load.append(load_average())
     except WorkerFailed as exc:
         log(str(exc))
         return 1

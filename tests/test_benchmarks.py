@@ -27,7 +27,7 @@ def test_convnet_plan_shapes_and_macs():
 
 
 def fake_worker(library, mlp_step_s, peak=100.0):
-    timing = lambda s: {"median_s": s, "mean_s": s, "min_s": s, "iters": 3}  # noqa: E731
+    timing = lambda s: {"median_s": s, "mean_s": s, "min_s": s / 2, "iters": 3}  # noqa: E731
     nets = {"mlp": {"fwd_bwd": timing(mlp_step_s * 0.9), "step": timing(mlp_step_s)},
             "convnet": {"fwd_bwd": timing(0.1), "step": timing(0.11)}}
     result = {"library": library, "nets": nets, "peak_gflops": peak, "versions": {}, "threads": {"torch": 2}}
@@ -51,6 +51,9 @@ def test_summary_takes_the_median_of_per_round_ratios():
     assert step["babysit"]["gflops"] == pytest.approx(total / 0.03 / 1e9)
     assert step["babysit"]["peak_fraction"] == pytest.approx(total / 0.03 / 1e9 / 100.0)
     assert math.isclose(step["babysit"]["ms"], 30.0)
+    fastest = bench_engine.summarize(rounds, ["babysit", "torch"], "min")
+    assert next(r for r in fastest if r["net"] == "mlp" and r["case"] == "step")["babysit"]["ms"] == \
+        pytest.approx(15.0)
 
 
 def test_report_marks_targets_and_works_without_torch(tmp_path):
