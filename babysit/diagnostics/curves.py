@@ -3,10 +3,12 @@
 The shapes are the lecture's (CS231n lecture 6, "babysitting"; Karpathy's
 recipe): the per-iteration loss is smoothed with a moving average, then
 
-* exploding: the smoothed loss ends above where it started -> ``loss_diverged`` (fail);
-  it climbed back over half of its progress -> ``loss_diverged`` (warn);
-* flat: it fell by less than ``FLAT_DROP`` of its start -> ``loss_plateau``
-  (fail: nothing was learned; the LR is too low);
+* exploding: the smoothed loss ends more than ``FLAT_DROP`` above where it
+  started -> ``loss_diverged`` (fail);
+* flat: it ends within ``FLAT_DROP`` of its start -> ``loss_plateau`` (fail:
+  nothing was learned; the LR is too low);
+* it fell substantially, then climbed back over half of its progress ->
+  ``loss_diverged`` (warn);
 * flat-then-sudden-drop: it sat near its start for the first ``LATE_FRACTION``
   of the run before falling -> ``late_start`` (warn: bad initialization);
 * steep-then-plateau: 90% of its progress came in the first ``STEEP_FRACTION``
@@ -62,26 +64,26 @@ def diagnose_loss(loss) -> list[Finding]:
     progress = start - lowest
     evidence = {"loss_start": start, "loss_end": end, "loss_min": lowest, "iterations": len(loss)}
     findings = []
-    if end > start:
+    drop = (start - end) / scale
+    if drop < -FLAT_DROP:
         findings.append(Finding(
             "loss_diverged", "fail",
             f"the loss rose over the run (smoothed {start:.4g} -> {end:.4g})",
             "lower the learning rate (try 10x lower; run `babysit lr-probe`)", None, evidence))
         return findings
-    if progress > 0 and end - lowest > 0.5 * progress:
-        findings.append(Finding(
-            "loss_diverged", "warn",
-            f"the loss climbed back from its minimum {lowest:.4g} to {end:.4g}, losing over half "
-            "of its progress",
-            "lower the learning rate or decay it faster (optim.decay)", None, evidence))
-        return findings
-    drop = (start - end) / scale
     if drop < FLAT_DROP:
         findings.append(Finding(
             "loss_plateau", "fail",
             f"the loss barely moved: {start:.4g} -> {end:.4g} ({100 * drop:.2g}% lower)",
             "raise the learning rate (run `babysit lr-probe`); check for dead units with "
             "`babysit init-stats`", None, evidence))
+        return findings
+    if progress > 10 * FLAT_DROP * scale and end - lowest > 0.5 * progress:
+        findings.append(Finding(
+            "loss_diverged", "warn",
+            f"the loss climbed back from its minimum {lowest:.4g} to {end:.4g}, losing over half "
+            "of its progress",
+            "lower the learning rate or decay it faster (optim.decay)", None, evidence))
         return findings
     t10 = first_index(s <= start - 0.10 * progress)
     if t10 is not None and t10 >= LATE_FRACTION * n:

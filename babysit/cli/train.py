@@ -1,0 +1,95 @@
+"""``babysit train [RECIPE]``: train with live progress, monitors, run log and checkpoints."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from babysit.cli.app import EXIT_INTERRUPTED, common_options
+from babysit.cli.render import fmt, percent
+
+
+@click.command("train")
+@click.argument("recipe", required=False)
+@click.option("--out", "out_path", metavar="RUN.h5", default=None,
+              help="Run log and checkpoints (default runs/<name>-<time>.h5; with --resume, "
+                   "the resumed log).")
+@click.option("--resume", "resume_path", metavar="RUN.h5", default=None,
+              help="Continue the run in RUN.h5 with its own recipe (change it with --set, "
+                   "e.g. --set train.epochs=20).")
+@common_options(plot=True)
+def command(app, recipe, out_path, resume_path, seed, sets, json_path, junit_path, plot_path):
+    """Train RECIPE with its optimizer, schedule, epochs and batch size.
+
+    Live progress on stderr (not with --quiet or when stderr is not a
+    terminal). Every epoch: update/weight ratios, gradient norms, dead and
+    saturated units; stops early when the loss diverges. At the end the loss
+    and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
+    and exits 130; --resume continues bit for bit.
+    """
+    from babysit.diagnostics.training import TrainingInterrupted, recipe_for_resume, train
+    from babysit.store import read_run_log
+
+    if resume_path:
+        if recipe:
+            app.abort("--resume continues the run log's own recipe: drop RECIPE "
+                      "(change the recipe with --set)")
+        if seed is not None:
+            app.abort("--resume continues with the run's own seed: drop --seed")
+        spec = recipe_for_resume(resume_path, list(sets) or None)
+    else:
+        spec = app.load_recipe(recipe)
+    with LiveProgress(app) as live:
+        try:
+            result = train(spec, out=out_path, resume=resume_path, progress=live.update)
+        except TrainingInterrupted as stop:
+            live.stop()
+            app.err.print(Text(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
+                               f"checkpoint saved to {stop.run_log}; continue with "
+                               f"`babysit train --resume {stop.run_log}`", style="bold red"))
+            raise SystemExit(EXIT_INTERRUPTED) from None
+    log = read_run_log(result.metrics["run_log"])
+    from babysit.cli.report import render_run, run_figure
+
+    return app.emit(result, lambda console, r: render_run(console, log),
+                    plot=lambda r: run_figure(log))
+
+
+class LiveProgress:
+    """Rich progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
+
+    Off with --quiet and when stderr is not a terminal (CI logs stay clean).
+    """
+
+    def __init__(self, app):
+        self.enabled = not app.quiet and app.err.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+            TextColumn("it {task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("acc {task.fields[train_acc]} / val {task.fields[val_acc]}"),
+            TextColumn("lr {task.fields[lr]}"), TimeRemainingColumn(),
+            console=app.err, transient=True, disable=not self.enabled)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+    def update(self, event) -> None:
+        if not self.enabled:
+            return
+        fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=fmt(event.loss), lr=fmt(event.lr),
+                      train_acc=percent(event.train_accuracy), val_acc=percent(event.val_accuracy))
+        if self.task is None:
+            self.task = self.progress.add_task("train", total=event.iterations,
+                                               completed=event.iteration, **fields)
+        self.progress.update(self.task, completed=event.iteration, **fields)

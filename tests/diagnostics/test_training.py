@@ -1,0 +1,143 @@
+"""train: real runs on the bundled digits; exact resume; interruption; divergence; curves."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from babysit.diagnostics.training import (TrainingInterrupted, recipe_for_resume,
+                                          result_from_run_log, train)
+from babysit.errors import BabysitError
+from babysit.recipes import load_recipe
+from babysit.store import read_run_log
+
+# Every piece of state an exact resume needs: batchnorm running stats, dropout
+# masks, Adam slots and the Polyak average.
+STATEFUL = {"optim.update": "adam", "optim.lr": 2e-3, "train.average": 0.9,
+            "model.layers": [{"affine": {"out": 40}}, "batchnorm", "relu", {"dropout": {"keep": 0.8}},
+                             {"affine": {"out": 10}}]}
+
+
+def codes(result):
+    return [f.code for f in result.findings]
+
+
+def stateful(epochs):
+    return load_recipe("two-layer-digits", overrides={**STATEFUL, "train.epochs": epochs})
+
+
+def assert_same_run(a, b):
+    for which in ("last", "best", "average"):
+        ca, cb = a.checkpoints[which], b.checkpoints[which]
+        assert set(ca.params) == set(cb.params)
+        for name in ca.params:
+            assert np.array_equal(ca.params[name], cb.params[name]), (which, name)
+        for name in ca.buffers:
+            assert np.array_equal(ca.buffers[name], cb.buffers[name]), (which, name)
+    oa, ob = a.checkpoints["last"].optimizer, b.checkpoints["last"].optimizer
+    assert set(oa) == set(ob) and all(np.array_equal(oa[k], ob[k]) for k in oa)
+    assert np.array_equal(a.history["iteration"]["loss"], b.history["iteration"]["loss"])
+    for key, values in a.history["epoch"].items():
+        assert np.array_equal(values, b.history["epoch"][key], equal_nan=True), key
+
+
+def test_default_recipe_trains_and_logs_everything(tmp_path):
+    result = train(load_recipe("two-layer-digits"), out=tmp_path / "run.h5")
+    m = result.metrics
+    assert result.status == "pass" and result.findings == []
+    assert m["epochs_run"] == 15 and m["val_accuracy"] > 0.95 and m["train_accuracy"] > 0.97
+    assert m["final_loss"] < 0.2 and m["run_log"] == str(tmp_path / "run.h5")
+    log = read_run_log(tmp_path / "run.h5")
+    assert log.status == "finished" and log.attrs["seed"] == 0
+    assert "affine: {out: 50}" in log.recipe_yaml or "out: 50" in log.recipe_yaml
+    assert log.result["metrics"]["val_accuracy"] == m["val_accuracy"]
+    iterations = log.history["iteration"]
+    assert len(iterations["loss"]) == len(iterations["lr"]) == m["iterations"] == 15 * 15
+    epochs = log.history["epoch"]
+    assert list(epochs["epoch"]) == list(range(1, 16))
+    ratios = log.history["monitors"]["update_ratio"]
+    assert set(ratios) == {"0.W", "2.W"}                            # weights only
+    assert all(1e-5 < np.median(r) < 1e-1 for r in ratios.values())
+    assert set(log.history["monitors"]["grad_norm"]) == {"0.W", "0.b", "2.W", "2.b"}
+    assert np.all(log.history["layers"]["1.relu"]["dead"] < 0.1)
+    best = log.checkpoints["best"]
+    assert best.attrs["val_accuracy"] == max(epochs["val_accuracy"]) == m["best_val_accuracy"]
+    assert set(log.checkpoints) == {"last", "best"}                 # no average asked for
+
+
+def test_two_epochs_plus_resume_equals_four_straight(tmp_path):
+    train(stateful(4), out=tmp_path / "straight.h5")
+    train(stateful(2), out=tmp_path / "split.h5")
+    resumed = recipe_for_resume(tmp_path / "split.h5", {"train.epochs": 4})
+    assert resumed.train.epochs == 4 and resumed.optim.update == "adam"
+    result = train(resumed, resume=tmp_path / "split.h5")
+    assert result.metrics["epochs_run"] == 4 and result.metrics["run_log"] == str(tmp_path / "split.h5")
+    straight, split = read_run_log(tmp_path / "straight.h5"), read_run_log(tmp_path / "split.h5")
+    assert_same_run(straight, split)
+    assert straight.checkpoints["last"].buffers                     # batchnorm running stats
+    assert straight.result["metrics"]["average_val_accuracy"] == result.metrics["average_val_accuracy"]
+
+
+def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path):
+    def kill_at_iteration_20(event):       # a real SIGTERM, delivered inside the loop
+        if event.kind == "iteration" and event.iteration == 20:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted) as stop:
+        train(stateful(3), out=tmp_path / "cut.h5", progress=kill_at_iteration_20)
+    assert stop.value.iteration == 20 and stop.value.epoch == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL       # handler restored
+    log = read_run_log(tmp_path / "cut.h5")
+    assert log.status == "interrupted" and log.result is None
+    last = log.checkpoints["last"]
+    assert last.attrs["iteration"] == 20 and last.attrs["batch_in_epoch"] == 5
+    assert len(log.history["iteration"]["loss"]) == 20 and len(log.history["epoch"]["epoch"]) == 1
+    partial = result_from_run_log(log)
+    assert partial.metrics["partial"] is True and partial.metrics["epochs_run"] == 1
+
+    train(recipe_for_resume(tmp_path / "cut.h5"), resume=tmp_path / "cut.h5")
+    train(stateful(3), out=tmp_path / "straight.h5")
+    assert_same_run(read_run_log(tmp_path / "straight.h5"), read_run_log(tmp_path / "cut.h5"))
+
+
+def test_huge_learning_rate_aborts_early_with_loss_diverged(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={"optim.lr": 1e4})
+    result = train(recipe, out=tmp_path / "nan.h5")
+    assert codes(result) == ["loss_diverged"] and result.status == "fail"
+    finding = result.findings[0]
+    assert "learning rate" in finding.fix and finding.evidence["lr"] == 1e4
+    assert result.metrics["iterations"] < 15                        # within the first epoch
+    log = read_run_log(tmp_path / "nan.h5")
+    assert log.status == "diverged" and log.result["status"] == "fail"
+    # the checkpoint is the last good state (here: the initial weights), not NaNs
+    assert all(np.all(np.isfinite(v)) for v in log.checkpoints["last"].params.values())
+
+
+def test_learning_rate_far_too_low_is_a_plateau(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={"optim.lr": 1e-7, "train.epochs": 4})
+    result = train(recipe, out=tmp_path / "slow.h5")
+    assert "loss_plateau" in codes(result) and "update_ratio_low" in codes(result)
+    assert result.status == "fail"
+
+
+def test_a_tiny_training_set_overfits(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={
+        "data.limit": 60, "model.reg": 0.0, "train.epochs": 60, "train.batch_size": 20})
+    result = train(recipe, out=tmp_path / "over.h5")
+    assert result.metrics["train_accuracy"] == 1.0
+    assert "overfitting" in codes(result)
+    gap = next(f for f in result.findings if f.code == "overfitting").evidence["gap"]
+    assert gap > 0.1
+
+
+def test_resume_errors(tmp_path):
+    train(load_recipe("two-layer-digits", overrides={"train.epochs": 1}), out=tmp_path / "a.h5")
+    other = load_recipe("two-layer-digits", overrides={"model.layers.0.affine.out": 30})
+    with pytest.raises(BabysitError, match="do not fit|does not fit|shape"):
+        train(other, resume=tmp_path / "a.h5")
+    (tmp_path / "junk.h5").write_text("junk")
+    with pytest.raises(BabysitError):
+        train(load_recipe("two-layer-digits"), resume=tmp_path / "junk.h5")
+    with pytest.raises(BabysitError):
+        recipe_for_resume(tmp_path / "missing.h5")
