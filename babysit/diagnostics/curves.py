@@ -9,8 +9,12 @@ recipe): the per-iteration loss is smoothed with a moving average, then
   nothing was learned; the LR is too low);
 * it fell substantially, then climbed back over half of its progress ->
   ``loss_diverged`` (warn);
+* slow and linear: it fell by less than ``SLOW_DROP`` of its start and the
+  second half of the run still made ``LINEAR_SHARE`` of the progress ->
+  ``loss_plateau`` (warn: the LR is too low, far from converged);
 * flat-then-sudden-drop: it sat near its start for the first ``LATE_FRACTION``
-  of the run before falling -> ``late_start`` (warn: bad initialization);
+  of the run (and at least ``LATE_ITERATIONS`` iterations) before falling ->
+  ``late_start`` (warn: bad initialization);
 * steep-then-plateau: 90% of its progress came in the first ``STEEP_FRACTION``
   of the run, the second half barely moved and the loss is still high ->
   ``lr_too_high`` (warn);
@@ -29,7 +33,10 @@ from babysit.diagnostics.result import Finding
 
 MIN_ITERATIONS = 10
 FLAT_DROP = 0.02
+SLOW_DROP = 0.50          # a run that lost less than half its loss ...
+LINEAR_SHARE = 0.35       # ... and still made this share of that progress in its second half
 LATE_FRACTION = 0.15
+LATE_ITERATIONS = 50      # shorter flat starts are momentum warming up, not a bad init
 STEEP_FRACTION = 0.10
 HIGH_PLATEAU = 0.30       # final loss above 30% of the initial one counts as "still high"
 GAP_OVERFIT = 0.10
@@ -86,15 +93,23 @@ def diagnose_loss(loss) -> list[Finding]:
             "lower the learning rate or decay it faster (optim.decay)", None, evidence))
         return findings
     t10 = first_index(s <= start - 0.10 * progress)
-    if t10 is not None and t10 >= LATE_FRACTION * n:
+    if t10 is not None and t10 >= LATE_FRACTION * n and t10 >= LATE_ITERATIONS:
         findings.append(Finding(
             "late_start", "warn",
             f"the loss stayed flat for the first {100 * t10 / n:.0f}% of the run, then dropped "
             f"({start:.4g} -> {end:.4g})",
             "bad initialization: use Xavier for tanh, He for ReLU (check `babysit init-stats`)",
             None, {**evidence, "flat_fraction": t10 / n}))
-    t90 = first_index(s <= start - 0.90 * progress)
     second_half = float(s[n // 2]) - end
+    if not findings and drop < SLOW_DROP and second_half >= LINEAR_SHARE * (start - end):
+        findings.append(Finding(
+            "loss_plateau", "warn",
+            f"the loss is falling slowly and steadily ({start:.4g} -> {end:.4g}, "
+            f"{100 * drop:.2g}% lower, {100 * second_half / (start - end):.0f}% of that in the "
+            "second half): it is far from converged",
+            "raise the learning rate (run `babysit lr-probe`) or train longer", None, evidence))
+        return findings
+    t90 = first_index(s <= start - 0.90 * progress)
     if (t90 is not None and t90 <= STEEP_FRACTION * n and end > HIGH_PLATEAU * start
             and second_half < 0.05 * progress):
         findings.append(Finding(

@@ -48,12 +48,14 @@ def test_init_stats_default_recipe_json_shape():
 def test_init_stats_compare_and_human_report(tmp_path):
     png = tmp_path / "init.png"
     result = run("init-stats", "deep-tanh-init", "--compare", "small,normal:1.0",
-                 "--batch-size", "200", "--plot", png)
+                 "--batch-size", "100")
     assert result.exit_code == 0, result.stderr          # the comparisons do not set the status
     for text in ("Layer outputs at init", "Histograms", "Std per layer by init", "normal:1",
                  "Findings of the compared inits", "activation_collapse", "activation_saturation",
                  "PASS"):
         assert text in result.stdout, text
+    plotted = run("init-stats", "--compare", "he,small", "--plot", png, "-q")
+    assert plotted.exit_code == 0, plotted.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -118,6 +120,16 @@ def test_diverging_train_exits_1(tmp_path):
     assert result.exit_code == 1 and codes(doc) == ["loss_diverged"]
     report = run("report", tmp_path / "nan.h5")
     assert report.exit_code == 0 and "diverged" in report.stdout
+
+
+def test_report_renders_a_search_log(tmp_path):
+    log = tmp_path / "search.h5"
+    searched = run("search", "--param", "optim.lr=log:1e-3:1e-1", "--trials", "2", "--epochs", "1",
+                   "--workers", "1", "--out", log, "-q")
+    assert searched.exit_code == 0, searched.stderr
+    result = run("report", log)
+    assert result.exit_code == 0, result.stderr
+    assert "Search log" in result.stdout and "optim.lr" in result.stdout
 
 
 def test_report_rejects_bad_files(tmp_path):

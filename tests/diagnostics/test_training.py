@@ -121,6 +121,25 @@ def test_learning_rate_far_too_low_is_a_plateau(tmp_path):
     assert result.status == "fail"
 
 
+def test_learning_rate_too_low_falls_slowly(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={"optim.lr": 1e-4})
+    result = train(recipe, out=tmp_path / "slow.h5")
+    plateau = next(f for f in result.findings if f.code == "loss_plateau")
+    assert plateau.severity == "warn" and "slowly" in plateau.message
+    assert result.status == "warn"
+
+
+def test_small_init_in_a_deeper_net_is_a_late_start(tmp_path):
+    recipe = load_recipe("two-layer-digits", overrides={
+        "model.init": {"normal": 0.01}, "train.epochs": 30,
+        "model.layers": [{"affine": {"out": 50}}, "relu", {"affine": {"out": 50}}, "relu",
+                         {"affine": {"out": 10}}]})
+    result = train(recipe, out=tmp_path / "late.h5")
+    assert codes(result) == ["late_start"]
+    assert result.findings[0].evidence["flat_fraction"] > 0.2
+    assert result.metrics["val_accuracy"] > 0.9        # it does learn, late
+
+
 def test_a_tiny_training_set_overfits(tmp_path):
     recipe = load_recipe("two-layer-digits", overrides={
         "data.limit": 60, "model.reg": 0.0, "train.epochs": 60, "train.batch_size": 20})
