@@ -250,7 +250,7 @@ class Trainer:
         self.model = common.build(recipe, self.data, self.seed)
         train = recipe.train
         self.epochs = int(train.epochs)
-        self.solver = common_solver(self.model, recipe, common.stream(self.seed, "batches"))
+        self.solver = make_solver(self.model, recipe, common.stream(self.seed, "batches"))
         self.X_eval, self.y_eval = common.subset(
             self.data.X_train, self.data.y_train, common.positive_int("train eval size", train_eval_size),
             common.stream(self.seed, "subset"))
@@ -364,13 +364,16 @@ class Trainer:
             index = batches[b]
             is_last = b == len(batches) - 1
             before = {n: self.model.params[n].copy() for n in self.model.weight_names} if is_last else None
-            loss = float(self.solver.step(X[index], y[index], lr))
+            # Overflow on the way to NaN is reported as loss_diverged, not as numpy warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                loss = float(self.solver.step(X[index], y[index], lr))
             self.iteration += 1
             self.batch_in_epoch = b + 1
             self.history.add_iteration(loss, lr)
             if is_last:
-                monitors["grad_norm"] = param_grad_norms(self.model)
-                monitors["update_ratio"] = update_ratios(before, self.model.params)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    monitors["grad_norm"] = param_grad_norms(self.model)
+                    monitors["update_ratio"] = update_ratios(before, self.model.params)
             self._event("iteration", lr, loss)
             if self._check_divergence(loss, lr):
                 return False
@@ -471,7 +474,7 @@ class Trainer:
         return metrics
 
 
-def common_solver(model, recipe, rng):
+def make_solver(model, recipe, rng):
     from babysit.engine.solver import Solver
 
     train = recipe.train
