@@ -138,7 +138,9 @@ def test_output_size_and_layout_choice():
     assert output_size(7, 3, 2, 1) == 4
     assert output_size(5, 2, 2, 0) == 2          # floor, like PyTorch
     assert choose_layout(3, 3, 32) == CHANNEL_MAJOR   # RGB input: short channel runs
-    assert choose_layout(32, 3, 16) == CHANNELS_LAST  # many channels: long runs
+    assert choose_layout(32, 3, 16) == CHANNEL_MAJOR  # wide enough outputs
+    assert choose_layout(64, 3, 8) == CHANNELS_LAST   # narrow outputs, many channels
+    assert choose_layout(1, 3, 8) == CHANNEL_MAJOR    # one channel: runs of 3 would be worse
 
 
 POOL_CASES = [  # x shape, size, stride
