@@ -129,9 +129,10 @@ def test_saturated_tanh_saturates_and_deep_tanh_init_does_not():
     recipe = load_recipe("broken/saturated-tanh")
     data = load_data(recipe.data)
     _, outputs = hidden_outputs(recipe, data)
-    for name in ("1.tanh", "5.tanh", "9.tanh"):
+    for name in ("1.tanh", "3.tanh"):
         assert (np.abs(outputs[name]) > 0.99).mean() > 0.5, name
     recipe = load_recipe("deep-tanh-init")
+    data = load_data(recipe.data)
     _, outputs = hidden_outputs(recipe, data)
     last = outputs["19.tanh"]
     assert (np.abs(last) > 0.99).mean() < 0.05 and last.std() > 0.1
