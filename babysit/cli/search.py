@@ -1,6 +1,8 @@
 """``babysit search``: random hyperparameter search, coarse to fine.
 
-Also the renderer of search logs for ``babysit report`` (:func:`render_log`).
+Also what ``babysit report`` shows for a search log: :func:`render_log` (tables)
+and :func:`plot_trials` (PNG), with ``diagnostics.search.result_from_log`` for
+the findings and JSON.
 """
 
 from __future__ import annotations
@@ -129,6 +131,10 @@ def _value(value, dist: dict) -> str:
     return fmt(value)
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
+
+
 def short_names(keys) -> dict:
     """Column headers: the shortest dotted suffix that tells the keys apart.
 
@@ -181,7 +187,7 @@ def trials_table(ranked: list, space: dict, seconds: dict | None = None,
                   fmt(trial["final_loss"]),
                   Text(trial["status"], style="red" if not ok else "green")]
         if seconds:
-            cells.append(f"{seconds.get(trial['index'], math.nan):.1f}s")
+            cells.append(_seconds(seconds.get(trial["index"], math.nan)))
         table.add_row(*cells, style=style)
     notes = [f"{name} = {key}" for key, name in names.items() if name != key]
     if len(ranked) > rows:
@@ -205,20 +211,6 @@ def stages_table(stage_spaces: list) -> Table:
         described = SearchSpace.from_dict(space).params
         table.add_row(str(stage), *[described[key].describe() for key in keys])
     return table
-
-
-def emit_log(app, log, **emit_options) -> int:
-    """``babysit report`` on a search log: the trials table, findings, --json/--junit/--plot.
-
-    ``log`` is a :class:`babysit.search_store.SearchLog` (``babysit.store.read_log``
-    returns one for a search log once ``babysit.search_store`` is imported). The
-    JSON is the search's own for a complete log. Returns the exit code.
-    """
-    from babysit.diagnostics.search import result_from_log
-
-    result = result_from_log(log)
-    return app.emit(result, lambda console, _: render_log(console, log),
-                    plot=lambda r: plot_trials(r.metrics["trials"], log.space), **emit_options)
 
 
 def render_log(console, log) -> None:

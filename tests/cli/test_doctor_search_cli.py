@@ -112,6 +112,17 @@ def test_search_in_process_table_json_and_log(tmp_path):
     assert log.meta["recipe_name"] == "two-layer-digits" and "affine" in log.meta["recipe"]
 
 
+def test_report_on_a_search_log_gives_the_search_json_back(tmp_path):
+    assert _search(tmp_path, "--workers", 1, "--stages", 2).exit_code == 0
+    report = run("report", tmp_path / "s.h5", "--json", tmp_path / "r.json")
+    assert report.exit_code == 0, report.output
+    assert "Search log" in report.stdout and "val acc" in report.stdout
+    assert "Stages" in report.stdout
+    searched = json.loads((tmp_path / "s.json").read_text())
+    reported = json.loads((tmp_path / "r.json").read_text())
+    assert reported == searched
+
+
 def test_search_pool_matches_in_process_and_seed_changes_trials(tmp_path):
     assert _search(tmp_path, "--workers", 1, name="one").exit_code == 0
     assert _search(tmp_path, "--workers", 2, name="two").exit_code == 0
