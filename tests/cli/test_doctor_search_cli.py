@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import babysit
 from babysit.cli import cli
 from babysit.search_store import read_search_log
 
 ORDER = ["sanity-loss", "gradcheck", "overfit-tiny", "init-stats", "lr-probe"]
-REPO = Path(__file__).resolve().parents[2]
+# Where this process imported babysit from (the source tree, or site-packages in
+# CI): a child process must test the same copy.
+BABYSIT_HOME = str(Path(babysit.__file__).resolve().parents[1])
 
 
 def run(*args):
@@ -187,7 +190,8 @@ def test_search_edge_warning_with_strict_exits_1(tmp_path):
 
 def test_ctrl_c_keeps_finished_trials_and_exits_130(tmp_path):
     out = tmp_path / "s.h5"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ,
+               PYTHONPATH=BABYSIT_HOME + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = subprocess.Popen(
         [sys.executable, "-c", "from babysit.cli import main; main()", "search", "--param", LR,
          "--trials", "500", "--epochs", "2", "--workers", "2", "--out", str(out), "--quiet"],
