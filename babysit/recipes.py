@@ -689,7 +689,8 @@ def _data_section(raw, where: _Where, seed: int, base_dir) -> DataSection:
     if isinstance(steps, str):
         steps = [steps]
     if not isinstance(steps, list):
-        raise where.error(path + ("preprocess",), f"data.preprocess must be a list of steps, got {_show(steps)}")
+        raise where.error(path + ("preprocess",),
+                          f"data.preprocess must be a list of steps, got {_show(steps)}")
     preprocess = []
     for i, entry in enumerate(steps):
         entry_path = path + ("preprocess", i)

@@ -89,7 +89,8 @@ def test_yaml12_numbers_and_booleans(tmp_path):
 
 
 def test_layer_options_resolved_and_integral_floats_accepted(tmp_path):
-    text = GOOD.replace("- affine: {out: 50}", "- conv: {filters: 4.0}\n    - dropout\n    - affine: {out: 5e1}")
+    text = GOOD.replace("- affine: {out: 50}",
+                        "- conv: {filters: 4.0}\n    - dropout\n    - affine: {out: 5e1}")
     layers = load_recipe(write(tmp_path, text)).model.layers
     assert layers[0].options == {"filters": 4, "size": 3, "stride": 1, "pad": None}
     assert isinstance(layers[0].options["filters"], int)
@@ -168,7 +169,8 @@ def test_unknown_choice_suggests_value(tmp_path):
 
 def test_unknown_layer_kind_suggests(tmp_path):
     path = write(tmp_path, GOOD.replace("    - relu", "    - rleu"))
-    assert error_of(path) == f"{path}: unknown layer kind 'rleu' at model.layers.1 (line 10); did you mean 'relu'?"
+    assert error_of(path) == (f"{path}: unknown layer kind 'rleu' at model.layers.1 (line 10); "
+                              "did you mean 'relu'?")
     assert "did you mean 'affine'?" in error_of(write(tmp_path, GOOD.replace("- affine: {out: 50}",
                                                                              "- dense: {out: 50}")))
 
@@ -183,14 +185,16 @@ def test_layer_entry_shapes(tmp_path):
         write(tmp_path, GOOD.replace("    - relu", "    - 3")))
     assert "must name a class as 'pkg.module:Class', got 'nocolon'" in error_of(
         write(tmp_path, GOOD.replace("    - relu", "    - custom: nocolon")))
-    assert "model.layers must be a non-empty list" in error_of(write(tmp_path, GOOD.replace(
-        "  layers:\n    - affine: {out: 50}\n    - relu\n    - affine: {out: 10, init: small}", "  layers: []")))
+    layers = "  layers:\n    - affine: {out: 50}\n    - relu\n    - affine: {out: 10, init: small}"
+    assert "model.layers must be a non-empty list" in error_of(
+        write(tmp_path, GOOD.replace(layers, "  layers: []")))
 
 
 def test_missing_required(tmp_path):
     no_model = GOOD[:GOOD.index("model:")] + GOOD[GOOD.index("optim:"):]
     assert "the recipe has no 'model' section" in error_of(write(tmp_path, no_model))
-    assert "model needs the key 'layers' (line 2)" in error_of(write(tmp_path, "data: {source: x.h5}\nmodel:\n  reg: 0\n"))
+    assert "model needs the key 'layers' (line 2)" in error_of(
+        write(tmp_path, "data: {source: x.h5}\nmodel:\n  reg: 0\n"))
     assert "data needs the key 'source'" in error_of(write(tmp_path, "data: {}\nmodel: {layers: [relu]}\n"))
     assert "optim.decay (step) needs the key 'every' (line 16)" in error_of(
         write(tmp_path, GOOD.replace("lr: 1e-3", "lr: 1e-3\n  decay: {kind: step}")))
@@ -211,7 +215,8 @@ def test_file_level_errors(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
     assert "cannot read the recipe" in error_of(tmp_path / "bin.yaml")
     assert "unsupported YAML tag" in error_of(write(tmp_path, "data: !!python/object:os.system {}\n"))
-    assert "could not determine a constructor" in error_of(write(tmp_path, "data: !!python/name:os.system x\n"))
+    assert "could not determine a constructor" in error_of(
+        write(tmp_path, "data: !!python/name:os.system x\n"))
 
 
 def test_unknown_bundled_name_suggests():
@@ -238,7 +243,8 @@ def test_data_source_forms(tmp_path):
 
 
 def test_preprocess_options(tmp_path):
-    recipe = load_recipe(write(tmp_path, GOOD.replace("[mean_image]", "[mean_image, {pca: {components: 20}}, whiten]")))
+    steps = "[mean_image, {pca: {components: 20}}, whiten]"
+    recipe = load_recipe(write(tmp_path, GOOD.replace("[mean_image]", steps)))
     assert recipe.data.preprocess == (("mean_image", {}), ("pca", {"components": 20}),
                                       ("whiten", {"components": None, "eps": 1e-5}))
     assert "data.preprocess.1.pca.components must be null, a positive integer" in error_of(
@@ -278,10 +284,12 @@ def test_override_errors_name_the_override(tmp_path):
     path = write(tmp_path, GOOD)
     assert error_of(path, {"optim.lrate": "1e-3"}) == \
         "--set optim.lrate=1e-3: unknown key 'lrate' at optim; did you mean 'lr'?"
-    assert error_of(path, ["optim.lr=fast"]) == "--set optim.lr=fast: optim.lr must be a positive number, got 'fast'"
+    assert error_of(path, ["optim.lr=fast"]) == \
+        "--set optim.lr=fast: optim.lr must be a positive number, got 'fast'"
     assert error_of(path, {"model.layers.7.affine.out": 1}) == \
         "--set model.layers.7.affine.out=1: model.layers is a list of 3 entries; use an index 0..2, got '7'"
-    assert "--set optim.lr.x=1: optim.lr is 0.001, not a mapping or a list" == error_of(path, {"optim.lr.x": 1})
+    assert error_of(path, {"optim.lr.x": 1}) == \
+        "--set optim.lr.x=1: optim.lr is 0.001, not a mapping or a list"
     assert "--set expects KEY=VALUE" in error_of(path, ["optim.lr"])
     assert "--set optim..lr=1: the key must be a dotted path" in error_of(path, ["optim..lr=1"])
     assert error_of(path, ["optim.lr=[1,"]).startswith("--set optim.lr=[1,: YAML syntax error")
@@ -323,8 +331,8 @@ def test_to_yaml_quotes_number_like_strings(tmp_path):
 
 def test_list_recipes():
     names = {name: (description, path) for name, description, path in list_recipes()}
-    for expected in ["two-layer-digits", "convnet-digits", "deep-tanh-init", "spiral-mlp", "cifar10-two-layer",
-                     "broken/lr-too-high", "broken/lr-too-low", "broken/dead-relu", "broken/saturated-tanh",
+    for expected in ["two-layer-digits", "convnet-digits", "deep-tanh-init", "spiral-mlp",
+                     "cifar10-two-layer", "broken/lr-too-high", "broken/lr-too-low", "broken/dead-relu", "broken/saturated-tanh",
                      "broken/zero-init", "broken/wrong-backward"]:
         assert expected in names and names[expected][0], expected
         assert names[expected][1].endswith(expected + ".yaml")
