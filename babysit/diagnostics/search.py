@@ -89,12 +89,13 @@ def edge_findings(result, space: SearchSpace, best: dict) -> None:
         if EDGE_FRACTION < position < 1.0 - EDGE_FRACTION:
             continue
         edge = "high" if position >= 1.0 - EDGE_FRACTION else "low"
-        direction = "up" if edge == "high" else "down"
+        bound = dist.high if edge == "high" else dist.low
+        how = ", by a decade or more," if dist.kind == "log" else ""
         result.add(
             "lr_range_edge", "warn",
             f"the best {key} ({value:.4g}) sits at the {edge} edge of the searched range "
             f"[{dist.low:.4g}, {dist.high:.4g}]; the optimum may lie outside it",
-            fix=f"widen the range of {key} {direction} (e.g. one more decade) and search again",
+            fix=f"widen the range of {key} past its {edge} end ({bound:.4g}){how} and search again",
             param=key, value=value, low=dist.low, high=dist.high, edge=edge,
             position=round(position, 4))
 
@@ -118,7 +119,7 @@ def divergence_findings(result, trials) -> None:
                    **evidence)
 
 
-def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: int = 1,
+def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: int = 2,
            stages: int = 1, backend=None, log=None, on_trial=None):
     """Run a random search; returns a Result with ``metrics.trials`` best first.
 
