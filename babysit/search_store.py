@@ -6,7 +6,7 @@ Layout of ``runs/<name>-search-<time>.h5``::
                            recipe (resolved YAML), recipe_name, recipe_path, seed,
                            epochs, trials_per_stage, stages, space (JSON: the
                            command-line space), stage_spaces (JSON list, one space
-                           per stage started), status (running|complete|interrupted),
+                           per stage started), status (running|complete|interrupted|failed),
                            started (local ISO time)
     /trials/index          int64 (T,)  global trial index (stage 1 first)
     /trials/stage          int64 (T,)  1-based

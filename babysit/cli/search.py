@@ -78,6 +78,7 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
     if scheduler and workers is not None:
         app.warn("--workers is ignored with --scheduler (the cluster's workers run the trials)")
     backend = make_backend(workers, scheduler, connect_timeout)
+    backend.preflight()  # an unreachable scheduler is a usage error: no log is written
     out_path = out_path or default_log_path(spec.name)
     search_seed = spec.seed  # --seed is already applied to the recipe
     log = SearchLogWriter(out_path, {

@@ -129,7 +129,7 @@ def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: in
     as it finishes. ``on_trial(record)`` is called after each trial (progress).
 
     Ctrl-C (KeyboardInterrupt) propagates after the log is closed as
-    "interrupted"; the trials finished so far are in it.
+    "interrupted" (any other error: "failed"); the trials finished so far are in it.
     """
     space = params if isinstance(params, SearchSpace) else SearchSpace.parse(params)
     trials = positive_int("--trials", trials)
@@ -157,9 +157,9 @@ def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: in
                         log.add_trial(record)
                     if on_trial is not None:
                         on_trial(record)
-    except KeyboardInterrupt:
+    except BaseException as exc:
         if log is not None:
-            log.close("interrupted")
+            log.close("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         raise
     if log is not None:
         log.close("complete")

@@ -2,6 +2,7 @@
 
 Every backend has one interface, stated once::
 
+    backend.preflight()                             # optional: fail early (BackendError)
     with backend:                                   # starts / connects
         for result in backend.imap_unordered(fn, items):
             ...                                     # results as they finish
@@ -76,6 +77,9 @@ class InProcess:
 
     description = "this process"
 
+    def preflight(self) -> None:
+        """Nothing can be missing for running in this process."""
+
     def __enter__(self):
         return self
 
@@ -134,6 +138,9 @@ class ProcessPool:
         self.workers = int(workers)
         self.description = f"local pool ({self.workers} workers)"
         self.executor = None
+
+    def preflight(self) -> None:
+        """A local pool needs nothing that could be missing."""
 
     def __enter__(self):
         import multiprocessing
@@ -203,13 +210,23 @@ class DaskCluster:
         self.description = f"dask cluster at {address}"
         self.client = None
 
-    def __enter__(self):
+    def preflight(self) -> None:
+        """Dask installed and the scheduler reachable, or a BackendError (before any work)."""
+        self._client_class()
+        self._check_reachable()
+
+    @staticmethod
+    def _client_class():
         try:
             from distributed import Client
         except ImportError:
             raise BackendError(
                 "--scheduler needs Dask distributed, which is not installed: "
                 "pip install 'babysit[dask]'") from None
+        return Client
+
+    def __enter__(self):
+        Client = self._client_class()
         self._check_reachable()
         try:
             self.client = Client(self.address, timeout=self.connect_timeout,

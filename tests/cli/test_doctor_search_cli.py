@@ -176,6 +176,7 @@ def test_search_unreachable_scheduler_exits_2_quickly(tmp_path):
     assert result.exit_code == 2
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in result.stderr
     assert time.perf_counter() - start < 5
+    assert not (tmp_path / "s.h5").exists()
 
 
 def test_search_edge_warning_with_strict_exits_1(tmp_path):
