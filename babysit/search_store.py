@@ -7,7 +7,7 @@ Layout of ``runs/<name>-search-<time>.h5``::
                            epochs, trials_per_stage, stages, space (JSON: the
                            command-line space), stage_spaces (JSON list, one space
                            per stage started), status (running|complete|interrupted|failed),
-                           started (local ISO time)
+                           backend (where the trials ran), started (local ISO time)
     /trials/index          int64 (T,)  global trial index (stage 1 first)
     /trials/stage          int64 (T,)  1-based
     /trials/seed           int64 (T,)  the trial's own seed

@@ -337,3 +337,11 @@ def test_unreachable_scheduler_fails_fast_with_a_clear_message():
     with pytest.raises(BackendError, match="bad --scheduler address"):
         with DaskCluster("nonsense://x", 1.0):
             pass
+
+
+def test_missing_dask_is_a_clear_usage_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails
+    with pytest.raises(BackendError, match=r"pip install 'babysit\[dask\]'"):
+        DaskCluster("tcp://127.0.0.1:8786").preflight()
