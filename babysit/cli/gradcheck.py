@@ -97,11 +97,12 @@ def render(console, result) -> None:
                             ("numerical", "right"), ("kinks", "right"), ("verdict", "left")):
         table.add_column(column, justify=justify, no_wrap=True)
     for label, _, row in _rows(m):
-        verdict = band(row["max_rel_error"], m["has_kinks"]) if row["max_rel_error"] is not None \
+        verdict = band(row["judged_rel_error"], m["has_kinks"]) if row["judged_rel_error"] is not None \
             else "not judged"
         table.add_row(label, str(row["checked"]), fmt(row["max_rel_error"]),
                       fmt(row["analytic"], 4), fmt(row["numerical"], 4), str(row["kinks"]),
                       Text(verdict, style=VERDICT_STYLES.get(verdict, "dim")))
     console.print(table)
-    console.print(Text("relative error |a-n|/max(|a|,|n|), beyond float64's resolution of the "
-                       "numerical estimate; analytic/numerical: the worst entry", style="dim"))
+    console.print(Text("max rel err: |a-n|/max(|a|,|n|) of the worst entry (analytic/numerical "
+                       "columns); the verdict judges the part of |a-n| beyond float64's "
+                       "resolution of the numerical estimate", style="dim"))

@@ -124,7 +124,9 @@ class Entry:
 
     @property
     def raw_error(self) -> float:
-        """The textbook ``|a - n| / max(|a|, |n|)`` (0 when both are 0)."""
+        """The textbook ``|a - n| / max(|a|, |n|)``, 0 when both are 0 to float64's resolution."""
+        if self.zero:
+            return 0.0
         return relative_error(self.analytic, self.numerical)
 
     @property
@@ -166,9 +168,16 @@ class Report:
         return max(judged, key=lambda e: (e.rel_error, e.raw_error)) if judged else None
 
     @property
-    def max_rel_error(self) -> float | None:
+    def judged_rel_error(self) -> float | None:
+        """The worst judged error (beyond the numerical resolution): what the bands apply to."""
         worst = self.worst
         return None if worst is None else worst.rel_error
+
+    @property
+    def max_rel_error(self) -> float | None:
+        """The worst textbook relative error over the judged entries (what people compare)."""
+        judged = self.judged
+        return max(e.raw_error for e in judged) if judged else None
 
     @property
     def kinks(self) -> int:
@@ -179,12 +188,12 @@ class Report:
         return sum(e.tiny for e in self.entries if not e.kink)
 
     def verdict(self, has_kinks: bool) -> str:
-        return band(self.max_rel_error, has_kinks)
+        return band(self.judged_rel_error, has_kinks)
 
     def to_metrics(self) -> dict:
         worst = self.worst
         return {"max_rel_error": self.max_rel_error,
-                "raw_rel_error": None if worst is None else max(e.raw_error for e in self.judged),
+                "judged_rel_error": self.judged_rel_error,
                 "checked": len(self.entries), "kinks": self.kinks, "tiny": self.tiny,
                 "grad_max": self.grad_max,
                 "analytic": None if worst is None else worst.analytic,
