@@ -50,9 +50,16 @@ class WorkerFailed(RuntimeError):
 
 # -- running workers -------------------------------------------------------------
 
-def worker_env() -> dict:
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_env(threads: int = 0) -> dict:
+    """The environment of a child process: the repo importable; ``threads`` > 0 caps BLAS/OpenMP pools."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    if threads:
+        # read by OpenBLAS and by torch's OpenMP pool when they load, hence before any import
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
     return env
 
 
@@ -64,7 +71,7 @@ def worker_command(library: str, args, extra=()) -> list:
 def run_worker(library: str, args, extra=()) -> str:
     """Stdout of one fresh worker process (WorkerFailed with its stderr when it fails)."""
     command = worker_command(library, args, extra)
-    proc = subprocess.run(command, cwd=ROOT, env=worker_env(), capture_output=True, text=True)
+    proc = subprocess.run(command, cwd=ROOT, env=worker_env(args.threads), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise WorkerFailed(f"{library} worker failed (exit {proc.returncode}): {shlex.join(command)}\n{tail}")
@@ -209,13 +216,14 @@ def machine_lines(rounds, libraries) -> list:
         pass
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     babysit = first["babysit"]
-    threads = ", ".join(f"{k} {v}" for k, v in babysit.get("threads", {}).items()) or "default threads"
+    threads = ", ".join(f"{k}: {v} thread{'' if v == 1 else 's'}" for k, v in babysit.get("threads", {}).items()) or "default threads"
     lines = [f"- Machine: {platform.system()} {platform.machine()}, {cpu}, nproc {ncpu}; "
              f"Python {platform.python_version()}",
              f"- NumPy {babysit['versions']['numpy']}, BLAS {babysit.get('blas', 'unknown')} ({threads})"]
     if "torch" in libraries:
         lines.append(f"- PyTorch {first['torch']['versions']['torch']} "
-                     f"({first['torch']['threads']['torch']} threads, default backends)")
+                     f"(torch: {first['torch']['threads']['torch']} thread"
+                     f"{'' if first['torch']['threads']['torch'] == 1 else 's'}, default backends)")
     return lines
 
 
@@ -230,6 +238,9 @@ def render(args, rounds, libraries, cli, cli_notes, torch_note) -> str:
                "iteration; medians over rounds")
     out.append(f"- 1-minute load average before / after the rounds: {args.load[0]} / {args.load[1]}"
                f" (a quiet machine stays well below nproc)")
+    if args.threads:
+        out.append(f"- Thread pools capped at {args.threads} (--threads): a per-core comparison, "
+                   "not the configuration of the spec's targets")
     if args.note:
         out.append(f"- Note: {args.note}")
     if peaks:
@@ -309,6 +320,9 @@ def parse_args(argv):
     parser.add_argument("--stat", choices=("median", "min"), default="median",
                         help="each process's figure: its median iteration (default) or its fastest "
                              "(steadier when other jobs load the machine)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="cap both libraries' thread pools (0: their defaults, as the spec's targets "
+                             "assume; 1 isolates per-core efficiency from thread scheduling)")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer rounds and iterations")
     parser.add_argument("--no-torch", action="store_true", help="time babysit only")
     parser.add_argument("--no-cli", action="store_true", help="skip the gradcheck/doctor CLI timings")
@@ -324,6 +338,8 @@ def parse_args(argv):
             setattr(args, key, quick if args.quick else full)
         if getattr(args, key) < (0 if key == "peak_size" else 1):
             parser.error(f"--{key.replace('_', '-')} must be positive")
+    if args.threads < 0:
+        parser.error("--threads must be 0 (library defaults) or positive")
     args.argv = list(argv)
     args.load = ["unknown", "unknown"]
     return args
