@@ -84,8 +84,18 @@ def _make_weight(init, shape, fan_in, rng, dtype) -> np.ndarray:
     return np.ascontiguousarray(init(tuple(shape), int(fan_in), rng, dtype), dtype=dtype)
 
 
-class _Options:
-    """Mixin: remember the constructor options for ``repr``."""
+class EngineLayer(Layer):
+    """Base of the engine's layers: remembers its options (for ``repr``) and
+    lets the model skip the input gradient.
+
+    ``needs_input_grad``: when the model sets it to False (on its first layer,
+    during training steps, where nobody reads dLoss/dX), ``backward`` still
+    fills ``grads`` but skips computing ``dx`` and returns None. Only layers
+    whose ``dx`` costs a matrix product (affine, conv, maxout) act on it;
+    PyTorch skips the same work for inputs that do not require grad.
+    """
+
+    needs_input_grad = True
 
     def _remember(self, **options) -> None:
         self.options = options
@@ -99,7 +109,7 @@ class _Options:
 # Affine, convolution, pooling, reshaping
 
 
-class Affine(_Options, Layer):
+class Affine(EngineLayer):
     """Fully connected layer ``out = x.reshape(N, D) @ W + b``.
 
     Input ``(N, *shape)`` with ``D = prod(shape)``; output ``(N, out)``.
@@ -133,10 +143,12 @@ class Affine(_Options, Layer):
         W, x2d = self.params["W"], self._x2d
         self.grads["W"] = x2d.T @ dout
         self.grads["b"] = dout.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
         return (dout @ W.T).reshape(self._x_shape)
 
 
-class Conv(_Options, Layer):
+class Conv(EngineLayer):
     """2-D convolution (cross-correlation, as in CS231n and PyTorch).
 
     Input ``(N, C, H, W)``; output ``(N, F, Ho, Wo)`` with
@@ -196,21 +208,24 @@ class Conv(_Options, Layer):
         W, im2col, cols = self.params["W"], self._im2col, self._cols
         F, C, kh, kw = W.shape
         d = im2col.matrix_from_out(dout.astype(W.dtype, copy=False))
-        if im2col.layout == "channels_last":
-            Wmat = W.transpose(2, 3, 1, 0).reshape(-1, F)           # (K, F)
+        channels_last = im2col.layout == "channels_last"
+        if channels_last:
             dW = (cols.T @ d).reshape(kh, kw, C, F).transpose(3, 2, 0, 1)
             self.grads["b"] = d.sum(axis=0)
-            dcols = d @ Wmat.T                                        # (M, K)
         else:
-            Wmat = W.reshape(F, -1)                                   # (F, K)
             dW = (d @ cols.T).reshape(F, C, kh, kw)
             self.grads["b"] = d.sum(axis=1)
-            dcols = Wmat.T @ d                                        # (K, M)
         self.grads["W"] = np.ascontiguousarray(dW)
+        if not self.needs_input_grad:
+            return None
+        if channels_last:
+            dcols = d @ W.transpose(2, 3, 1, 0).reshape(-1, F).T     # (M, F) @ (F, K)
+        else:
+            dcols = W.reshape(F, -1).T @ d                            # (K, F) @ (F, M)
         return im2col.col2im(dcols)
 
 
-class MaxPool(_Options, Layer):
+class MaxPool(EngineLayer):
     """Max pooling over ``size`` windows every ``stride`` (None = ``size``), no padding.
 
     Input ``(N, C, H, W)``; output ``(N, C, Ho, Wo)`` with ``Ho = (H - size) // stride + 1``.
@@ -259,7 +274,7 @@ class MaxPool(_Options, Layer):
         return None if self._x is None else self._argmax()
 
 
-class Flatten(_Options, Layer):
+class Flatten(EngineLayer):
     """``(N, *shape) -> (N, prod(shape))`` in C order (NCHW: channel, row, column)."""
 
     kind = "flatten"
@@ -279,7 +294,7 @@ class Flatten(_Options, Layer):
 # Activations (elementwise; output shape = input shape)
 
 
-class _Elementwise(_Options, Layer):
+class _Elementwise(EngineLayer):
     """Base of the elementwise activations: shape-preserving, kink state ``x > 0``."""
 
     def __init__(self):
@@ -447,7 +462,7 @@ class Tanh(_Elementwise):
 # Maxout, batch normalisation, dropout
 
 
-class Maxout(_Options, Layer):
+class Maxout(EngineLayer):
     """Maxout units: ``out[:, j] = max_p (x @ W + b)[:, j*pieces + p]``.
 
     Input ``(N, *shape)`` flattened to ``(N, D)``; output ``(N, out)``. Params
@@ -500,13 +515,15 @@ class Maxout(_Options, Layer):
         dz = dz.reshape(len(dout), -1)
         self.grads["W"] = x2d.T @ dz
         self.grads["b"] = dz.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
         return (dz @ W.T).reshape(self._x_shape)
 
     def kink_state(self):
         return self._index
 
 
-class BatchNorm(_Options, Layer):
+class BatchNorm(EngineLayer):
     """Batch normalisation, ``out = gamma * (x - mean) / sqrt(var + eps) + beta``.
 
     Input ``(N, D)`` (statistics per feature) or ``(N, C, H, W)`` (spatial:
@@ -593,7 +610,7 @@ class BatchNorm(_Options, Layer):
         return dx
 
 
-class Dropout(_Options, Layer):
+class Dropout(EngineLayer):
     """Inverted dropout: in train mode keep each unit with probability ``keep``
     and scale the kept ones by ``1/keep``; identity at test time.
 
@@ -644,5 +661,5 @@ LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (
     Affine, Conv, MaxPool, Flatten, ReLU, LeakyReLU, PReLU, ELU, Maxout,
     Sigmoid, Tanh, BatchNorm, Dropout)}
 
-__all__ = ["LAYERS", "Affine", "Conv", "MaxPool", "Flatten", "ReLU", "LeakyReLU", "PReLU",
+__all__ = ["LAYERS", "EngineLayer", "Affine", "Conv", "MaxPool", "Flatten", "ReLU", "LeakyReLU", "PReLU",
            "ELU", "Maxout", "Sigmoid", "Tanh", "BatchNorm", "Dropout"]

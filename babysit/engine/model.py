@@ -68,16 +68,28 @@ class Model:
                 self.outputs[name] = out
         return out
 
-    def backward(self, dscores: np.ndarray) -> dict[str, np.ndarray]:
-        """Backpropagate ``dscores`` through the layers; returns data-loss gradients."""
+    def backward(self, dscores: np.ndarray, input_grad: bool = True) -> dict[str, np.ndarray]:
+        """Backpropagate ``dscores`` through the layers; returns data-loss gradients.
+
+        ``input_grad=False``: nobody reads dLoss/dX, so a first layer that
+        supports it (``needs_input_grad``) skips it and ``input_grad`` is None.
+        """
         dout = dscores
         record = self.record
         if record:
             self.output_grads = {}
-        for name, layer in zip(reversed(self.names), reversed(self.layers)):
-            if record:
-                self.output_grads[name] = dout
-            dout = layer.backward(dout)
+        first = self.layers[0]
+        skip = not input_grad and getattr(first, "needs_input_grad", None) is True
+        if skip:
+            first.needs_input_grad = False
+        try:
+            for name, layer in zip(reversed(self.names), reversed(self.layers)):
+                if record:
+                    self.output_grads[name] = dout
+                dout = layer.backward(dout)
+        finally:
+            if skip:
+                first.needs_input_grad = True
         self.input_grad = dout
         grads = {}
         for name, layer in zip(self.names, self.layers):
@@ -86,14 +98,15 @@ class Model:
                 grads[f"{index}.{key}"] = layer.grads[key]
         return grads
 
-    def loss(self, X, y, reg: float | None = None):
+    def loss(self, X, y, reg: float | None = None, input_grad: bool = True):
         """Train-mode loss and gradients: ``(loss, grads)``.
 
         ``reg`` overrides the model's L2 strength (``reg=0`` gives the pure data loss).
+        ``input_grad=False`` skips dLoss/dX where the first layer allows (training steps).
         """
         scores = self.forward(X, train=True)
         data_loss, dscores = self.loss_fn(scores, np.asarray(y))
-        grads = self.backward(dscores)
+        grads = self.backward(dscores, input_grad)
         reg_value, reg_grads = self.reg_loss(reg)
         if reg_grads:
             grads = dict(grads)

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from babysit.engine.model import Model
 from babysit.engine.optim import ParameterAverage, make_optimizer, make_schedule
 from babysit.errors import ModelError
 
@@ -30,6 +31,8 @@ class Solver:
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ModelError(f"batch_size must be a positive whole number, got {batch_size!r}")
         self.model = model
+        # a training step never reads dLoss/dX: an engine Model skips it in the first layer
+        self._skip_input_grad = isinstance(model, Model)
         self.batch_size = int(batch_size)
         self.rng = rng
         self.optimizer = make_optimizer(optim_section, model.params)
@@ -37,7 +40,10 @@ class Solver:
         self.average = None if average is None else ParameterAverage(model.params, average)
 
     def step(self, X_batch, y_batch, lr: float) -> float:
-        loss, grads = self.model.loss(X_batch, y_batch)
+        if self._skip_input_grad:
+            loss, grads = self.model.loss(X_batch, y_batch, input_grad=False)
+        else:
+            loss, grads = self.model.loss(X_batch, y_batch)
         self.optimizer.step(grads, lr)
         if self.average is not None:
             self.average.update()

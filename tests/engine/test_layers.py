@@ -460,3 +460,38 @@ def test_float32_in_float32_out(train):
         assert dx.dtype == np.float32, layer
         for name, g in layer.grads.items():
             assert g.dtype == np.float32, (layer, name)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Affine(3), (2, 4)), (lambda: Conv(3), (2, 5, 5)), (lambda: Maxout(3, pieces=2), (4,))])
+def test_skipping_the_input_gradient_keeps_parameter_gradients(make, shape):
+    layer = built(make(), shape)
+    x = np.random.default_rng(15).standard_normal((3,) + shape)
+    dout = np.random.default_rng(16).standard_normal((3,) + layer.out_shape)
+    layer.forward(x, True)
+    assert layer.backward(dout).shape == x.shape
+    expected = {name: g.copy() for name, g in layer.grads.items()}
+    layer.needs_input_grad = False
+    layer.forward(x, True)
+    assert layer.backward(dout) is None
+    for name, g in layer.grads.items():
+        np.testing.assert_array_equal(g, expected[name])
+
+
+def test_model_training_loss_skips_only_the_input_gradient():
+    from babysit.engine.model import build_model
+
+    section = {"layers": [{"conv": {"filters": 3}}, "relu", {"maxpool": {"size": 2}}, {"affine": {"out": 4}}]}
+    model = build_model(section, (2, 6, 6), 4, np.random.default_rng(0), np.float64)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((5, 2, 6, 6)), rng.integers(0, 4, 5)
+    loss, grads = model.loss(X, y)
+    assert model.input_grad.shape == X.shape
+    grads = {k: v.copy() for k, v in grads.items()}
+    loss_skip, grads_skip = model.loss(X, y, input_grad=False)
+    assert model.input_grad is None and loss_skip == loss
+    for name in grads:
+        np.testing.assert_array_equal(grads_skip[name], grads[name])
+    assert model.layers[0].needs_input_grad          # restored for the next caller
+    model.loss(X, y)
+    assert model.input_grad.shape == X.shape
