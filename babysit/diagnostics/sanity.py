@@ -94,7 +94,8 @@ class ScaleTrace:
             if out is None:
                 continue
             scale = rms(out)
-            gain = scale / previous if previous > 0 else float("inf")
+            # 0 -> 0 has no gain (None); 0 -> something (a bias) is an infinite one.
+            gain = scale / previous if previous > 0 else (None if scale == 0 else float("inf"))
             self.rows.append({"layer": name, "rms": scale, "gain": gain,
                               "weights": bool(getattr(layer, "weight_names", ()))
                               or any(np.ndim(p) >= 2 for p in layer.params.values())})
@@ -106,7 +107,7 @@ class ScaleTrace:
         if self.input_rms > INPUT_RMS_LIMIT:
             reasons.append(f"the input has rms {self.input_rms:.3g} (want about 1: preprocessing "
                            "such as standardize is missing)")
-        loud = [row for row in self.rows if row["weights"] and row["gain"] > GAIN_LIMIT]
+        loud = [row for row in self.rows if row["weights"] and (row["gain"] or 0) > GAIN_LIMIT]
         for row in loud:
             reasons.append(f"{row['layer']} multiplies the activation scale by {row['gain']:.3g} "
                            "(its init is too large for its fan-in)")
@@ -116,7 +117,7 @@ class ScaleTrace:
             if last:
                 layer = last[-1]["layer"]
                 reasons.append(f"{layer} passes a unit-scale signal on unchanged (gain "
-                               f"{last[-1]['gain']:.3g}): the output layer should start with "
+                               f"{last[-1]['gain'] or 0:.3g}): the output layer should start with "
                                "small weights")
         return reasons, layer
 
