@@ -12,12 +12,14 @@ update are ignored)::
     MACs(conv F filters of C x HH x WW, output H' x W') = N * F * H' * W' * C * HH * WW
     forward  = 2 * MACs                 (one multiply and one add per MAC)
     backward = 4 * MACs                 (dW and dx each cost one more product)
-    step     = 6 * MACs
+               - 2 * MACs(first layer)  (no one needs dLoss/dX of the data)
+    step     = forward + backward = 6 * MACs - 2 * MACs(first layer)
 
-Both libraries are credited with the same nominal count, so their GFLOP/s
-ratio equals their speed ratio. PyTorch skips dx of the first layer (its input
-does not require grad), so the nominal count overstates its backward work by
-``2 * MACs(first layer)``; the driver states that share.
+Both libraries are credited with the same count, so their GFLOP/s ratio equals
+their speed ratio. Torch skips dx of the first layer (its input does not
+require grad); babysit does too when the model supports it
+(``Model.loss(..., input_grad=False)``, which ``Solver.step`` uses). The
+workers report whether babysit skipped it.
 """
 
 from __future__ import annotations
@@ -123,14 +125,14 @@ def plan(spec: NetSpec) -> list:
 
 
 def flops(spec: NetSpec) -> dict:
-    """Nominal FLOPs of one forward+backward pass (see the module docstring)."""
+    """FLOPs of one forward+backward pass that trains the net (see the module docstring)."""
     layers = plan(spec)
     macs = sum(layer.macs for layer in layers)
     first = next(layer.macs for layer in layers if layer.macs)
     return {
         "macs": macs,
         "forward": 2 * macs,
-        "backward": 4 * macs,
-        "total": 6 * macs,
-        "first_layer_dx": 2 * first,   # work PyTorch skips: dLoss/dX of the input
+        "backward": 4 * macs - 2 * first,
+        "total": 6 * macs - 2 * first,
+        "first_layer_dx": 2 * first,   # not counted: dLoss/dX of the data, which training never needs
     }

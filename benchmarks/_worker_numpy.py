@@ -3,14 +3,16 @@
     python -m benchmarks._worker_numpy [--iters N] [--warmup W] [--nets mlp,convnet] [--profile]
 
 Never imports torch: its worker threads would compete with OpenBLAS's.
-Measured per net: ``fwd_bwd`` = ``model.loss(X, y)`` (train-mode forward,
-softmax loss, backward); ``step`` = ``Solver.step(X, y, lr)`` with plain SGD
-(the same call every babysit command trains with). Also the NumPy float32
+Measured per net: ``fwd_bwd`` = ``model.loss(X, y, input_grad=False)``
+(train-mode forward, softmax loss, backward without dLoss/dX of the data, as
+torch); ``step`` = ``Solver.step(X, y, lr)`` with plain SGD (the same call
+every babysit command trains with). Each reports ``input_grad_skipped``. Also the NumPy float32
 matmul peak that GFLOP/s figures are compared with.
 """
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 
@@ -38,9 +40,14 @@ def measure_net(spec, iters, warmup) -> dict:
     rng = np.random.default_rng(0)
     model = make_model(spec, rng)
     X, y = make_batch(spec, rng)
-    fwd_bwd = time_iterations(lambda: model.loss(X, y), iters, warmup)
+    # Training needs no dLoss/dX (torch skips it too); older engines always compute it.
+    kwargs = {"input_grad": False} if "input_grad" in inspect.signature(model.loss).parameters else {}
+    fwd_bwd = time_iterations(lambda: model.loss(X, y, **kwargs), iters, warmup)
+    fwd_bwd["input_grad_skipped"] = model.input_grad is None
     solver = Solver(model, {"update": "sgd", "lr": STEP_LR}, spec.batch, np.random.default_rng([0, 1]))
+    model.input_grad = None
     step = time_iterations(lambda: solver.step(X, y, STEP_LR), iters, warmup)
+    step["input_grad_skipped"] = model.input_grad is None
     return {"fwd_bwd": fwd_bwd, "step": step}
 
 
@@ -52,6 +59,9 @@ def profile_net(spec, iters, warmup) -> None:
     model = make_model(spec, rng)
     X, y = make_batch(spec, rng)
     optimizer = make_optimizer({"update": "sgd", "lr": STEP_LR}, model.params)
+    first = model.layers[0]
+    if getattr(first, "needs_input_grad", None) is True:
+        first.needs_input_grad = False   # as in a training step: no dLoss/dX of the data
     samples = {name: ([], []) for name in model.names + ["loss", "sgd update"]}
     for it in range(warmup + iters):
         record = it >= warmup

@@ -269,9 +269,15 @@ def render(args, rounds, libraries, cli, cli_notes, torch_note) -> str:
     out.append("")
     for net in [n for n in NETS if n in rounds[0]["babysit"]["nets"]]:
         f = flops(NETS[net])
-        out.append(f"- {NETS[net].title}: {f['macs'] / 1e6:.1f} M MACs, so {f['total'] / 1e9:.2f} GFLOP "
-                   f"per forward+backward (6 x MACs); {f['first_layer_dx'] / f['total']:.0%} of it is the "
-                   "first layer's input gradient, which torch skips and babysit computes.")
+        line = (f"- {NETS[net].title}: {f['macs'] / 1e6:.1f} M MACs; counted work {f['total'] / 1e9:.2f} GFLOP "
+                "per forward+backward (6 x MACs - 2 x MACs of the first layer, whose dLoss/dX training "
+                "never needs).")
+        computed = [CASES[case] for case in CASES
+                    if not all(rnd["babysit"]["nets"][net][case].get("input_grad_skipped", False) for rnd in rounds)]
+        if computed:
+            line += (f" babysit computed that dLoss/dX anyway in: {', '.join(computed)} "
+                     f"(+{f['first_layer_dx'] / f['total']:.0%} work, not credited).")
+        out.append(line)
     if torch_note:
         out.append(f"- {torch_note}")
     out.append("")
