@@ -14,8 +14,9 @@ reads it without a copy:
   copy runs of 3 numbers.
 
 Both build the columns from a strided window view (``as_strided``) in one copy,
-multiply once, and undo im2col (col2im) by accumulating one kernel offset at a
-time: a loop over ``HH*WW`` offsets, each a whole-batch strided add.
+multiply once (the bias rides along as a row of ones), and undo im2col
+(col2im) by accumulating one kernel offset at a time: a loop over ``HH*WW``
+offsets, each a whole-batch strided add.
 
 Max pooling runs one whole-batch elementwise operation per window offset on
 strided slices of the input (works in any memory layout; much faster than
@@ -61,16 +62,22 @@ def _offset_slice(start: int, count: int, step: int) -> slice:
     return slice(start, start + step * (count - 1) + 1, step)
 
 
-class Im2col:
-    """im2col / col2im for one input shape, kernel, stride, padding and layout.
+class ConvPlan:
+    """Convolution of one input shape with one kernel, stride, padding and layout.
 
     ``x`` is ``(N, C, H, W)`` (any memory layout); ``kernel``, ``stride``,
-    ``pad`` are ``(h, w)`` pairs. With ``K = C*HH*WW`` and ``M = N*Ho*Wo``:
+    ``pad`` are ``(h, w)`` pairs; ``W`` is ``(F, C, HH, WW)``, ``b`` ``(F,)``.
+    With ``K = C*HH*WW`` and ``M = N*Ho*Wo`` the im2col matrix carries one
+    extra row (channel-major, ``(K+1, M)``, K ordered (C, HH, WW)) or column
+    (channels-last, ``(M, K+1)``, K ordered (HH, WW, C)) of ones, so one
+    product adds the bias and one product yields ``dW`` and ``db`` together.
 
-    * channels-last: ``cols`` is ``(M, K)`` with K ordered (HH, WW, C); the
-      product ``cols @ Wmat`` is ``(M, F)``.
-    * channel-major: ``cols`` is ``(K, M)`` with K ordered (C, HH, WW); the
-      product ``Wmat @ cols`` is ``(F, M)``.
+    The input gradient of a stride-1 channel-major plan is accumulated on
+    "row-flat" images: the output gradient is widened to the padded width Wp
+    (zeros in the extra ``Wp - Wo`` columns), which turns every kernel offset
+    of col2im into one contiguous run of ``Ho*Wp`` numbers per image instead
+    of ``Ho`` runs of ``Wo`` (2x faster on 16-wide maps, for 1.1x the work in
+    that one product).
     """
 
     def __init__(self, x_shape, kernel, stride, pad, layout: str):
@@ -81,8 +88,11 @@ class Im2col:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.pad
         self.out_hw = (output_size(H, kh, sh, ph), output_size(W, kw, sw, pw))
         self.padded_hw = (H + 2 * ph, W + 2 * pw)
+        self.K = C * kh * kw
+        self.M = N * self.out_hw[0] * self.out_hw[1]
+        self.row_flat = layout == CHANNEL_MAJOR and self.stride == (1, 1)
 
-    # -- padded copies in the working layout --------------------------------
+    # -- im2col ----------------------------------------------------------------
     def _padded(self, x: np.ndarray) -> np.ndarray:
         """The input padded with zeros, as ``(N, Hp, Wp, C)`` or ``(C, N, Hp, Wp)``."""
         N, C, H, W = self.x_shape
@@ -114,17 +124,68 @@ class Im2col:
                           (sC, sH, sW, sN, sH * sh, sW * sw), writeable=False)
 
     def cols(self, x: np.ndarray) -> np.ndarray:
-        """The im2col matrix of ``x`` (one copy of the window view)."""
-        N, C = self.x_shape[:2]
-        (kh, kw), (Ho, Wo) = self.kernel, self.out_hw
+        """The im2col matrix of ``x`` plus the row/column of ones (one copy of the window view)."""
         windows = self._windows(self._padded(x))
+        K, M = self.K, self.M
         if self.layout == CHANNELS_LAST:
-            return windows.reshape(N * Ho * Wo, kh * kw * C)
-        return windows.reshape(C * kh * kw, N * Ho * Wo)
+            cols = np.empty((M, K + 1), dtype=x.dtype)
+            np.copyto(cols[:, :K].reshape(windows.shape), windows)
+            cols[:, K] = 1
+        else:
+            cols = np.empty((K + 1, M), dtype=x.dtype)
+            np.copyto(cols[:K].reshape(windows.shape), windows)
+            cols[K] = 1
+        return cols
 
+    # -- products --------------------------------------------------------------
+    def forward(self, cols: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``conv(x, W) + b`` as an ``(N, F, Ho, Wo)`` view of the product's memory."""
+        N = self.x_shape[0]
+        (Ho, Wo), F = self.out_hw, W.shape[0]
+        if self.layout == CHANNELS_LAST:
+            # (M, K+1) @ (K+1, F); K ordered (HH, WW, C)
+            weights = np.concatenate([W.transpose(2, 3, 1, 0).reshape(self.K, F), b[None, :]])
+            return (cols @ weights).reshape(N, Ho, Wo, F).transpose(0, 3, 1, 2)
+        # (F, K+1) @ (K+1, M); K ordered (C, HH, WW), W's own memory order
+        weights = np.concatenate([W.reshape(F, self.K), b[:, None]], axis=1)
+        return (weights @ cols).reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)
+
+    def matrix_from_out(self, dout: np.ndarray) -> np.ndarray:
+        """``(N, F, Ho, Wo)`` -> ``(M, F)`` or ``(F, M)`` (free when the memory matches)."""
+        F = dout.shape[1]
+        if self.layout == CHANNELS_LAST:
+            return dout.transpose(0, 2, 3, 1).reshape(-1, F)
+        return dout.transpose(1, 0, 2, 3).reshape(F, -1)
+
+    def weight_grads(self, cols: np.ndarray, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(dW (F, C, HH, WW), db (F,))`` from one product with the augmented columns."""
+        C, (kh, kw), F = self.x_shape[1], self.kernel, dout.shape[1]
+        d = self.matrix_from_out(dout)
+        if self.layout == CHANNELS_LAST:
+            g = cols.T @ d                                   # (K+1, F)
+            dW = g[:self.K].reshape(kh, kw, C, F).transpose(3, 2, 0, 1)
+            return np.ascontiguousarray(dW), g[self.K].copy()
+        g = d @ cols.T                                       # (F, K+1)
+        return np.ascontiguousarray(g[:, :self.K]).reshape(F, C, kh, kw), g[:, self.K].copy()
+
+    def input_grad(self, dout: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """dLoss/dx ``(N, C, H, W)`` (a view) from dLoss/dout ``(N, F, Ho, Wo)``."""
+        F = W.shape[0]
+        if self.layout == CHANNELS_LAST:
+            d = self.matrix_from_out(dout)
+            return self.col2im(d @ W.transpose(2, 3, 1, 0).reshape(self.K, F).T)   # (M, K)
+        if not self.row_flat:
+            return self.col2im(W.reshape(F, self.K).T @ self.matrix_from_out(dout))  # (K, M)
+        N, (Ho, Wo), Wp = self.x_shape[0], self.out_hw, self.padded_hw[1]
+        wide = np.zeros((F, N, Ho, Wp), dtype=dout.dtype)
+        wide[:, :, :, :Wo] = dout.transpose(1, 0, 2, 3)
+        return self._col2im_row_flat(W.reshape(F, self.K).T @ wide.reshape(F, -1))
+
+    # -- col2im ----------------------------------------------------------------
     def col2im(self, dcols: np.ndarray) -> np.ndarray:
-        """Gradient of the input from the gradient of ``cols``: ``(N, C, H, W)`` view.
+        """Gradient of the input from the gradient of the (un-augmented) columns.
 
+        ``dcols`` is ``(M, K)`` or ``(K, M)``; returns an ``(N, C, H, W)`` view.
         Overlapping windows add up; one strided whole-batch add per kernel offset.
         """
         N, C, H, W = self.x_shape
@@ -146,21 +207,26 @@ class Im2col:
                 dxp[:, :, rows, _offset_slice(j, Wo, sw)] += d[:, i, j]
         return dxp[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
 
-    # -- matrices of the output, in the layout of the product ----------------
-    def out_from_matrix(self, out: np.ndarray) -> np.ndarray:
-        """``(M, F)`` or ``(F, M)`` product -> ``(N, F, Ho, Wo)`` view."""
-        N = self.x_shape[0]
-        Ho, Wo = self.out_hw
-        if self.layout == CHANNELS_LAST:
-            return out.reshape(N, Ho, Wo, -1).transpose(0, 3, 1, 2)
-        return out.reshape(-1, N, Ho, Wo).transpose(1, 0, 2, 3)
+    def _col2im_row_flat(self, dcols: np.ndarray) -> np.ndarray:
+        """col2im of ``(K, N*Ho*Wp)`` columns computed on Wp-wide output rows (stride 1).
 
-    def matrix_from_out(self, dout: np.ndarray) -> np.ndarray:
-        """``(N, F, Ho, Wo)`` -> ``(M, F)`` or ``(F, M)`` (free when the memory matches)."""
-        F = dout.shape[1]
-        if self.layout == CHANNELS_LAST:
-            return dout.transpose(0, 2, 3, 1).reshape(-1, F)
-        return dout.transpose(1, 0, 2, 3).reshape(F, -1)
+        Output (ho, wo) of offset (i, j) reads padded pixel (ho+i, wo+j), i.e.
+        flat position ``ho*Wp + wo + (i*Wp + j)`` of a Wp-wide image: each offset
+        is one shifted contiguous add. The extra columns (wo >= Wo) carry zero
+        gradient, so what they add wraps around harmlessly; one spare zero row
+        keeps the last offsets inside each image.
+        """
+        N, C, H, W = self.x_shape
+        (kh, kw), (ph, pw) = self.kernel, self.pad
+        (Ho, _), (Hp, Wp) = self.out_hw, self.padded_hw
+        run = Ho * Wp
+        d = dcols.reshape(C, kh, kw, N, run)
+        dxp = np.zeros((C, N, (Hp + 1) * Wp), dtype=dcols.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                start = i * Wp + j
+                dxp[:, :, start:start + run] += d[:, i, j]
+        return dxp.reshape(C, N, Hp + 1, Wp)[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
 
 
 # ---------------------------------------------------------------------------
@@ -236,5 +302,5 @@ class MaxPoolWindows:
         return dx
 
 
-__all__ = ["CHANNELS_LAST", "CHANNEL_MAJOR", "Im2col", "MaxPoolWindows",
+__all__ = ["CHANNELS_LAST", "CHANNEL_MAJOR", "ConvPlan", "MaxPoolWindows",
            "choose_layout", "output_size", "same_layout"]

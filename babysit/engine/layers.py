@@ -21,7 +21,7 @@ import numbers
 import numpy as np
 
 from babysit.engine.base import Layer
-from babysit.engine.conv import Im2col, MaxPoolWindows, choose_layout, output_size
+from babysit.engine.conv import ConvPlan, MaxPoolWindows, choose_layout, output_size
 
 # ---------------------------------------------------------------------------
 # option validation
@@ -192,37 +192,17 @@ class Conv(EngineLayer):
             raise ValueError(f"conv expects input (N, {W.shape[1]}, H, W), got {x.shape}")
         x = x.astype(W.dtype, copy=False)
         layout = self.layout or choose_layout(x.shape[1], self.size[1], x.shape[3])
-        self._im2col = im2col = Im2col(x.shape, self.size, self.stride, self.pad, layout)
-        self._cols = cols = im2col.cols(x)
-        if im2col.layout == "channels_last":
-            # (M, K) @ (K, F) with K ordered (HH, WW, C)
-            out = cols @ W.transpose(2, 3, 1, 0).reshape(-1, W.shape[0])
-            out += b
-        else:
-            # (F, K) @ (K, M) with K ordered (C, HH, WW): W's own memory order
-            out = W.reshape(W.shape[0], -1) @ cols
-            out += b[:, None]
-        return im2col.out_from_matrix(out)
+        self._plan = plan = ConvPlan(x.shape, self.size, self.stride, self.pad, layout)
+        self._cols = plan.cols(x)
+        return plan.forward(self._cols, W, b)
 
     def backward(self, dout):
-        W, im2col, cols = self.params["W"], self._im2col, self._cols
-        F, C, kh, kw = W.shape
-        d = im2col.matrix_from_out(dout.astype(W.dtype, copy=False))
-        channels_last = im2col.layout == "channels_last"
-        if channels_last:
-            dW = (cols.T @ d).reshape(kh, kw, C, F).transpose(3, 2, 0, 1)
-            self.grads["b"] = d.sum(axis=0)
-        else:
-            dW = (d @ cols.T).reshape(F, C, kh, kw)
-            self.grads["b"] = d.sum(axis=1)
-        self.grads["W"] = np.ascontiguousarray(dW)
+        W = self.params["W"]
+        dout = dout.astype(W.dtype, copy=False)
+        self.grads["W"], self.grads["b"] = self._plan.weight_grads(self._cols, dout)
         if not self.needs_input_grad:
             return None
-        if channels_last:
-            dcols = d @ W.transpose(2, 3, 1, 0).reshape(-1, F).T     # (M, F) @ (F, K)
-        else:
-            dcols = W.reshape(F, -1).T @ d                            # (K, F) @ (F, M)
-        return im2col.col2im(dcols)
+        return self._plan.input_grad(dout, W)
 
 
 class MaxPool(EngineLayer):

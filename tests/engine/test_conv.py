@@ -1,9 +1,9 @@
-"""im2col / col2im and max-pooling helpers against naive loop references."""
+"""Convolution plans (im2col, products, col2im) and max pooling against naive loop references."""
 
 import numpy as np
 import pytest
 
-from babysit.engine.conv import (CHANNEL_MAJOR, CHANNELS_LAST, Im2col, MaxPoolWindows,
+from babysit.engine.conv import (CHANNEL_MAJOR, CHANNELS_LAST, ConvPlan, MaxPoolWindows,
                                  choose_layout, output_size)
 
 LAYOUTS = [CHANNELS_LAST, CHANNEL_MAJOR]
@@ -66,71 +66,103 @@ def as_layout(x, layout):
     return x
 
 
-def conv_with(im2col, x, w, b):
-    cols = im2col.cols(x)
-    F = w.shape[0]
-    if im2col.layout == CHANNELS_LAST:
-        out = cols @ w.transpose(2, 3, 1, 0).reshape(-1, F) + b
-    else:
-        out = w.reshape(F, -1) @ cols + b[:, None]
-    return im2col.out_from_matrix(out)
-
-
 CASES = [  # x shape, kernel, stride, pad
     ((2, 3, 6, 6), (3, 3), (1, 1), (1, 1)),
     ((1, 2, 5, 7), (3, 2), (2, 2), (1, 1)),
     ((2, 4, 7, 5), (2, 3), (1, 2), (0, 1)),
     ((3, 1, 4, 4), (4, 4), (1, 1), (0, 0)),
     ((1, 2, 5, 5), (1, 1), (3, 3), (2, 0)),
+    ((2, 2, 5, 6), (2, 4), (1, 1), (2, 1)),
 ]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("x_shape, kernel, stride, pad", CASES)
-def test_im2col_product_matches_naive_convolution(layout, x_shape, kernel, stride, pad):
+def test_plan_forward_matches_naive_convolution(layout, x_shape, kernel, stride, pad):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((3, x_shape[1]) + kernel)
     b = rng.standard_normal(3)
-    im2col = Im2col(x.shape, kernel, stride, pad, layout)
+    plan = ConvPlan(x.shape, kernel, stride, pad, layout)
     expected = naive_conv(x, w, b, stride, pad)
-    assert im2col.out_hw == expected.shape[2:]
-    np.testing.assert_allclose(conv_with(im2col, x, w, b), expected, rtol=1e-12, atol=1e-12)
-    for memory in ("nhwc", "cnhw"):  # the input's memory layout must not matter
-        np.testing.assert_allclose(conv_with(im2col, as_layout(x, memory), w, b), expected,
-                                   rtol=1e-12, atol=1e-12)
+    assert plan.out_hw == expected.shape[2:]
+    for memory in ("nchw", "nhwc", "cnhw"):  # the input's memory layout must not matter
+        out = plan.forward(plan.cols(as_layout(x, memory)), w, b)
+        np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("x_shape, kernel, stride, pad", CASES)
+def test_plan_gradients_are_the_adjoint_products(layout, x_shape, kernel, stride, pad):
+    # conv is linear in x and in (W, b): for every dout,
+    # <conv(x, W, 0), dout> == <x, input_grad(dout)> and
+    # <conv(x, W, b), dout> == <W, dW> + <b, db>
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(x_shape)
+    w = rng.standard_normal((3, x_shape[1]) + kernel)
+    b = rng.standard_normal(3)
+    plan = ConvPlan(x.shape, kernel, stride, pad, layout)
+    cols = plan.cols(x)
+    dout = rng.standard_normal((x_shape[0], 3) + plan.out_hw)
+    for memory in ("nchw", "nhwc", "cnhw"):
+        d = as_layout(dout, memory)
+        dx = plan.input_grad(d, w)
+        assert dx.shape == x.shape
+        assert np.isclose(np.sum(plan.forward(cols, w, 0 * b) * dout), np.sum(x * dx), rtol=1e-12)
+        dW, db = plan.weight_grads(cols, d)
+        assert dW.shape == w.shape and db.shape == b.shape
+        assert np.isclose(np.sum(plan.forward(cols, w, b) * dout),
+                          np.sum(w * dW) + np.sum(b * db), rtol=1e-12)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("x_shape, kernel, stride, pad", CASES)
 def test_col2im_is_the_adjoint_of_im2col(layout, x_shape, kernel, stride, pad):
-    # <cols(x), D> == <x, col2im(D)> for all x, D: col2im is exactly the transpose
-    rng = np.random.default_rng(1)
+    # <cols(x), D> == <x, col2im(D)> for all x, D (the bias's ones left out)
+    rng = np.random.default_rng(2)
     x = rng.standard_normal(x_shape)
-    im2col = Im2col(x.shape, kernel, stride, pad, layout)
-    cols = im2col.cols(x)
+    plan = ConvPlan(x.shape, kernel, stride, pad, layout)
+    cols = plan.cols(x)
+    cols = cols[:, :plan.K] if layout == CHANNELS_LAST else cols[:plan.K]
     D = rng.standard_normal(cols.shape)
-    dx = im2col.col2im(D)
+    dx = plan.col2im(D)
     assert dx.shape == x.shape
     assert np.isclose(np.sum(cols * D), np.sum(x * dx), rtol=1e-12)
+
+
+def test_columns_carry_ones_for_the_bias():
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 4))
+    cols = ConvPlan(x.shape, (3, 3), (1, 1), (1, 1), CHANNEL_MAJOR).cols(x)
+    assert cols.shape == (28, 32) and np.all(cols[27] == 1)
+    cols = ConvPlan(x.shape, (3, 3), (1, 1), (1, 1), CHANNELS_LAST).cols(x)
+    assert cols.shape == (32, 28) and np.all(cols[:, 27] == 1)
 
 
 def test_col2im_adds_overlapping_windows():
     # all-ones column gradient: each input pixel receives the number of windows covering it
     x = np.zeros((1, 1, 4, 4))
-    im2col = Im2col(x.shape, (3, 3), (1, 1), (0, 0), CHANNELS_LAST)
-    counts = im2col.col2im(np.ones(im2col.cols(x).shape))[0, 0]
     expected = np.array([[1, 2, 2, 1], [2, 4, 4, 2], [2, 4, 4, 2], [1, 2, 2, 1]])
-    np.testing.assert_array_equal(counts, expected)
+    plan = ConvPlan(x.shape, (3, 3), (1, 1), (0, 0), CHANNELS_LAST)
+    np.testing.assert_array_equal(plan.col2im(np.ones((plan.M, plan.K)))[0, 0], expected)
+    # the row-flat input gradient of a stride-1 channel-major plan counts the same
+    plan = ConvPlan(x.shape, (3, 3), (1, 1), (0, 0), CHANNEL_MAJOR)
+    assert plan.row_flat
+    dx = plan.input_grad(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3)))
+    np.testing.assert_array_equal(dx[0, 0], expected)
 
 
-def test_im2col_keeps_float32():
+def test_plan_keeps_float32():
     x = np.ones((2, 3, 5, 5), dtype=np.float32)
+    w = np.ones((4, 3, 3, 3), dtype=np.float32)
+    b = np.ones(4, dtype=np.float32)
     for layout in LAYOUTS:
-        im2col = Im2col(x.shape, (3, 3), (1, 1), (1, 1), layout)
-        cols = im2col.cols(x)
-        assert cols.dtype == np.float32
-        assert im2col.col2im(np.ones_like(cols)).dtype == np.float32
+        plan = ConvPlan(x.shape, (3, 3), (1, 1), (1, 1), layout)
+        cols = plan.cols(x)
+        out = plan.forward(cols, w, b)
+        assert cols.dtype == out.dtype == np.float32
+        dout = np.ones_like(out)
+        assert plan.input_grad(dout, w).dtype == np.float32
+        assert all(g.dtype == np.float32 for g in plan.weight_grads(cols, dout))
 
 
 def test_output_size_and_layout_choice():
