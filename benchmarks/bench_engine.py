@@ -344,6 +344,9 @@ def parse_args(argv):
             setattr(args, key, quick if args.quick else full)
         if getattr(args, key) < (0 if key == "peak_size" else 1):
             parser.error(f"--{key.replace('_', '-')} must be positive")
+    unknown = [n for n in args.nets.split(",") if n.strip() not in NETS]
+    if unknown:
+        parser.error(f"unknown net(s) {unknown}; choose from {', '.join(NETS)}")
     if args.threads < 0:
         parser.error("--threads must be 0 (library defaults) or positive")
     args.argv = list(argv)

@@ -80,5 +80,6 @@ def test_write_readme_replaces_only_the_marked_block(tmp_path):
 def test_quick_defaults_and_explicit_values():
     args = bench_engine.parse_args(["--quick", "--rounds", "3"])
     assert (args.rounds, args.iters, args.warmup, args.peak_size, args.cli_runs) == (3, 5, 2, 1024, 1)
-    with pytest.raises(SystemExit):
-        bench_engine.parse_args(["--iters", "0"])
+    for bad in (["--iters", "0"], ["--nets", "mlp,resnet"], ["--threads", "-1"]):
+        with pytest.raises(SystemExit):
+            bench_engine.parse_args(bad)
