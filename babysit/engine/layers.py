@@ -80,31 +80,6 @@ def _channel_shape(kind: str, input_shape) -> tuple[int, ...]:
     return (1, shape[0]) + (1,) * (len(shape) - 1)
 
 
-_TILE = 4096
-_ZERO_ROWS: dict = {}
-
-
-def _positive_part(x: np.ndarray) -> np.ndarray:
-    """``np.maximum(x, 0)`` in ``x``'s memory layout, about 1.7x faster on large arrays.
-
-    NumPy runs maximum against a broadcast scalar through a slow loop; against
-    a row of zeros it runs its vectorised loop, so the flat data is viewed as
-    rows of ``_TILE`` and compared with one cached zero row.
-    """
-    out = np.empty_like(x)
-    flat = x.ravel(order="K")             # memory order; a view when x is dense
-    if x.size < _TILE or not np.may_share_memory(flat, x):
-        return np.maximum(x, 0, out=out)
-    zeros = _ZERO_ROWS.get(x.dtype)
-    if zeros is None:
-        zeros = _ZERO_ROWS[x.dtype] = np.zeros(_TILE, dtype=x.dtype)
-    flat_out = out.ravel(order="K")       # empty_like kept x's layout: same element order
-    rows = x.size // _TILE * _TILE
-    np.maximum(flat[:rows].reshape(-1, _TILE), zeros, out=flat_out[:rows].reshape(-1, _TILE))
-    np.maximum(flat[rows:], 0, out=flat_out[rows:])
-    return out
-
-
 def _make_weight(init, shape, fan_in, rng, dtype) -> np.ndarray:
     return np.ascontiguousarray(init(tuple(shape), int(fan_in), rng, dtype), dtype=dtype)
 
@@ -321,7 +296,7 @@ class ReLU(_Elementwise):
 
     def forward(self, x, train):
         self._x = x
-        return _positive_part(x)
+        return np.maximum(x, 0)
 
     def backward(self, dout):
         return np.multiply(dout, self._x > 0)
