@@ -1,8 +1,9 @@
 """The engine's layers and the ``LAYERS`` registry ``{recipe kind: class}``.
 
 Shapes: ``x`` is ``(N, *input_shape)``; images are NCHW. A layer may return an
-NCHW-shaped view of channels-last memory (convolution does, see ``conv.py``);
-every layer accepts inputs in any memory layout.
+NCHW-shaped view of another memory layout (convolution returns channel-major
+or channels-last memory, see ``conv.py``); every layer accepts inputs in any
+memory layout, and elementwise layers keep the layout they are given.
 
 Every layer computes in the dtype of its parameters (parameter-free layers: of
 their input) and never upcasts: float32 in, float32 out. Constants enter as
