@@ -19,8 +19,12 @@ multiply once (the bias rides along as a row of ones), and undo im2col
 offsets, each a whole-batch strided add.
 
 Max pooling runs one whole-batch elementwise operation per window offset on
-strided slices of the input (works in any memory layout; much faster than
-reducing over reshaped window axes, whose innermost axis is the short window).
+strided slices of the input, in any memory layout. Windows that tile the input
+(size == stride, dividing H and W) take the fast path backward: every input
+element is written exactly once (no zero fill, no accumulation); overlapping
+windows accumulate into a zeroed gradient. A reduction over reshaped
+``(..., Ho, k, Wo, k)`` window axes measured 4x (channels-last) to 40x
+(NCHW, where the short window axis is innermost) slower than these sweeps.
 """
 
 from __future__ import annotations
