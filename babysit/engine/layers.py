@@ -157,7 +157,9 @@ class Conv(EngineLayer):
     Params ``W (F, C, HH, WW)`` (fan_in ``C*HH*WW``), ``b (F,)``.
     ``size``, ``stride`` and ``pad`` take an int or a pair ``[h, w]``;
     ``pad=None`` means ``(size - 1) // 2`` ("same" for odd sizes at stride 1).
-    The output is an NCHW-shaped view of the product's memory (see ``conv.py``).
+    The output is an NCHW-shaped view of the product's memory. ``layout``
+    (channel-major or channels-last im2col, see ``conv.choose_layout``) is
+    picked by ``build`` for the input shape; setting it forces one.
     """
 
     kind = "conv"
