@@ -8,9 +8,7 @@ leak memory across a long search and no GUI backend to pick.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
+from babysit.atomic import replacing
 from babysit.errors import BabysitError
 
 MISSING = "--plot needs matplotlib: pip install 'babysit[plot]'"
@@ -52,18 +50,6 @@ def label_axes(ax, title: str = "", xlabel: str = "", ylabel: str = "",
 
 def save_png(figure, path) -> None:
     """Write ``figure`` as PNG to ``path`` atomically (temp file beside it, then rename)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            # No "Software" stamp: the same figure gives the same bytes.
-            figure.savefig(handle, format="png", dpi=100, metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with replacing(path) as tmp, open(tmp, "xb") as handle:
+        # No "Software" stamp: the same figure gives the same bytes.
+        figure.savefig(handle, format="png", dpi=100, metadata={"Software": None})

@@ -35,14 +35,13 @@ crash) never sees half a log.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from babysit.atomic import replacing
 from babysit.errors import BabysitError
 
 FORMAT_ATTR = "babysit_format"
@@ -68,17 +67,9 @@ def atomic_write(path, fill: Callable) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with replacing(path) as tmp:
         with h5py.File(tmp, "x") as handle:
             fill(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 

@@ -23,7 +23,6 @@ import functools
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -31,6 +30,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from babysit.atomic import write_bytes
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -204,25 +204,8 @@ def result_json(result) -> str:
 
 
 def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` all or nothing: a temp file beside it, then rename.
-
-    Readers (and a CI job that is killed mid-write) never see half a file, and a
-    failed write leaves any previous file untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` all or nothing (see :mod:`babysit.atomic`)."""
+    write_bytes(path, data)
 
 
 # -- option parsing ---------------------------------------------------------
