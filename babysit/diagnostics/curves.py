@@ -81,7 +81,8 @@ def diagnose_loss(loss) -> list[Finding]:
     if drop < FLAT_DROP:
         findings.append(Finding(
             "loss_plateau", "fail",
-            f"the loss barely moved: {start:.4g} -> {end:.4g} ({100 * drop:.2g}% lower)",
+            f"the loss barely moved: {start:.4g} -> {end:.4g} "
+            f"({'fell' if drop >= 0 else 'rose'} by {100 * abs(drop):.2g}%)",
             "raise the learning rate (run `babysit lr-probe`); check for dead units with "
             "`babysit init-stats`", None, evidence))
         return findings

@@ -167,8 +167,8 @@ def scale_findings(input_std: float, chain: list[LayerStats]) -> list[Finding]:
         layer = names[start]
         findings.append(Finding(
             code, severity,
-            f"activation std {verb} geometrically from {layer} on: {stds[start - 1]:.3g} -> "
-            f"{stds[-1]:.3g} at {names[-1]} (x{per_layer:.2g} per layer)",
+            f"activation std {verb} geometrically from {layer} on: {stds[start - 1]:.3g} "
+            f"({names[start - 1]}) -> {stds[-1]:.3g} ({names[-1]}), x{per_layer:.2g} per layer",
             FIXES[code], layer, {"stds": dict(zip(names, stds)), "total_ratio": total,
                                  "per_layer_ratio": per_layer}))
     return findings
