@@ -167,6 +167,7 @@ def test_search_bad_param_exits_2(tmp_path, param, message):
 
 
 def test_search_unreachable_scheduler_exits_2_quickly(tmp_path):
+    pytest.importorskip("distributed")      # without dask the message is "install babysit[dask]"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
