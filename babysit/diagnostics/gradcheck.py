@@ -330,9 +330,7 @@ class ModelChecker:
 
         Layers before ``start`` are not rerun: nothing they depend on changes.
         """
-        out = self.inputs[start]
-        for layer in self.model.layers[start:]:
-            out = layer.forward(out, True)
+        out = self.model.forward_from(start, self.inputs[start], True)
         return self.model.loss_fn(out, self.y)[0]
 
     def data_reports(self) -> list[Report]:

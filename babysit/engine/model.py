@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.engine.base import Layer
-from babysit.errors import ModelError
+from babysit.errors import BabysitError, ModelError
 
 
 class Model:
@@ -29,9 +29,17 @@ class Model:
     Set ``record = True`` to keep each layer's output in ``outputs`` and the
     gradient arriving at that output in ``output_grads`` (both keyed by layer
     name); it costs nothing when off.
+
+    ``user_layers`` maps the index of each user-written layer (``custom:``) to
+    its per-example output shape. Their forward and backward run checked: an
+    exception, a result that is not a numeric array of the expected shape (a
+    dx with the input's size but flattened is reshaped), or ``grads`` not
+    matching ``params`` is the user's input, raised as ModelError naming the
+    layer (engine layers run unchecked: their failures are bugs).
     """
 
-    def __init__(self, layers, loss, reg, input_shape, num_classes, dtype, names=None):
+    def __init__(self, layers, loss, reg, input_shape, num_classes, dtype, names=None,
+                 user_layers=None):
         self.layers = list(layers)
         self.names = list(names) if names else [
             f"{i}.{getattr(layer, 'kind', type(layer).__name__.lower())}"
@@ -54,18 +62,27 @@ class Model:
                 self.params[f"{index}.{key}"] = value
             for key in getattr(layer, "weight_names", ()):
                 self.weight_names.append(f"{index}.{key}")
+        self.user_layers = {int(i): tuple(shape) for i, shape in (user_layers or {}).items()}
+        self._user_input_shapes: dict[int, tuple] = {}
 
     # -- passes -------------------------------------------------------------
     def forward(self, X, train: bool = False) -> np.ndarray:
         """Class scores ``(N, C)`` for inputs ``(N, *input_shape)``; test mode by default."""
-        out = np.asarray(X, dtype=self.dtype)
-        record = self.record
-        if record:
+        if self.record:
             self.outputs = {}
-        for name, layer in zip(self.names, self.layers):
-            out = layer.forward(out, train)
+        return self.forward_from(0, np.asarray(X, dtype=self.dtype), train)
+
+    def forward_from(self, start: int, out: np.ndarray, train: bool) -> np.ndarray:
+        """Run layers ``start``.. on ``out``, the input of layer ``start``."""
+        record, user = self.record, self.user_layers
+        for index in range(start, len(self.layers)):
+            layer = self.layers[index]
+            if index in user:
+                out = self._user_forward(index, out, train)
+            else:
+                out = layer.forward(out, train)
             if record:
-                self.outputs[name] = out
+                self.outputs[self.names[index]] = out
         return out
 
     def backward(self, dscores: np.ndarray, input_grad: bool = True) -> dict[str, np.ndarray]:
@@ -82,11 +99,15 @@ class Model:
         skip = not input_grad and getattr(first, "needs_input_grad", None) is True
         if skip:
             first.needs_input_grad = False
+        user = self.user_layers
         try:
-            for name, layer in zip(reversed(self.names), reversed(self.layers)):
+            for index in range(len(self.layers) - 1, -1, -1):
                 if record:
-                    self.output_grads[name] = dout
-                dout = layer.backward(dout)
+                    self.output_grads[self.names[index]] = dout
+                if index in user:
+                    dout = self._user_backward(index, dout)
+                else:
+                    dout = self.layers[index].backward(dout)
         finally:
             if skip:
                 first.needs_input_grad = True
@@ -97,6 +118,47 @@ class Model:
             for key in layer.params:
                 grads[f"{index}.{key}"] = layer.grads[key]
         return grads
+
+    # -- checked passes of user layers -----------------------------------------
+    def _where(self, index: int) -> str:
+        kind = self.names[index].split(".", 1)[-1]
+        return f"layer {index} ({kind} {type(self.layers[index]).__name__})"
+
+    def _user_forward(self, index: int, x: np.ndarray, train: bool) -> np.ndarray:
+        try:
+            out = self.layers[index].forward(x, train)
+        except BabysitError:
+            raise
+        except Exception as exc:  # a user's layer failing is bad input, not our bug
+            raise ModelError(f"{self._where(index)}: forward raised {type(exc).__name__}: {exc}") from None
+        expected = (np.shape(x)[0],) + self.user_layers[index]
+        if not isinstance(out, np.ndarray) or out.dtype.kind not in "biuf" or out.shape != expected:
+            raise ModelError(f"{self._where(index)}: forward must return a numeric array of shape "
+                             f"{expected} (batch first, as at build time), got {_describe(out)}")
+        self._user_input_shapes[index] = np.shape(x)
+        return out
+
+    def _user_backward(self, index: int, dout: np.ndarray) -> np.ndarray:
+        layer = self.layers[index]
+        try:
+            dx = layer.backward(dout)
+        except BabysitError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"{self._where(index)}: backward raised {type(exc).__name__}: {exc}") from None
+        expected = self._user_input_shapes.get(index)
+        if (not isinstance(dx, np.ndarray) or dx.dtype.kind not in "biuf"
+                or dx.size != math.prod(expected) or dx.shape[:1] != expected[:1]):
+            raise ModelError(f"{self._where(index)}: backward must return dx, a numeric array of the "
+                             f"input's shape {expected}, got {_describe(dx)}")
+        if dx.shape != expected:  # a layer that flattens may hand back a flat dx: same numbers
+            dx = dx.reshape(expected)
+        for key, value in layer.params.items():
+            grad = layer.grads.get(key) if isinstance(layer.grads, dict) else None
+            if not isinstance(grad, np.ndarray) or grad.shape != np.shape(value):
+                raise ModelError(f"{self._where(index)}: backward must fill grads[{key!r}] with an "
+                                 f"array of shape {np.shape(value)}, got {_describe(grad)}")
+        return dx
 
     def loss(self, X, y, reg: float | None = None, input_grad: bool = True):
         """Train-mode loss and gradients: ``(loss, grads)``.
@@ -190,6 +252,13 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({', '.join(self.names)}; loss={getattr(self.loss_fn, 'kind', self.loss_fn)})"
+
+
+def _describe(value) -> str:
+    """What a user layer returned, for messages: shape and dtype, or the type."""
+    if isinstance(value, np.ndarray):
+        return f"shape {value.shape} (dtype {value.dtype})"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +371,7 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
     entries = list(entries)
     if not entries:
         raise ModelError("the model has no layers")
-    layers, names = [], []
+    layers, names, user_layers = [], [], {}
     shape = tuple(int(s) for s in input_shape)
     for index, entry in enumerate(entries):
         kind, options = split_layer_entry(entry)
@@ -352,13 +421,16 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
             shape = infer_output_shape(layer, shape, dtype, where)
         if any(s <= 0 for s in shape):
             raise ModelError(f"{where}: output shape {shape} is empty (input too small for this layer)")
+        if kind == "custom":
+            user_layers[index] = shape
         layers.append(layer)
         names.append(f"{index}.{kind}")
     if int(math.prod(shape)) != int(num_classes) or len(shape) != 1:
         raise ModelError(f"the last layer outputs shape {shape} but the data has {num_classes} classes: "
                          f"make the last layer an affine with out: {num_classes}")
     loss = get_loss(section.get("loss", "softmax"))
-    return Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names)
+    return Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names,
+                 user_layers=user_layers)
 
 
 __all__ = ["Layer", "Model", "build_model", "import_object", "split_layer_entry"]

@@ -260,6 +260,65 @@ def test_bad_entries_are_rejected(layers, match):
         build_model({"layers": layers}, (6,), 10, np.random.default_rng(0))
 
 
+class BreaksLater(Square):
+    """Passes the builder's shape probe (batch of 2), then misbehaves as configured."""
+
+    def __init__(self, fault):
+        super().__init__()
+        self.fault = fault
+
+    def forward(self, x, train):
+        if len(x) == 2:
+            return super().forward(x, train)
+        if self.fault == "forward_raises":
+            raise RuntimeError("boom")
+        if self.fault == "forward_none":
+            return None
+        if self.fault == "forward_shape":
+            return x[:, :2]
+        return super().forward(x, train)
+
+    def backward(self, dout):
+        if self.fault == "backward_raises":
+            raise FloatingPointError("bad")
+        if self.fault == "backward_none":
+            return None
+        if self.fault == "backward_shape":
+            return dout[:, :1]
+        return super().backward(dout)
+
+
+class ForgetsGrads(Scale):
+    def backward(self, dout):
+        self.grads.pop("s")
+        return dout * self.params["s"][0]
+
+
+@pytest.mark.parametrize("fault, match", [
+    ("forward_raises", r"layer 1 \(custom BreaksLater\): forward raised RuntimeError: boom"),
+    ("forward_none", r"forward must return a numeric array of shape \(5, 4\).*got None"),
+    ("forward_shape", r"forward must return .* \(5, 4\).*got shape \(5, 2\)"),
+    ("backward_raises", r"layer 1 \(custom BreaksLater\): backward raised FloatingPointError: bad"),
+    ("backward_none", r"backward must return dx.* \(5, 4\), got None"),
+    ("backward_shape", r"backward must return dx.* \(5, 4\), got shape \(5, 1\)"),
+])
+def test_a_user_layer_failing_at_run_time_is_a_model_error(fault, match):
+    section = {"layers": [{"affine": {"out": 4}}, {"custom": {"class": BreaksLater, "fault": fault}},
+                          {"affine": {"out": 3}}]}
+    model = build_model(section, (6,), 3, np.random.default_rng(0), np.float64)
+    X, y = data((6,), 5, 3)
+    with pytest.raises(ModelError, match=match):
+        model.loss(X, y)
+
+
+def test_a_user_layer_must_fill_its_grads():
+    model = build_model({"layers": [{"custom": ForgetsGrads}, {"affine": {"out": 3}}]}, (6,), 3,
+                        np.random.default_rng(0), np.float64)
+    with pytest.raises(ModelError, match=r"layer 0 \(custom ForgetsGrads\): backward must fill "
+                                         r"grads\['s'\] with an array of shape \(1,\), got None"):
+        model.loss(*data((6,), 5, 3))
+
+
 def test_bad_loss_is_rejected():
     with pytest.raises(ModelError, match="unknown loss 'hinge'"):
         build_model(mlp(loss="hinge"), (6,), 10)
