@@ -123,8 +123,11 @@ def _read_hdf5(path: Path, label: str) -> RawData:
     try:
         with h5py.File(path, "r") as handle:
             # unrelated datasets are named in messages but never read
-            arrays = {key: (handle[key][()] if key in wanted and isinstance(handle[key], h5py.Dataset)
-                            else None) for key in handle}
+            groups = [key for key in sorted(wanted & set(handle))
+                      if not isinstance(handle[key], h5py.Dataset)]
+            if groups:
+                raise DataError(f"{label}: {groups[0]} is an HDF5 group, not a dataset (an array)")
+            arrays = {key: (handle[key][()] if key in wanted else None) for key in handle}
             attrs = dict(handle.attrs)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{label}: cannot read the HDF5 file: {exc}") from None
@@ -134,7 +137,17 @@ def _read_hdf5(path: Path, label: str) -> RawData:
     return _from_arrays(arrays, label)
 
 
+def _starts_like_npz(path: Path) -> bool:
+    """A zip archive (np.savez) or a single .npy array, by the first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    return head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or head == b"\x93NUMPY"
+
+
 def _read_npz(path: Path, label: str) -> RawData:
+    if not _starts_like_npz(path):
+        # np.load would try pickle on anything else and blame "pickled data"
+        raise DataError(f"{label}: not an NPZ file (an NPZ is a zip archive written by np.savez)")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -403,7 +416,8 @@ def stratified_split(y: np.ndarray, val_fraction: float, rng) -> tuple[np.ndarra
     validation; both index arrays are in the same random order."""
     order = rng.permutation(len(y))
     by_class = order[np.argsort(y[order], kind="stable")]
-    labels = y[by_class]
+    # compact class indices: the work follows the examples, not the largest label
+    _, labels = np.unique(y[by_class], return_inverse=True)
     counts = np.bincount(labels)
     starts = np.cumsum(counts) - counts
     rank = np.arange(len(y)) - starts[labels]

@@ -286,6 +286,23 @@ def test_corrupt_files(tmp_path):
     assert "not an NPZ archive" in data_error(tmp_path / "single.npz")
     np.savez(tmp_path / "obj.npz", X_train=np.array([{}, 1], dtype=object), y_train=np.zeros(2))
     assert "cannot read the NPZ file" in data_error(tmp_path / "obj.npz")
+    (tmp_path / "text.npz").write_bytes(b"not a zip at all")  # np.load would blame pickled data
+    assert data_error(tmp_path / "text.npz").endswith("not an NPZ file (an NPZ is a zip archive "
+                                                      "written by np.savez)")
+
+
+def test_a_group_where_an_array_belongs(tmp_path):
+    with h5py.File(tmp_path / "g.h5", "w") as handle:
+        handle["X_train"] = np.zeros((4, 2))
+        handle.create_group("y_train")
+    assert "y_train is an HDF5 group, not a dataset" in data_error(tmp_path / "g.h5")
+
+
+def test_sparse_huge_labels_split_in_time_of_the_examples():
+    # labels up to 9e8: the split must not allocate per possible class
+    y = np.array([0, 900_000_000] * 10)
+    train, val = stratified_split(y, 0.2, np.random.default_rng(0))
+    assert sorted(y[val].tolist()) == [0, 0, 900_000_000, 900_000_000] and len(train) == 16
 
 
 def test_val_fraction_leaving_nothing(tmp_path):

@@ -253,6 +253,8 @@ def _check_output_dirs(app: App, paths) -> None:
             directory = os.path.dirname(os.path.abspath(path))
             if not os.path.isdir(directory):
                 app.abort(f"cannot write {path}: directory {directory} does not exist")
+            if os.path.isdir(path):
+                app.abort(f"cannot write {path}: it is a directory; give a file name")
 
 
 def common_options(plot: bool = True):
@@ -289,7 +291,7 @@ def common_options(plot: bool = True):
             return code
 
         options = [
-            click.option("--seed", type=int, default=None, metavar="N",
+            click.option("--seed", type=click.IntRange(min=0), default=None, metavar="N",
                          help="Random seed (overrides the recipe's seed)."),
             click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                          callback=_sets_callback,
@@ -341,6 +343,8 @@ class guard:
             return False  # `babysit ... | head`: click exits quietly
         if issubclass(exc_type, OSError):
             self.app.abort(describe_os_error(exc))
+        if issubclass(exc_type, MemoryError):  # sizes come from the user's data, shapes, options
+            self.app.abort(f"out of memory: {exc or 'the input is too large'}")
         return False
 
 

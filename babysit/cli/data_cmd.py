@@ -133,9 +133,15 @@ def balance_table(splits: dict, num_classes: int | None) -> Table:
             continue
         counts = {int(k): v for k, v in counts.items()}
         classes = num_classes or (max(counts) + 1)
-        per_class = [counts.get(c, 0) for c in range(max(classes, 0))] if min(counts) >= 0 \
-            else list(counts.values())
-        smallest, largest = min(per_class), max(per_class)
+        if min(counts) >= 0:
+            # from the classes present, not a list of all C (labels may run into the millions)
+            present = [n for c, n in counts.items() if c < classes]
+            smallest = min(present) if len(present) == classes else 0
+            largest = max(present, default=0)
+            per_class = [counts.get(c, 0) for c in range(min(classes, 65))]
+        else:
+            per_class = list(counts.values())
+            smallest, largest = min(per_class), max(per_class)
         spark = sparkline(per_class[:64]) + ("…" if len(per_class) > 64 else "")
         ratio = "inf" if smallest == 0 else fmt(largest / smallest)
         table.add_row(split, Text(spark, style="cyan"), str(smallest), str(largest),

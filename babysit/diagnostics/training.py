@@ -42,7 +42,7 @@ from babysit.diagnostics.curves import diagnose_curves
 from babysit.diagnostics.init_stats import DEAD_FAIL, DEAD_WARN, SATURATION_FAIL
 from babysit.diagnostics.monitors import model_layer_stats, param_grad_norms, update_ratios
 from babysit.diagnostics.result import Finding
-from babysit.errors import BabysitError
+from babysit.errors import BabysitError, ModelError
 from babysit.store import Checkpoint, RunLog, read_run_log, restore_rng, rng_state_json
 
 DIVERGENCE_FACTOR = 3.0
@@ -269,6 +269,9 @@ class Trainer:
             self._restore(read_run_log(resume))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(recipe))
+        if self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
+            raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
+                               f"give a file name such as {self.path / 'run.h5'}")
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -290,7 +293,10 @@ class Trainer:
         if mismatch:
             raise BabysitError(f"{log.path}: the checkpoint's parameters {sorted(last.params)} do not "
                                f"match this recipe's model {sorted(self.model.params)}")
-        self.model.set_params(last.params)
+        try:
+            self.model.set_params(last.params)
+        except ModelError as exc:  # e.g. --set changed a layer's size since the run started
+            raise BabysitError(f"{log.path}: the checkpoint does not fit this recipe's model: {exc}") from None
         restore_buffers(self.model, last.buffers)
         self.solver.optimizer.load_state_dict(last.optimizer)
         if self.solver.average is not None:

@@ -93,3 +93,58 @@ def test_custom_layer_failing_at_run_time(layer_dir, cls, words, command):
     extra = ["--out", layer_dir / "run.h5"] if command == "train" else []
     result = run(command, custom_recipe(layer_dir, cls), "--quiet", *extra)
     assert_usage_error(result, *words)
+
+
+# -- options and output paths ---------------------------------------------------------
+
+
+def test_negative_seed_is_rejected_by_the_option_itself():
+    # it used to surface as "--set seed=-1: ...", an option the user never gave
+    result = run("sanity-loss", "--seed", "-1")
+    assert result.exit_code == 2 and "--seed" in result.stderr and "--set" not in result.stderr
+
+
+def test_json_onto_a_directory_fails_before_the_work(tmp_path):
+    result = run("lr-probe", "--json", tmp_path, "--quiet")
+    assert_usage_error(result, str(tmp_path), "is a directory")
+
+
+def test_train_out_onto_a_directory_fails_before_training(tmp_path):
+    result = run("train", "--out", tmp_path, "--quiet")
+    assert_usage_error(result, f"cannot write the run log to {tmp_path}: it is a directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_rename_names_the_target_not_the_temporary_file(tmp_path):
+    result = run("search", "--out", tmp_path, "--param", "optim.lr=log:1e-3:1e-1", "--trials", "1",
+                 "--epochs", "1", "--workers", "1", "--quiet")
+    assert_usage_error(result, f"{tmp_path}: Is a directory")
+    assert ".tmp" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_out_of_memory_is_one_line():
+    result = run("gradcheck", "--layer", "babysit.bundled.broken_layers:WrongSlopeLeakyReLU",
+                 "--input-shape", "1000000,1000000", "--quiet")
+    assert_usage_error(result, "out of memory")
+
+
+def test_resume_with_a_resized_layer_names_the_run_log(tmp_path):
+    log = tmp_path / "run.h5"
+    assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
+    result = run("train", "--resume", log, "--set", "model.layers.0.affine.out=20", "--quiet")
+    assert_usage_error(result, f"{log}: the checkpoint does not fit this recipe's model",
+                       "'0.W' has shape (64, 20), got (64, 50)")
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def test_labels_up_to_a_billion_are_reported_not_allocated(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "sparse.npz"
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    np.savez(path, X_train=X, y_train=np.array([0, 900_000_000] * 20))
+    assert run("data", path).exit_code == 0  # the class-balance table too
+    assert_usage_error(run("sanity-loss", "--set", f"data.source={path}", "--quiet"),
+                       "the data has 900000001 classes")
