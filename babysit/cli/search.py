@@ -227,9 +227,9 @@ def render_log(console, log) -> None:
     console.print(trials_table(ranked, log.space, seconds, title=title))
     if len(log.stage_spaces) > 1:
         console.print(stages_table(log.stage_spaces))
-    if status == "interrupted":
-        console.print(Text("the search was interrupted: only finished trials are shown",
-                           style="yellow"))
+    if status in ("interrupted", "failed"):
+        how = "was interrupted" if status == "interrupted" else "stopped on an error"
+        console.print(Text(f"the search {how}: only finished trials are shown", style="yellow"))
 
 
 def plot_trials(ranked: list, space: dict):

@@ -148,3 +148,14 @@ def test_labels_up_to_a_billion_are_reported_not_allocated(tmp_path):
     assert run("data", path).exit_code == 0  # the class-balance table too
     assert_usage_error(run("sanity-loss", "--set", f"data.source={path}", "--quiet"),
                        "the data has 900000001 classes")
+
+
+def test_report_of_a_search_stopped_by_a_broken_layer_says_so(layer_dir):
+    log = layer_dir / "search.h5"
+    result = run("search", custom_recipe(layer_dir, "BackwardRaises"), "--param",
+                 "optim.lr=log:1e-3:1e-1", "--trials", "1", "--epochs", "1", "--workers", "1",
+                 "--out", log, "--quiet")
+    assert_usage_error(result, "backward raised RuntimeError")
+    report = run("report", log)
+    assert report.exit_code == 0 and "failed" in report.stdout
+    assert "the search stopped on an error: only finished trials are shown" in report.stdout
