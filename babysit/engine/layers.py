@@ -110,7 +110,36 @@ class EngineLayer(Layer):
 # Affine, convolution, pooling, reshaping
 
 
-class Affine(EngineLayer):
+class _Linear(EngineLayer):
+    """Shared by Affine and Maxout: ``z = x.reshape(N, D) @ W + b`` and its backward."""
+
+    weight_names = ("W",)
+
+    def _build_linear(self, input_shape, columns, rng, dtype, init, bias):
+        D = math.prod(_per_example(input_shape))
+        self.params["W"] = _make_weight(init, (D, columns), D, rng, dtype)
+        self.params["b"] = np.full(columns, bias, dtype=dtype)
+        self.zero_grads()
+
+    def _linear_forward(self, x):
+        W = self.params["W"]
+        self._x_shape = x.shape
+        self._x2d = x2d = x.reshape(x.shape[0], -1).astype(W.dtype, copy=False)
+        z = x2d @ W
+        z += self.params["b"]
+        return z
+
+    def _linear_backward(self, dz):
+        """Fill ``grads`` from ``dz = dLoss/dz (N, columns)``; return dx (None when not needed)."""
+        W, x2d = self.params["W"], self._x2d
+        self.grads["W"] = x2d.T @ dz
+        self.grads["b"] = dz.sum(axis=0)
+        if not self.needs_input_grad:
+            return None
+        return (dz @ W.T).reshape(self._x_shape)
+
+
+class Affine(_Linear):
     """Fully connected layer ``out = x.reshape(N, D) @ W + b``.
 
     Input ``(N, *shape)`` with ``D = prod(shape)``; output ``(N, out)``.
@@ -118,7 +147,6 @@ class Affine(EngineLayer):
     """
 
     kind = "affine"
-    weight_names = ("W",)
 
     def __init__(self, out):
         super().__init__()
@@ -126,27 +154,14 @@ class Affine(EngineLayer):
         self._remember(out=self.out)
 
     def build(self, input_shape, rng, dtype, init, bias):
-        D = math.prod(_per_example(input_shape))
-        self.params["W"] = _make_weight(init, (D, self.out), D, rng, dtype)
-        self.params["b"] = np.full(self.out, bias, dtype=dtype)
-        self.zero_grads()
+        self._build_linear(input_shape, self.out, rng, dtype, init, bias)
         return (self.out,)
 
     def forward(self, x, train):
-        W = self.params["W"]
-        self._x_shape = x.shape
-        self._x2d = x2d = x.reshape(x.shape[0], -1).astype(W.dtype, copy=False)
-        out = x2d @ W
-        out += self.params["b"]
-        return out
+        return self._linear_forward(x)
 
     def backward(self, dout):
-        W, x2d = self.params["W"], self._x2d
-        self.grads["W"] = x2d.T @ dout
-        self.grads["b"] = dout.sum(axis=0)
-        if not self.needs_input_grad:
-            return None
-        return (dout @ W.T).reshape(self._x_shape)
+        return self._linear_backward(dout)
 
 
 class Conv(EngineLayer):
@@ -445,7 +460,7 @@ class Tanh(_Elementwise):
 # Maxout, batch normalisation, dropout
 
 
-class Maxout(EngineLayer):
+class Maxout(_Linear):
     """Maxout units: ``out[:, j] = max_p (x @ W + b)[:, j*pieces + p]``.
 
     Input ``(N, *shape)`` flattened to ``(N, D)``; output ``(N, out)``. Params
@@ -455,7 +470,6 @@ class Maxout(EngineLayer):
     """
 
     kind = "maxout"
-    weight_names = ("W",)
     has_kinks = True
 
     def __init__(self, out, pieces=2):
@@ -466,18 +480,11 @@ class Maxout(EngineLayer):
         self._index = None
 
     def build(self, input_shape, rng, dtype, init, bias):
-        D = math.prod(_per_example(input_shape))
-        self.params["W"] = _make_weight(init, (D, self.pieces * self.out), D, rng, dtype)
-        self.params["b"] = np.full(self.pieces * self.out, bias, dtype=dtype)
-        self.zero_grads()
+        self._build_linear(input_shape, self.pieces * self.out, rng, dtype, init, bias)
         return (self.out,)
 
     def forward(self, x, train):
-        W = self.params["W"]
-        self._x_shape = x.shape
-        self._x2d = x2d = x.reshape(x.shape[0], -1).astype(W.dtype, copy=False)
-        z = x2d @ W
-        z += self.params["b"]
+        z = self._linear_forward(x)
         z = z.reshape(len(z), self.out, self.pieces)
         best = z[:, :, 0].copy()
         index = np.zeros(best.shape, dtype=np.min_scalar_type(self.pieces - 1))
@@ -491,16 +498,11 @@ class Maxout(EngineLayer):
         return best
 
     def backward(self, dout):
-        W, x2d, index = self.params["W"], self._x2d, self._index
+        index = self._index
         dz = np.empty((len(dout), self.out, self.pieces), dtype=dout.dtype)
         for p in range(self.pieces):
             np.multiply(dout, index == p, out=dz[:, :, p])
-        dz = dz.reshape(len(dout), -1)
-        self.grads["W"] = x2d.T @ dz
-        self.grads["b"] = dz.sum(axis=0)
-        if not self.needs_input_grad:
-            return None
-        return (dz @ W.T).reshape(self._x_shape)
+        return self._linear_backward(dz.reshape(len(dout), -1))
 
     def kink_state(self):
         return self._index
