@@ -57,10 +57,19 @@ def check_space(recipe, space: SearchSpace) -> None:
     trial runs."""
     from babysit.diagnostics.search_space import Choice
 
+    from babysit.errors import RecipeError
+
     for key, dist in space.params.items():
         values = dist.options if isinstance(dist, Choice) else (dist.low, dist.high)
         for value in values:
-            recipe.with_overrides({key: value})
+            try:
+                recipe.with_overrides({key: value})
+            except RecipeError as exc:
+                # the recipe names the override "--set KEY=VALUE"; the user typed --param
+                message = str(exc)
+                if message.startswith("--set "):
+                    message = message.split(": ", 1)[-1]
+                raise RecipeError(f"--param {key} (value {value!r}): {message}") from None
 
 
 def plan_stage(recipe, space: SearchSpace, seed: int, stage: int, first_index: int,

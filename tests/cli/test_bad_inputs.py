@@ -159,3 +159,10 @@ def test_report_of_a_search_stopped_by_a_broken_layer_says_so(layer_dir):
     report = run("report", log)
     assert report.exit_code == 0 and "failed" in report.stdout
     assert "the search stopped on an error: only finished trials are shown" in report.stdout
+
+
+def test_search_param_errors_name_the_param_option(tmp_path):
+    result = run("search", "--param", "optim.lrate=log:1e-3:1e-1", "--trials", 1,
+                 "--out", tmp_path / "s.h5")
+    assert_usage_error(result, "--param optim.lrate", "did you mean 'lr'")
+    assert "--set" not in result.stderr and not (tmp_path / "s.h5").exists()
