@@ -251,14 +251,7 @@ def judge_recipe_lr(result, recipe_lr: float, good_range, recipe_verdict: str | 
 
 
 def _recipe_lr(recipe) -> float:
-    lr = common.section_dict(recipe.optim).get("lr")
-    try:
-        lr = float(lr)
-    except (TypeError, ValueError):
-        raise BabysitError(f"the recipe's optim.lr must be a number, got {lr!r}") from None
-    if not math.isfinite(lr) or lr <= 0:
-        raise BabysitError(f"the recipe's optim.lr must be a positive number, got {lr!r}")
-    return lr
+    return common.positive_float("the recipe's optim.lr", common.section_dict(recipe.optim).get("lr"))
 
 
 def _run_grid(result, prober: Prober, lrs: list[float], recipe_lr: float, update: str):
