@@ -327,6 +327,16 @@ class Recipe:
         return yaml.dump(_flow_leaves(self.to_dict()), Dumper=_Dumper, sort_keys=False,
                          default_flow_style=False, allow_unicode=True, width=100)
 
+    def with_seed(self, seed) -> "Recipe":
+        """This recipe with ``seed`` as its seed (the data split follows it); None keeps it.
+
+        The one way a command-line ``--seed`` or a ``seed=`` argument reaches a
+        recipe, so the Python API and the CLI give the same numbers.
+        """
+        if seed is None or (not isinstance(seed, bool) and seed == self.seed):
+            return self
+        return self.with_overrides({"seed": seed})
+
     def with_overrides(self, overrides) -> "Recipe":
         """A new validated Recipe with dotted overrides applied (see :func:`load_recipe`)."""
         origin = self.path or self.name
