@@ -398,24 +398,24 @@ def test_preprocess_in_order(tmp_path):
 
 def test_inspect_good_data():
     report = inspect_data("builtin:digits")
-    json.dumps(report)
-    assert report["ok"] and report["problems"] == [] and report["num_classes"] == 10
-    raw = report["raw"]["train"]
-    assert raw["count"] == 1797 and raw["X_shape"] == [1797, 1, 8, 8] and raw["X_dtype"] == "uint8"
-    assert raw["min"] == 0 and raw["max"] == 16 and raw["nan"] == 0 and raw["label_max"] == 9
-    assert sum(raw["class_counts"].values()) == 1797
-    assert raw["feature_mean_absmax"] > raw["std"]  # raw pixels are not centred
-    loaded = report["loaded"]
-    assert loaded["val_from"] == "split" and loaded["input_shape"] == [1, 8, 8]
-    assert loaded["splits"]["train"]["count"] + loaded["splits"]["val"]["count"] == 1797
+    json.dumps(report.to_dict())
+    assert report.ok and report.problems == () and report.num_classes == 10
+    raw = report.raw["train"]
+    assert raw.count == 1797 and raw.X_shape == (1797, 1, 8, 8) and raw.X_dtype == "uint8"
+    assert raw.min == 0 and raw.max == 16 and raw.nan == 0 and raw.label_max == 9
+    assert sum(raw.class_counts.values()) == 1797
+    assert raw.feature_mean_absmax > raw.std  # raw pixels are not centred
+    loaded = report.loaded
+    assert loaded.val_from == "split" and loaded.input_shape == (1, 8, 8)
+    assert loaded.splits["train"].count + loaded.splits["val"].count == 1797
 
 
 def test_inspect_reports_centring_after_preprocessing():
     report = inspect_data({"source": "builtin:digits", "preprocess": ["mean_image"]})
-    train = report["loaded"]["splits"]["train"]
-    assert report["loaded"]["preprocess"] == ["mean_image"]
-    assert abs(train["mean"]) < 1e-5 and train["feature_mean_absmax"] < 1e-4
-    np.testing.assert_allclose(train["std"], np.std(load_data({"source": "builtin:digits", "preprocess":
+    train = report.loaded.splits["train"]
+    assert report.loaded.preprocess == ("mean_image",)
+    assert abs(train.mean) < 1e-5 and train.feature_mean_absmax < 1e-4
+    np.testing.assert_allclose(train.std, np.std(load_data({"source": "builtin:digits", "preprocess":
                                                                ["mean_image"]}).X_train), rtol=1e-5)
 
 
@@ -424,27 +424,28 @@ def test_inspect_bad_data_reports_instead_of_raising(tmp_path):
     np.savez(tmp_path / "b.npz", X_train=X, y_train=np.array([0, -1, 2.5]), X_test=np.zeros((2, 2)),
              y_test=np.array([0, 1]))
     report = inspect_data(str(tmp_path / "b.npz"))
-    json.dumps(report)
-    assert not report["ok"] and report["loaded"] is None
-    problems = " | ".join(report["problems"])
+    json.dumps(report.to_dict())
+    assert not report.ok and report.loaded is None
+    problems = " | ".join(report.problems)
     assert "1 NaN and 1 inf" in problems and "non-integer labels" in problems
-    train = report["raw"]["train"]
-    assert train["nan"] == 1 and train["inf"] == 1
-    assert train["mean"] == pytest.approx(1.5) and train["min"] == 0 and train["max"] == 3
-    assert train["non_integer_labels"] == 1 and train["class_counts"] is None
-    assert train["label_min"] == -1 and train["label_max"] == 2.5
-    assert report["raw"]["test"]["class_counts"] == {0: 1, 1: 1}
+    train = report.raw["train"]
+    assert train.nan == 1 and train.inf == 1
+    assert train.mean == pytest.approx(1.5) and train.min == 0 and train.max == 3
+    assert train.non_integer_labels == 1 and train.class_counts is None
+    assert train.label_min == -1 and train.label_max == 2.5
+    assert report.raw["test"].class_counts == {0: 1, 1: 1}
 
 
 def test_inspect_negative_labels_and_missing_file(tmp_path):
     np.savez(tmp_path / "n.npz", X_train=np.zeros((3, 2)), y_train=np.array([0, -1, 1]))
     report = inspect_data(str(tmp_path / "n.npz"))
-    assert report["raw"]["train"]["label_min"] == -1 and "minimum -1" in report["problems"][0]
+    assert report.raw["train"].label_min == -1 and "minimum -1" in report.problems[0]
     missing = inspect_data(str(tmp_path / "none.h5"))
-    assert missing == {"source": str(tmp_path / "none.h5"), "ok": False, "num_classes": None,
-                       "class_names": None, "raw": None, "loaded": None,
-                       "problems": [missing["problems"][0]]}
-    assert "not found" in missing["problems"][0]
+    assert missing.to_dict() == {"source": str(tmp_path / "none.h5"), "ok": False, "num_classes": None,
+                                 "class_names": None, "raw": None, "loaded": None,
+                                 "problems": [missing.problems[0]]}
+    assert "not found" in missing.problems[0]
     mismatched = tmp_path / "m.npz"
     np.savez(mismatched, X_train=np.zeros((3, 2)), y_train=np.array([0, 1]))
-    assert "X_train has 3 examples but y_train has 2 labels" in inspect_data(str(mismatched))["problems"]
+    assert "X_train has 3 examples but y_train has 2 labels" in inspect_data(str(mismatched)).problems
+

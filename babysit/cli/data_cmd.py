@@ -8,6 +8,8 @@ out of range), 2 when the source cannot be read or is malformed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich import box
 from rich.table import Table
@@ -16,12 +18,15 @@ from rich.text import Text
 from babysit.cli.app import DEFAULT_RECIPE, common_options
 from babysit.cli.render import fmt, sparkline
 
+if TYPE_CHECKING:  # the data package (NumPy) loads only when the command runs
+    from babysit.data import DataReport, SplitStats
+
 
 def is_source(argument: str | None) -> bool:
     """True when ARGUMENT names a data source rather than a recipe."""
     if argument is None:
         return False
-    from babysit.recipes import source_kind
+    from babysit.data import source_kind
 
     try:
         source_kind(argument)
@@ -56,63 +61,65 @@ def command(app, target, seed, sets, json_path, junit_path):
         recipe_label, used_seed = recipe.path, recipe.seed
         report = inspect_data(recipe.data)
 
-    if report["raw"] is None:  # the source could not be read at all
-        app.abort(report["problems"][0] if report["problems"] else "cannot read the data")
+    if report.raw is None:  # the source could not be read at all
+        app.abort(report.problems[0] if report.problems else "cannot read the data")
     result = check_data(report, recipe=recipe_label, seed=used_seed)
-    if not report["ok"] and result.status != "fail":
+
+    def draw(console, result):
+        render(console, result, report)
+
+    if not report.ok and result.status != "fail":
         # Malformed (shapes, empty arrays, missing classes): bad input, not a diagnosis.
         if not app.quiet:
-            render(app.report, result)
-        app.abort(f"{report['source']}: {report['problems'][0]}")
-    return app.emit(result, render, json_path, junit_path)
+            draw(app.report, result)
+        app.abort(f"{report.source}: {report.problems[0]}")
+    return app.emit(result, draw, json_path, junit_path)
 
 
 # -- rendering --------------------------------------------------------------
 
-def render(console, result) -> None:
-    metrics = result.metrics
-    loaded = metrics.get("loaded")
+def render(console, result, report: DataReport) -> None:
+    """The inspection (``report``) as the user reads it; the centring line quotes ``result``."""
+    loaded = report.loaded
     header = Text("Data ", style="bold")
-    header.append(str(metrics.get("source")), style="bold cyan")
+    header.append(str(report.source), style="bold cyan")
     if result.recipe:
         header.append(f"  recipe {result.recipe}", style="dim")
     console.print(header)
-    facts = [f"{metrics.get('num_classes')} classes"]
+    facts = [f"{report.num_classes} classes"]
     if loaded:
-        facts.append("input " + "x".join(str(d) for d in loaded["input_shape"]))
-        facts.append("preprocess: " + (", ".join(loaded["preprocess"]) or "none"))
-        facts.append("val " + ("from the source" if loaded["val_from"] == "source"
+        facts.append("input " + "x".join(str(d) for d in loaded.input_shape))
+        facts.append("preprocess: " + (", ".join(loaded.preprocess) or "none"))
+        facts.append("val " + ("from the source" if loaded.val_from == "source"
                                else f"split off train, seed {result.seed}"))
     console.print(Text(" | ".join(facts), style="dim"))
     if loaded:
-        console.print(stats_table(loaded["splits"], "As the model sees it"))
-    if metrics.get("raw"):
-        console.print(stats_table(metrics["raw"], "As stored (raw)"))
-        console.print(balance_table(loaded["splits"] if loaded else metrics["raw"],
-                                    metrics.get("num_classes")))
-    centering = metrics.get("centering") or {}
+        console.print(stats_table(loaded.splits, "As the model sees it"))
+    if report.raw:
+        console.print(stats_table(report.raw, "As stored (raw)"))
+        console.print(balance_table(loaded.splits if loaded else report.raw, report.num_classes))
+    centering = result.metrics.get("centering") or {}
     if centering.get("ratio") is not None:
         console.print(Text(f"centring: largest per-feature mean = {fmt(centering['ratio'])} std "
                            f"(raw {fmt(centering.get('raw_ratio'))}; limit {centering['limit']})",
                            style="dim"))
-    for problem in metrics.get("problems") or []:
+    for problem in report.problems:
         console.print(Text("problem: ", style="bold red") + Text(problem))
 
 
-def stats_table(splits: dict, title: str) -> Table:
+def stats_table(splits: dict[str, SplitStats], title: str) -> Table:
     """One row per split: size, shape, mean/std, range, NaN/inf, labels (dtypes in the title)."""
-    dtypes = sorted({f"X {s.get('X_dtype')}, y {s.get('y_dtype')}" for s in splits.values()})
+    dtypes = sorted({f"X {s.X_dtype}, y {s.y_dtype}" for s in splits.values()})
     table = Table(title=f"{title}: {'; '.join(dtypes)}", title_justify="left",
                   box=box.SIMPLE_HEAD)
     for name in ("split", "n", "shape", "mean", "std", "min", "max", "NaN", "inf", "labels"):
         table.add_column(name, justify="left" if name in ("split", "shape") else "right",
                          no_wrap=True)
     for split, s in splits.items():
-        shape = "x".join(str(d) for d in (s.get("X_shape") or [])[1:]) or "-"
-        labels = "-" if s.get("label_min") is None else f"{fmt(s['label_min'])}..{fmt(s['label_max'])}"
-        table.add_row(split, str(s.get("count")), shape, fmt(s.get("mean")), fmt(s.get("std")),
-                      fmt(s.get("min")), fmt(s.get("max")), _count(s.get("nan", 0)),
-                      _count(s.get("inf", 0)), labels)
+        shape = "x".join(str(d) for d in s.X_shape[1:]) or "-"
+        labels = "-" if s.label_min is None else f"{fmt(s.label_min)}..{fmt(s.label_max)}"
+        table.add_row(split, str(s.count), shape, fmt(s.mean), fmt(s.std), fmt(s.min), fmt(s.max),
+                      _count(s.nan), _count(s.inf), labels)
     return table
 
 
@@ -120,18 +127,17 @@ def _count(n: int) -> Text:
     return Text(str(n), style="bold red" if n else "")
 
 
-def balance_table(splits: dict, num_classes: int | None) -> Table:
+def balance_table(splits: dict[str, SplitStats], num_classes: int | None) -> Table:
     """Class balance per split: a sparkline over classes 0..C-1 and the extremes."""
     table = Table(title="Class balance", title_justify="left", box=box.SIMPLE_HEAD)
     for name in ("split", "per class", "smallest", "largest", "largest/smallest"):
         table.add_column(name, no_wrap=True, justify="left" if name in ("split", "per class")
                          else "right")
     for split, s in splits.items():
-        counts = s.get("class_counts")
+        counts = s.class_counts
         if not counts:
             table.add_row(split, "-", "-", "-", "-")
             continue
-        counts = {int(k): v for k, v in counts.items()}
         classes = num_classes or (max(counts) + 1)
         if min(counts) >= 0:
             # from the classes present, not a list of all C (labels may run into the millions)

@@ -1,7 +1,7 @@
 """Is a data set usable, and is it prepared the way the model needs it?
 
-Works on the report of :func:`babysit.data.inspect_data` (plain numbers, no
-arrays), so it can judge data that ``load_data`` would refuse. Findings:
+Works on the :class:`~babysit.data.DataReport` of :func:`babysit.data.inspect_data`
+(plain numbers, no arrays), so it can judge data that ``load_data`` would refuse. Findings:
 
 * ``data_not_finite`` (fail): NaN or inf in X of any split, as stored.
 * ``label_out_of_range`` (fail): labels below 0, at or above the declared
@@ -20,6 +20,9 @@ pixels sit at 1-3. Hence the limit of 0.5.
 
 from __future__ import annotations
 
+import math
+
+from babysit.data.inspection import DataReport, SplitStats
 from babysit.diagnostics.result import Result
 
 CENTERING_LIMIT = 0.5
@@ -36,81 +39,78 @@ RECENTERING_FIX = ("the preprocessing leaves features off-centre: use mean_image
                    "which centre every feature, instead of (or after) {steps}")
 
 
-def centering_ratio(stats: dict | None) -> float | None:
+def centering_ratio(stats: SplitStats | None) -> float | None:
     """Largest |per-feature mean| in units of the data's std (None when unknown).
 
     Falls back to |overall mean| / std when per-feature means are unavailable
     (X with NaN/inf). Constant data (std 0) is centred only if its mean is 0.
     """
-    if not stats or stats.get("std") is None:
+    if stats is None or stats.std is None:
         return None
-    offset = stats.get("feature_mean_absmax")
+    offset = stats.feature_mean_absmax
     if offset is None:
-        offset = abs(stats["mean"]) if stats.get("mean") is not None else None
+        offset = abs(stats.mean) if stats.mean is not None else None
     if offset is None:
         return None
-    std = stats["std"]
-    if std == 0:
+    if stats.std == 0:
         return 0.0 if offset == 0 else float("inf")
-    return float(offset) / float(std)
+    return float(offset) / float(stats.std)
 
 
-def check_data(report: dict, recipe: str | None = None, seed: int | None = None) -> Result:
-    """Findings for an ``inspect_data`` report; metrics carry the report itself.
+def check_data(report: DataReport, recipe: str | None = None, seed: int | None = None) -> Result:
+    """Findings for an :func:`~babysit.data.inspect_data` report; metrics carry its JSON form.
 
     ``recipe`` names the recipe the data came from (None for a raw source) and
     ``seed`` the seed of its validation split; both only label the Result.
     """
     result = Result("data", recipe=recipe, seed=seed, checks={k: list(v) for k, v in CHECKS.items()})
-    raw = report.get("raw") or {}
+    raw = report.raw or {}
     _check_finite(result, raw)
-    _check_labels(result, raw, report.get("num_classes"))
-    loaded = (report.get("loaded") or {}).get("splits") or {}
-    seen = loaded.get("train") if loaded else raw.get("train")
-    steps = list((report.get("loaded") or {}).get("preprocess") or [])
+    _check_labels(result, raw, report.num_classes)
+    loaded = report.loaded
+    seen = loaded.splits.get("train") if loaded and loaded.splits else raw.get("train")
+    steps = list(loaded.preprocess) if loaded else []
     ratio, raw_ratio = centering_ratio(seen), centering_ratio(raw.get("train"))
     if ratio is not None and ratio > CENTERING_LIMIT:
         where = f"after {', '.join(steps)}" if steps else "with no preprocessing"
         result.add("data_not_centered", "warn",
                    f"inputs the model sees ({where}) are not zero-centred: the largest "
-                   f"per-feature mean is {ratio:.3g} std (mean {seen['mean']:.3g}, "
-                   f"std {seen['std']:.3g}; limit {CENTERING_LIMIT} std)",
+                   f"per-feature mean is {ratio:.3g} std (mean {seen.mean:.3g}, "
+                   f"std {seen.std:.3g}; limit {CENTERING_LIMIT} std)",
                    fix=RECENTERING_FIX.format(steps=", ".join(steps)) if steps else CENTERING_FIX,
-                   split="train", ratio=ratio, raw_ratio=raw_ratio, mean=seen["mean"],
-                   std=seen["std"], feature_mean_absmax=seen.get("feature_mean_absmax"),
+                   split="train", ratio=ratio, raw_ratio=raw_ratio, mean=seen.mean,
+                   std=seen.std, feature_mean_absmax=seen.feature_mean_absmax,
                    preprocess=steps)
+    document = report.to_dict()
     result.metrics = {
-        "source": report.get("source"),
-        "usable": bool(report.get("ok")),
-        "problems": list(report.get("problems") or []),
-        "num_classes": report.get("num_classes"),
-        "class_names": report.get("class_names"),
+        "source": document["source"],
+        "usable": bool(report.ok),
+        "problems": document["problems"],
+        "num_classes": document["num_classes"],
+        "class_names": document["class_names"],
         "centering": {"ratio": ratio, "raw_ratio": raw_ratio, "limit": CENTERING_LIMIT},
-        "raw": raw or None,
-        "loaded": report.get("loaded"),
+        "raw": document["raw"] or None,
+        "loaded": document["loaded"],
     }
     return result
 
 
 def _check_finite(result: Result, raw: dict) -> None:
     for split, stats in raw.items():
-        nan, inf = stats.get("nan", 0), stats.get("inf", 0)
-        if nan or inf:
-            total = 1
-            for size in stats.get("X_shape") or [0]:
-                total *= size
+        if stats.nan or stats.inf:
+            total = math.prod(stats.X_shape or (0,))  # a 0-d X holds no examples
             result.add("data_not_finite", "fail",
-                       f"X_{split} contains {nan} NaN and {inf} inf values "
+                       f"X_{split} contains {stats.nan} NaN and {stats.inf} inf values "
                        f"(of {total} numbers); every loss and gradient would turn NaN",
                        fix="drop or impute the non-finite entries (and find the step that "
                            "produced them) before training",
-                       split=split, nan=nan, inf=inf, values=total)
+                       split=split, nan=stats.nan, inf=stats.inf, values=total)
 
 
 def _check_labels(result: Result, raw: dict, num_classes: int | None) -> None:
     for split, stats in raw.items():
-        low, high = stats.get("label_min"), stats.get("label_max")
-        bad_type = stats.get("non_integer_labels", 0)
+        low, high = stats.label_min, stats.label_max
+        bad_type = stats.non_integer_labels
         reasons = []
         if bad_type:
             reasons.append(f"{bad_type} non-integer labels")

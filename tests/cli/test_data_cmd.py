@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from babysit.cli import cli
+from babysit.data import DataReport, SplitStats
 from babysit.diagnostics.data_check import CENTERING_LIMIT, centering_ratio, check_data
 
 
@@ -165,11 +166,11 @@ def test_json_is_deterministic():
 # -- data_check on hand-made reports ----------------------------------------------
 
 def stats(**kwargs):
-    base = {"count": 10, "X_shape": [10, 4], "X_dtype": "float32", "mean": 0.0, "std": 1.0,
-            "feature_mean_absmax": 0.1, "nan": 0, "inf": 0, "label_min": 0, "label_max": 2,
-            "non_integer_labels": 0, "class_counts": {0: 4, 1: 3, 2: 3}}
+    base = {"count": 10, "X_shape": (10, 4), "X_dtype": "float32", "y_shape": (10,), "y_dtype": "int64",
+            "mean": 0.0, "std": 1.0, "feature_mean_absmax": 0.1, "nan": 0, "inf": 0, "label_min": 0,
+            "label_max": 2, "non_integer_labels": 0, "class_counts": {0: 4, 1: 3, 2: 3}}
     base.update(kwargs)
-    return base
+    return SplitStats(**base)
 
 
 @pytest.mark.parametrize("values, expected", [
@@ -184,10 +185,10 @@ def test_centering_ratio(values, expected):
 
 
 def test_non_integer_labels_fail_and_statuses_combine():
-    report = {"source": "x.npz", "ok": False, "problems": ["y_train has 2 non-integer labels"],
-              "num_classes": 3, "raw": {"train": stats(non_integer_labels=2),
-                                        "val": stats(nan=4, feature_mean_absmax=None)},
-              "loaded": None}
+    report = DataReport("x.npz", ok=False, problems=("y_train has 2 non-integer labels",),
+                        num_classes=3, raw={"train": stats(non_integer_labels=2),
+                                            "val": stats(nan=4, feature_mean_absmax=None)},
+                        loaded=None)
     result = check_data(report, seed=0)
     assert [f.code for f in result.findings] == ["data_not_finite", "label_out_of_range"]
     assert result.status == "fail" and result.metrics["usable"] is False
