@@ -143,9 +143,9 @@ def test_step_rejects_gradients_for_other_parameters():
 @pytest.mark.parametrize("section, match", [
     ({"update": "adamw"}, "unknown update 'adamw'.*sgd, momentum, nesterov, adagrad, rmsprop, adam"),
     ({"update": "sgd", "lrate": 0.1}, "unknown key 'lrate'.*valid keys: update, lr, decay"),
-    ({"update": "momentum", "momentum": 1.5}, r"momentum must be a finite number in \[0, 1\)"),
+    ({"update": "momentum", "momentum": 1.5}, r"optim: momentum must be a number in \[0, 1\), got 1.5"),
     ({"update": "adam", "beta2": "high"}, "beta2 must be a number"),
-    ({"update": "adam", "eps": 0}, "eps must be a finite number > 0"),
+    ({"update": "adam", "eps": 0}, "optim: eps must be a positive number, got 0"),
     ({"update": "rmsprop", "decay_rate": -0.1}, "decay_rate"),
     ({"update": 3}, "unknown update 3"),
 ])
@@ -213,9 +213,9 @@ def test_exp_and_inv_t_schedules():
     ({"lr": 0.1, "decay": {"kind": "step", "every": 5, "factor": 1.5}}, "factor"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": -1}}, "rate"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": 0.1, "every": 2}}, "unknown key 'every'"),
-    ({"decay": None}, "missing key 'lr'"),
-    ({"lr": -0.1}, "lr must be a finite number > 0"),
-    ({"lr": "fast"}, "lr must be a number"),
+    ({"decay": None}, "optim needs the option 'lr'"),
+    ({"lr": -0.1}, "optim: lr must be a positive number, got -0.1"),
+    ({"lr": "fast"}, "lr must be a positive number, got 'fast'"),
 ])
 def test_bad_schedules_are_rejected(section, match):
     with pytest.raises(ModelError, match=match):
