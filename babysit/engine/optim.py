@@ -69,11 +69,6 @@ DECAYS = {
 }
 
 
-def _present(mapping: Mapping) -> dict:
-    """The entries that are not None: in an engine section None means "the default"."""
-    return {key: value for key, value in mapping.items() if value is not None}
-
-
 # ---------------------------------------------------------------------------
 # Update rules
 
@@ -259,7 +254,7 @@ def make_optimizer(section, params: Mapping) -> Optimizer:
     cls = RULES.get(update.strip().lower()) if isinstance(update, str) else None
     if cls is None:
         raise ModelError(f"unknown update {update!r} in optim; valid updates: {', '.join(RULES)}")
-    given = _present({key: section[key] for key in HYPERPARAMETERS if key in section})
+    given = {key: section[key] for key in HYPERPARAMETERS if key in section}
     hyper = resolve_options(given, HYPERPARAMETERS, "optim", ModelError)
     if not isinstance(params, Mapping):
         raise ModelError(f"params must be a mapping name -> array, got {type(params).__name__}")
@@ -297,8 +292,8 @@ def make_schedule(section) -> Schedule:
     (``lr * exp(-rate * epoch)``) | ``{kind: inv_t, rate}`` (``lr / (1 + rate * epoch)``).
     """
     section = as_mapping(section, "the optim section", ModelError)
-    lr = float(resolve_options(_present({"lr": section.get("lr")}), {"lr": (REQUIRED, LR_RULE)},
-                               "optim", ModelError)["lr"])
+    given = {"lr": section["lr"]} if "lr" in section else {}
+    lr = float(resolve_options(given, {"lr": (REQUIRED, LR_RULE)}, "optim", ModelError)["lr"])
     decay = section.get("decay")
     if decay is None or (isinstance(decay, str) and decay.strip().lower() == "none"):
         return Schedule(lr)
@@ -308,7 +303,7 @@ def make_schedule(section) -> Schedule:
         return Schedule(lr)
     if not isinstance(kind, str) or kind not in DECAYS:
         raise ModelError(f"unknown optim.decay kind {kind!r}; valid kinds: none, " + ", ".join(DECAYS))
-    options = resolve_options(_present({k: v for k, v in decay.items() if k != "kind"}), DECAYS[kind],
+    options = resolve_options({k: v for k, v in decay.items() if k != "kind"}, DECAYS[kind],
                               f"optim.decay ({kind})", ModelError)
     if kind == "step":
         return Schedule(lr, "step", every=options["every"], factor=float(options["factor"]))

@@ -414,6 +414,25 @@ def test_unknown_options_are_rejected():
             cls(**kwargs)
 
 
+def test_options_by_position_or_name_from_the_options_table():
+    import inspect
+
+    assert str(inspect.signature(Conv)) == "(filters, size=3, stride=1, pad=None)"
+    assert str(inspect.signature(ReLU)) == "()"
+    assert Affine(3).options == Affine(out=3.0).options == {"out": 3}   # integral floats, as recipes
+    assert isinstance(Affine(out=3.0).out, int)
+    assert LeakyReLU(0).alpha == 0.0 and isinstance(LeakyReLU(0).alpha, float)
+    assert Maxout(4, 3).pieces == 3
+    with pytest.raises(TypeError, match="affine: option 'out' given both by position and by name"):
+        Affine(3, out=3)
+    with pytest.raises(TypeError, match=r"relu takes at most 0 options by position \(none\), got 1"):
+        ReLU(1)
+    with pytest.raises(TypeError, match="affine needs the option 'out'"):
+        Affine()
+    with pytest.raises(TypeError, match="unknown key 'outs' in affine; valid keys: out"):
+        Affine(out=3, outs=3)
+
+
 def test_registry_covers_every_recipe_kind():
     assert set(LAYERS) == {"affine", "conv", "maxpool", "flatten", "relu", "leaky_relu", "prelu",
                            "elu", "maxout", "sigmoid", "tanh", "batchnorm", "dropout"}

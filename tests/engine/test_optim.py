@@ -154,6 +154,16 @@ def test_bad_sections_are_rejected(section, match):
         make_optimizer(section, {"w": np.zeros(2)})
 
 
+def test_rmsprop_decay_rate_zero_is_a_valid_update_and_one_is_rejected():
+    x = np.array([1.0, -2.0])
+    opt = make_optimizer({"update": "rmsprop", "decay_rate": 0}, {"w": x})
+    opt.step({"w": np.array([3.0, -4.0])}, 0.1)   # cache = dx**2: a step of lr * sign(dx)
+    np.testing.assert_allclose(x, [0.9, -1.9])
+    assert isinstance(opt.decay_rate, float)
+    with pytest.raises(ModelError, match=r"optim: decay_rate must be a number in \[0, 1\), got 1"):
+        make_optimizer({"update": "rmsprop", "decay_rate": 1}, {"w": x})
+
+
 def test_unused_hyperparameters_are_accepted():
     # the recipe example carries momentum with plain sgd
     opt = make_optimizer({"update": "sgd", "lr": 1e-3, "momentum": 0.9, "beta1": 0.8,
@@ -193,6 +203,7 @@ def test_step_schedule():
     assert schedule(12) == pytest.approx(0.025)
     halving = make_schedule({"lr": 0.1, "decay": {"kind": "step", "every": 2}})  # factor 0.5
     assert halving(4) == pytest.approx(0.025)
+    assert make_schedule({"lr": 0.1, "decay": {"kind": "step", "every": 2.0}}).every == 2  # as recipes
 
 
 def test_exp_and_inv_t_schedules():
