@@ -108,7 +108,7 @@ def check_keys(mapping: Mapping, valid: Iterable[str], where: str,
     valid = list(valid)
     for key in mapping:
         if key not in valid:
-            raise error(f"unknown key {key!r} in {where}; valid keys: {', '.join(valid)}")
+            raise error(f"unknown key {key!r} in {where}; valid keys: {', '.join(valid) or 'none'}")
 
 
 def as_mapping(section, what: str, error: type[Exception] = BabysitError) -> Mapping:
@@ -122,19 +122,25 @@ def as_mapping(section, what: str, error: type[Exception] = BabysitError) -> Map
 
 
 def resolve_options(given: Mapping, table: Mapping, where: str,
-                    error: type[Exception] = BabysitError) -> dict:
+                    error: type[Exception] = BabysitError, *,
+                    key_error: type[Exception] | None = None) -> dict:
     """Check ``given`` against an option table ``{name: (default, rule)}``.
 
     Unknown keys, missing REQUIRED ones and values breaking their rule raise
-    ``error`` naming ``where``; absent options take their defaults.
+    ``error`` naming ``where``; absent options take their defaults. The
+    result has the table's key order. ``key_error`` (default ``error``) is
+    raised instead for unknown and missing keys: an engine constructor raises
+    TypeError there, as Python does for a bad keyword argument, and
+    ValueError for a bad value.
     """
-    check_keys(given, table, where, error)
+    key_error = key_error or error
+    check_keys(given, table, where, key_error)
     out = {}
     for key, (default, rule) in table.items():
         if key in given:
             out[key] = rule.check(given[key], f"{where}: {key}", error)
         elif default is REQUIRED:
-            raise error(f"{where} needs the option {key!r}")
+            raise key_error(f"{where} needs the option {key!r}")
         else:
             out[key] = default
     return out

@@ -157,6 +157,15 @@ def test_wrong_type_message(tmp_path):
         write(tmp_path, GOOD.replace("  preprocess", "  val_fraction: 1\n  preprocess")))
 
 
+def test_optim_bounds_are_the_engines(tmp_path):
+    path = write(tmp_path, GOOD)
+    assert load_recipe(path, {"optim.decay_rate": 0}).optim.decay_rate == 0.0   # RMSProp without memory
+    assert error_of(path, {"optim.decay_rate": 1}) == \
+        "--set optim.decay_rate=1: optim.decay_rate must be a number in [0, 1), got 1"
+    assert "model.layers.0.conv.pad must be null or a non-negative integer, got -1 (line 9)" in error_of(
+        write(tmp_path, GOOD.replace("- affine: {out: 50}", "- conv: {filters: 2, pad: -1}")))
+
+
 def test_unknown_choice_suggests_value(tmp_path):
     assert "unknown value 'adm' for optim.update (line 14); did you mean 'adam'?" in error_of(
         write(tmp_path, GOOD.replace("update: momentum", "update: adm")))
@@ -430,6 +439,6 @@ def test_layer_schema_matches_engine_constructors():
 
     assert set(layers.LAYERS) == set(LAYERS)
     for kind, cls in layers.LAYERS.items():
-        parameters = inspect.signature(cls.__init__).parameters
-        accepted = {name for name in parameters if name != "self"}
+        assert LAYERS[kind] is cls.OPTIONS, kind      # derived, not restated
+        accepted = set(inspect.signature(cls).parameters)
         assert accepted == set(LAYERS[kind]), kind

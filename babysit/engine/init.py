@@ -16,16 +16,27 @@ the float64 gradient-check model built from the same seed hold the same weights
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
 from babysit.errors import ModelError
+from babysit.validation import POSITIVE
 
-NAMED = ("xavier", "he", "small", "zeros")
-SCALED = ("normal", "small")
-VALID_SPECS = "xavier, he, small, zeros, {normal: STD} or {small: STD}"
+# The registry the recipe schema uses too (babysit.recipes.schema derives its
+# init choices from it). Named inits: {name: fan_in -> std}.
+NAMED = {
+    "xavier": lambda fan_in: 1.0 / math.sqrt(fan_in),
+    "he": lambda fan_in: math.sqrt(2.0 / fan_in),
+    "small": lambda fan_in: 0.01,
+    "zeros": lambda fan_in: 0.0,
+}
+# Inits written {name: std}, and the rule for the std: positive, since a
+# zero std is spelt "zeros" (one spelling per meaning, and {normal: 0} is
+# more often a slip than a wish for symmetric weights).
+WITH_STD = ("normal", "small")
+STD_RULE = POSITIVE
+VALID_SPECS = ", ".join(NAMED) + ", " + " or ".join(f"{{{name}: STD}}" for name in WITH_STD)
 
 
 class Initializer:
@@ -51,35 +62,20 @@ class Initializer:
         return f"Initializer({self.name})"
 
 
-def _std(value, spec) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ModelError(f"init {spec!r}: the std must be a number, got {value!r}")
-    std = float(value)
-    if not math.isfinite(std) or std < 0:
-        raise ModelError(f"init {spec!r}: the std must be a finite number >= 0, got {value!r}")
-    return std
-
-
 def get_initializer(spec) -> Initializer:
     """The initializer named by a recipe's ``init`` value (see module docstring)."""
     if isinstance(spec, Initializer):
         return spec
     if isinstance(spec, str):
         name = spec.strip().lower()
-        if name == "xavier":
-            return Initializer("xavier", lambda fan_in: 1.0 / math.sqrt(fan_in))
-        if name == "he":
-            return Initializer("he", lambda fan_in: math.sqrt(2.0 / fan_in))
-        if name == "small":
-            return Initializer("small", lambda fan_in: 0.01)
-        if name == "zeros":
-            return Initializer("zeros", lambda fan_in: 0.0)
+        if name in NAMED:
+            return Initializer(name, NAMED[name])
     elif isinstance(spec, Mapping) and len(spec) == 1:
         (key, value), = spec.items()
-        if key in SCALED:
-            std = _std(value, dict(spec))
+        if key in WITH_STD:
+            std = float(STD_RULE.check(value, f"init {dict(spec)!r}: the std", ModelError))
             return Initializer(f"{key}({std:g})", lambda fan_in: std)
     raise ModelError(f"unknown init {spec!r}; valid inits: {VALID_SPECS}")
 
 
-__all__ = ["Initializer", "get_initializer"]
+__all__ = ["NAMED", "STD_RULE", "WITH_STD", "Initializer", "get_initializer"]

@@ -122,6 +122,7 @@ class SVMLoss:
         return "SVMLoss()"
 
 
+# {recipe name: class}; the recipe schema derives its loss choices from it.
 LOSSES = {"softmax": SoftmaxLoss, "svm": SVMLoss}
 
 

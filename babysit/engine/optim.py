@@ -29,65 +29,44 @@ parameter's dtype.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
 
 from babysit.errors import ModelError
+from babysit.validation import (HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, POSITIVE, POSITIVE_INT,
+                                REQUIRED, as_mapping, check_keys, resolve_options)
 
-# Section keys every rule accepts: `lr` and `decay` feed the schedule, the
-# others are the hyperparameters of one rule or another (a recipe may carry
-# `momentum` while using adam; it is simply unused).
-DEFAULTS = {"momentum": 0.9, "decay_rate": 0.99, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-SECTION_KEYS = ("update", "lr", "decay") + tuple(DEFAULTS)
+# The option tables {key: (default, Rule)} of an optim section. They are the
+# truth for the recipe schema too (babysit.recipes.schema derives its optim
+# and decay tables from them), so the engine and a recipe agree on every bound.
 
+# The learning rate: required by make_schedule; recipes default it to 1e-3.
+LR_RULE = POSITIVE
 
-def as_mapping(section, what: str) -> Mapping:
-    if isinstance(section, Mapping):
-        return section
-    to_dict = getattr(section, "to_dict", None)
-    if to_dict is not None:
-        return to_dict()
-    raise ModelError(f"{what} must be a mapping, got {type(section).__name__}")
+# Hyperparameters of the update rules. Every rule accepts them all (a recipe
+# may carry `momentum` while using adam; it is simply unused).
+# decay_rate, RMSProp's cache decay, is in [0, 1): 0 keeps no memory (the
+# cache is the current dx**2, so each step is scaled by this gradient's own
+# size: a noisy but valid update), while 1 would never write the cache, which
+# stays 0 and turns every step into dx / eps.
+HYPERPARAMETERS = {
+    "momentum": (0.9, HALF_OPEN_UNIT),
+    "decay_rate": (0.99, HALF_OPEN_UNIT),
+    "beta1": (0.9, HALF_OPEN_UNIT),
+    "beta2": (0.999, HALF_OPEN_UNIT),
+    "eps": (1e-8, POSITIVE),
+}
+SECTION_KEYS = ("update", "lr", "decay") + tuple(HYPERPARAMETERS)
 
-
-def number(section: Mapping, key: str, default=None, *, low=None, high=None,
-           low_open=False, high_open=False, where="optim") -> float:
-    """``section[key]`` as a float within the given bounds (ModelError otherwise)."""
-    value = section.get(key)
-    if value is None:
-        if default is None:
-            raise ModelError(f"{where}: missing key {key!r}")
-        return float(default)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ModelError(f"{where}.{key} must be a number, got {value!r}")
-    value = float(value)
-    ok = math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bounds = describe_bounds(low, high, low_open, high_open)
-        raise ModelError(f"{where}.{key} must be a finite number{bounds}, got {section.get(key)!r}")
-    return value
-
-
-def describe_bounds(low, high, low_open, high_open) -> str:
-    if low is not None and high is not None:
-        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    if low is not None:
-        return f" {'>' if low_open else '>='} {low:g}"
-    if high is not None:
-        return f" {'<' if high_open else '<='} {high:g}"
-    return ""
-
-
-def check_keys(section: Mapping, valid, where: str) -> None:
-    unknown = [k for k in section if k not in valid]
-    if unknown:
-        raise ModelError(f"unknown key {unknown[0]!r} in {where}; valid keys: {', '.join(valid)}")
+# Learning-rate decay kinds and their options (besides `kind`).
+# step: lr * factor**(epoch // every); exp: lr * exp(-rate * epoch);
+# inv_t: lr / (1 + rate * epoch).
+DECAYS = {
+    "step": {"every": (REQUIRED, POSITIVE_INT), "factor": (0.5, KEEP_PROB)},
+    "exp": {"rate": (REQUIRED, NON_NEGATIVE)},
+    "inv_t": {"rate": (REQUIRED, NON_NEGATIVE)},
+}
 
 
 # ---------------------------------------------------------------------------
@@ -269,20 +248,14 @@ def make_optimizer(section, params: Mapping) -> Optimizer:
     :func:`make_schedule`, not here), ``momentum``, ``decay_rate``, ``beta1``,
     ``beta2``, ``eps``. Unknown keys and update names raise ModelError.
     """
-    section = as_mapping(section, "the optim section")
-    check_keys(section, SECTION_KEYS, "optim")
+    section = as_mapping(section, "the optim section", ModelError)
+    check_keys(section, SECTION_KEYS, "optim", ModelError)
     update = section.get("update") or "sgd"
     cls = RULES.get(update.strip().lower()) if isinstance(update, str) else None
     if cls is None:
         raise ModelError(f"unknown update {update!r} in optim; valid updates: {', '.join(RULES)}")
-    hyper = {
-        "momentum": number(section, "momentum", DEFAULTS["momentum"], low=0, high=1, high_open=True),
-        "decay_rate": number(section, "decay_rate", DEFAULTS["decay_rate"], low=0, high=1,
-                             high_open=True),
-        "beta1": number(section, "beta1", DEFAULTS["beta1"], low=0, high=1, high_open=True),
-        "beta2": number(section, "beta2", DEFAULTS["beta2"], low=0, high=1, high_open=True),
-        "eps": number(section, "eps", DEFAULTS["eps"], low=0, low_open=True),
-    }
+    given = {key: section[key] for key in HYPERPARAMETERS if key in section}
+    hyper = resolve_options(given, HYPERPARAMETERS, "optim", ModelError)
     if not isinstance(params, Mapping):
         raise ModelError(f"params must be a mapping name -> array, got {type(params).__name__}")
     return cls(params, **hyper)
@@ -290,10 +263,6 @@ def make_optimizer(section, params: Mapping) -> Optimizer:
 
 # ---------------------------------------------------------------------------
 # Learning-rate schedules
-
-# Allowed keys per decay kind (step's factor defaults to 0.5, as in recipes).
-DECAY_KEYS = {"step": ("kind", "every", "factor"), "exp": ("kind", "rate"), "inv_t": ("kind", "rate")}
-
 
 class Schedule:
     """``schedule(epoch) -> lr`` for one decay rule (``epoch`` counted from 0)."""
@@ -322,29 +291,23 @@ def make_schedule(section) -> Schedule:
     (``lr * factor**(epoch // every)``) | ``{kind: exp, rate}``
     (``lr * exp(-rate * epoch)``) | ``{kind: inv_t, rate}`` (``lr / (1 + rate * epoch)``).
     """
-    section = as_mapping(section, "the optim section")
-    lr = number(section, "lr", low=0, low_open=True)
+    section = as_mapping(section, "the optim section", ModelError)
+    given = {"lr": section["lr"]} if "lr" in section else {}
+    lr = float(resolve_options(given, {"lr": (REQUIRED, LR_RULE)}, "optim", ModelError)["lr"])
     decay = section.get("decay")
     if decay is None or (isinstance(decay, str) and decay.strip().lower() == "none"):
         return Schedule(lr)
-    decay = as_mapping(decay, "optim.decay (none or {kind: step|exp|inv_t, ...})")
+    decay = as_mapping(decay, "optim.decay (none or {kind: step|exp|inv_t, ...})", ModelError)
     kind = decay.get("kind")
     if kind == "none" and len(decay) == 1:
         return Schedule(lr)
-    if kind not in DECAY_KEYS:
-        raise ModelError(f"unknown optim.decay kind {kind!r}; valid kinds: none, "
-                         + ", ".join(DECAY_KEYS))
-    check_keys(decay, DECAY_KEYS[kind], f"optim.decay ({kind})")
-    where = "optim.decay"
+    if not isinstance(kind, str) or kind not in DECAYS:
+        raise ModelError(f"unknown optim.decay kind {kind!r}; valid kinds: none, " + ", ".join(DECAYS))
+    options = resolve_options({k: v for k, v in decay.items() if k != "kind"}, DECAYS[kind],
+                              f"optim.decay ({kind})", ModelError)
     if kind == "step":
-        every = decay.get("every")
-        if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
-            raise ModelError(f"optim.decay.every must be a positive whole number of epochs, "
-                             f"got {every!r}")
-        factor = number(decay, "factor", 0.5, low=0, high=1, low_open=True, where=where)
-        return Schedule(lr, "step", every=int(every), factor=factor)
-    rate = number(decay, "rate", low=0, where=where)
-    return Schedule(lr, kind, rate=rate)
+        return Schedule(lr, "step", every=options["every"], factor=float(options["factor"]))
+    return Schedule(lr, kind, rate=float(options["rate"]))
 
 
 # ---------------------------------------------------------------------------
@@ -360,9 +323,7 @@ class ParameterAverage:
     """
 
     def __init__(self, params: Mapping, beta: float):
-        if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 <= beta < 1.0:
-            raise ModelError(f"parameter average beta must be a number in [0, 1), got {beta!r}")
-        self.beta = float(beta)
+        self.beta = float(HALF_OPEN_UNIT.check(beta, "parameter average beta", ModelError))
         self.source = params
         self.params = {name: np.array(x, copy=True) for name, x in params.items()}
         self._scratch = {name: np.empty_like(x) for name, x in params.items()}
@@ -400,4 +361,5 @@ class ParameterAverage:
         return f"ParameterAverage(beta={self.beta:g})"
 
 
-__all__ = ["Optimizer", "ParameterAverage", "RULES", "Schedule", "make_optimizer", "make_schedule"]
+__all__ = ["DECAYS", "HYPERPARAMETERS", "LR_RULE", "Optimizer", "ParameterAverage", "RULES", "Schedule",
+           "make_optimizer", "make_schedule"]

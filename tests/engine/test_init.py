@@ -65,6 +65,12 @@ def test_unknown_or_bad_specs_are_rejected(spec):
     assert "init" in message
 
 
+def test_a_zero_std_is_spelt_zeros():
+    with pytest.raises(ModelError, match=r"init \{'normal': 0\}: the std must be a positive number, got 0"):
+        get_initializer({"normal": 0})
+    assert get_initializer("zeros").scale(10) == 0.0
+
+
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ModelError, match="xavier, he, small, zeros"):
         get_initializer("glorot")

@@ -387,14 +387,15 @@ def test_build_rejects_input_shapes_that_do_not_fit(layer, shape, message):
     (lambda: Conv(3, size=0), "size must be a positive integer"),
     (lambda: Conv(3, size=[3, 3, 3]), r"pair \[h, w\]"),
     (lambda: Conv(3, stride=-1), "stride"),
-    (lambda: Conv(3, pad=-1), "pad must be a non-negative integer"),
+    (lambda: Conv(3, pad=-1), "conv: pad must be null or a non-negative integer, got -1"),
+    (lambda: Conv(3, pad=[1, None]), r"pad must be .*or a pair \[h, w\]"),
     (lambda: MaxPool(size=0), "maxpool: size"),
     (lambda: MaxPool(stride="2"), "maxpool: stride"),
     (lambda: Maxout(3, pieces=0), "pieces"),
     (lambda: LeakyReLU(alpha=float("inf")), "leaky_relu: alpha must be a finite number"),
     (lambda: LeakyReLU(alpha=None), "alpha"),
     (lambda: PReLU(alpha=float("nan")), "alpha"),
-    (lambda: ELU(alpha=0), r"elu: alpha must be a number in \(0, inf\)"),
+    (lambda: ELU(alpha=0), "elu: alpha must be a positive number, got 0"),
     (lambda: BatchNorm(eps=0), "eps"),
     (lambda: BatchNorm(momentum=1.0), "momentum"),
     (lambda: Dropout(keep=0), r"keep must be a number in \(0, 1\]"),
@@ -411,6 +412,25 @@ def test_unknown_options_are_rejected():
                         (Dropout, {"p": 0.5}), (Conv, {"filters": 3, "kernel": 3})]:
         with pytest.raises(TypeError):
             cls(**kwargs)
+
+
+def test_options_by_position_or_name_from_the_options_table():
+    import inspect
+
+    assert str(inspect.signature(Conv)) == "(filters, size=3, stride=1, pad=None)"
+    assert str(inspect.signature(ReLU)) == "()"
+    assert Affine(3).options == Affine(out=3.0).options == {"out": 3}   # integral floats, as recipes
+    assert isinstance(Affine(out=3.0).out, int)
+    assert LeakyReLU(0).alpha == 0.0 and isinstance(LeakyReLU(0).alpha, float)
+    assert Maxout(4, 3).pieces == 3
+    with pytest.raises(TypeError, match="affine: option 'out' given both by position and by name"):
+        Affine(3, out=3)
+    with pytest.raises(TypeError, match=r"relu takes at most 0 options by position \(none\), got 1"):
+        ReLU(1)
+    with pytest.raises(TypeError, match="affine needs the option 'out'"):
+        Affine()
+    with pytest.raises(TypeError, match="unknown key 'outs' in affine; valid keys: out"):
+        Affine(out=3, outs=3)
 
 
 def test_registry_covers_every_recipe_kind():

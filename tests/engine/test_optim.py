@@ -143,15 +143,25 @@ def test_step_rejects_gradients_for_other_parameters():
 @pytest.mark.parametrize("section, match", [
     ({"update": "adamw"}, "unknown update 'adamw'.*sgd, momentum, nesterov, adagrad, rmsprop, adam"),
     ({"update": "sgd", "lrate": 0.1}, "unknown key 'lrate'.*valid keys: update, lr, decay"),
-    ({"update": "momentum", "momentum": 1.5}, r"momentum must be a finite number in \[0, 1\)"),
+    ({"update": "momentum", "momentum": 1.5}, r"optim: momentum must be a number in \[0, 1\), got 1.5"),
     ({"update": "adam", "beta2": "high"}, "beta2 must be a number"),
-    ({"update": "adam", "eps": 0}, "eps must be a finite number > 0"),
+    ({"update": "adam", "eps": 0}, "optim: eps must be a positive number, got 0"),
     ({"update": "rmsprop", "decay_rate": -0.1}, "decay_rate"),
     ({"update": 3}, "unknown update 3"),
 ])
 def test_bad_sections_are_rejected(section, match):
     with pytest.raises(ModelError, match=match):
         make_optimizer(section, {"w": np.zeros(2)})
+
+
+def test_rmsprop_decay_rate_zero_is_a_valid_update_and_one_is_rejected():
+    x = np.array([1.0, -2.0])
+    opt = make_optimizer({"update": "rmsprop", "decay_rate": 0}, {"w": x})
+    opt.step({"w": np.array([3.0, -4.0])}, 0.1)   # cache = dx**2: a step of lr * sign(dx)
+    np.testing.assert_allclose(x, [0.9, -1.9])
+    assert isinstance(opt.decay_rate, float)
+    with pytest.raises(ModelError, match=r"optim: decay_rate must be a number in \[0, 1\), got 1"):
+        make_optimizer({"update": "rmsprop", "decay_rate": 1}, {"w": x})
 
 
 def test_unused_hyperparameters_are_accepted():
@@ -193,6 +203,7 @@ def test_step_schedule():
     assert schedule(12) == pytest.approx(0.025)
     halving = make_schedule({"lr": 0.1, "decay": {"kind": "step", "every": 2}})  # factor 0.5
     assert halving(4) == pytest.approx(0.025)
+    assert make_schedule({"lr": 0.1, "decay": {"kind": "step", "every": 2.0}}).every == 2  # as recipes
 
 
 def test_exp_and_inv_t_schedules():
@@ -213,9 +224,9 @@ def test_exp_and_inv_t_schedules():
     ({"lr": 0.1, "decay": {"kind": "step", "every": 5, "factor": 1.5}}, "factor"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": -1}}, "rate"),
     ({"lr": 0.1, "decay": {"kind": "exp", "rate": 0.1, "every": 2}}, "unknown key 'every'"),
-    ({"decay": None}, "missing key 'lr'"),
-    ({"lr": -0.1}, "lr must be a finite number > 0"),
-    ({"lr": "fast"}, "lr must be a number"),
+    ({"decay": None}, "optim needs the option 'lr'"),
+    ({"lr": -0.1}, "optim: lr must be a positive number, got -0.1"),
+    ({"lr": "fast"}, "lr must be a positive number, got 'fast'"),
 ])
 def test_bad_schedules_are_rejected(section, match):
     with pytest.raises(ModelError, match=match):
