@@ -8,6 +8,7 @@ from rich.text import Text
 
 from babysit.cli.app import EXIT_INTERRUPTED, common_options
 from babysit.cli.render import fmt, percent
+from babysit.cli.views import run as run_view
 
 
 @click.command("train")
@@ -50,10 +51,8 @@ def command(app, recipe, out_path, resume_path, seed, sets, json_path, junit_pat
                                f"`babysit train --resume {stop.run_log}`", style="bold red"))
             raise SystemExit(EXIT_INTERRUPTED) from None
     log = read_run_log(result.metrics["run_log"])
-    from babysit.cli.report import render_run, run_figure
-
-    return app.emit(result, lambda console, r: render_run(console, log),
-                    plot=lambda r: run_figure(log))
+    return app.emit(result, lambda console, r: run_view.render_run(console, log),
+                    plot=lambda r: run_view.run_figure(log))
 
 
 class LiveProgress:
