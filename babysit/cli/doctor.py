@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import atomic_write, common_options
+from babysit.cli.app import common_options
 from babysit.cli.render import SEVERITY_STYLES, WIDE, fmt, percent, status_badge
 
 SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
@@ -40,11 +38,7 @@ def command(app, recipe, stop_early, seed, sets, json_path, junit_path):
             progress.advance(task)
 
         result = doctor(spec, stop_early=stop_early, before_part=before_part, on_part=on_part)
-    code = app.emit(result, render, junit_path=None)
-    if junit_path:
-        # An OSError here becomes "error: <path>: <reason>", exit 2 (common_options).
-        atomic_write(junit_path, doctor_junit(result, strict=app.strict))
-    return code
+    return app.emit(result, render)
 
 
 # -- the consolidated table -------------------------------------------------------
@@ -141,26 +135,3 @@ def doctor_table(result, width: int = WIDE) -> Table:
 
 def render(console, result) -> None:
     console.print(doctor_table(result, console.width))
-
-
-# -- JUnit: the shared writer's suites, plus a skipped suite per part not run ----
-
-def doctor_junit(result, strict: bool = False) -> bytes:
-    """One testsuite per part (the shared writer's), and a skipped one per part not run."""
-    from babysit.cli.junit import junit_xml
-    from babysit.diagnostics.doctor import NOT_RUN
-
-    root = ET.fromstring(junit_xml(result, strict=strict))
-    for command, status in result.metrics["statuses"].items():
-        if status != NOT_RUN:
-            continue
-        name = f"babysit.{command}"
-        suite = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0",
-                              errors="0", skipped="1", time="0")
-        case = ET.SubElement(suite, "testcase", classname=name, name=command, time="0")
-        ET.SubElement(case, "skipped", message="not run: --stop-early after a failing part")
-    for key in ("tests", "failures", "errors", "skipped"):
-        root.set(key, str(sum(int(s.get(key)) for s in root.findall("testsuite"))))
-    ET.indent(root, space="  ")
-    body = ET.tostring(root, encoding="unicode")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")
