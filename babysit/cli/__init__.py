@@ -51,7 +51,7 @@ class BabysitGroup(click.Group):
         return list(self.commands)
 
     def invoke(self, ctx):
-        # Commands built with common_options guard themselves; this catches the rest
+        # Commands built with output_options guard themselves; this catches the rest
         # (commands without them, and errors raised while resolving the command).
         with guard(ctx.ensure_object(App)):
             return super().invoke(ctx)

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import SEVERITY_STYLES, WIDE, fmt, percent, status_badge
 
 SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
@@ -16,8 +16,9 @@ SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
 @click.argument("recipe", required=False)
 @click.option("--stop-early", is_flag=True,
               help="Stop at the first failing part (the rest are reported as not run).")
-@common_options(plot=False)
-def command(app, recipe, stop_early, seed, sets, json_path, junit_path):
+@recipe_options
+@output_options(plot=False)
+def command(app, recipe, stop_early):
     """Run the protocol's checks on RECIPE and print one consolidated report.
 
     In order: sanity-loss, gradcheck, overfit-tiny, init-stats, lr-probe. Exit 1

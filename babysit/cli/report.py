@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options
 from babysit.cli.views import run as run_view
 from babysit.cli.views import search as search_view
 
 
 @click.command("report")
 @click.argument("log_path", metavar="LOG.h5")
-@common_options(plot=True)
-def command(app, log_path, seed, sets, json_path, junit_path, plot_path):
+@output_options(plot=True)
+def command(app, log_path):
     """Re-render a run log written by `babysit train` (summary, per-epoch table,
     curves, findings) or a search log written by `babysit search`.
 
@@ -20,8 +20,6 @@ def command(app, log_path, seed, sets, json_path, junit_path, plot_path):
     accuracy curves. Exits 0 for any readable log, 2 for a missing, corrupt or
     foreign file.
     """
-    if seed is not None or sets:
-        app.abort("report re-renders a log as recorded: --seed and --set do not apply")
     from babysit.store import read_log
 
     _load_readers()

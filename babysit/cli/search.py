@@ -12,7 +12,7 @@ import time
 import click
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, common_options
+from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
 from babysit.cli.views.search import plot_trials, stages_table, trials_table
 
 EPILOG = """\b
@@ -49,9 +49,10 @@ Examples:
               show_default=True, metavar="SECONDS", help="How long to try reaching --scheduler.")
 @click.option("--out", "out_path", metavar="PATH.h5", default=None,
               help="Search log [default: runs/<recipe>-search-<time>.h5].")
-@common_options(plot=True)
+@recipe_options
+@output_options(plot=True)
 def command(app, recipe, params, trials, epochs, stages, workers, scheduler, connect_timeout,
-            out_path, seed, sets, json_path, junit_path, plot_path):
+            out_path):
     """Random search over hyperparameters, ranked by validation accuracy.
 
     Each trial trains the recipe with sampled values for a few epochs and is
