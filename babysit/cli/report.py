@@ -20,9 +20,9 @@ def command(app, log_path):
     accuracy curves. Exits 0 for any readable log, 2 for a missing, corrupt or
     foreign file.
     """
+    import babysit.search_store  # noqa: F401  (registers the "search" log reader)
     from babysit.store import read_log
 
-    _load_readers()
     log = read_log(log_path)
     if log.kind == "search":
         from babysit.diagnostics.search import rank, result_from_log
@@ -35,11 +35,3 @@ def command(app, log_path):
     app.emit(result_from_run_log(log), lambda console, _: run_view.render_run(console, log),
              plot=lambda _: run_view.run_figure(log))
     return 0  # a viewer: the stored verdict does not become this command's exit code
-
-
-def _load_readers() -> None:
-    """Import the modules that register log kinds besides run logs (the search log)."""
-    try:
-        import babysit.search_store  # noqa: F401  (registers the "search" reader)
-    except ImportError:
-        pass

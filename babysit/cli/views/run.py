@@ -16,6 +16,8 @@ from rich.text import Text
 from babysit.cli.render import fmt, line_plot, metrics_table, percent
 
 MAX_EPOCH_ROWS = 30
+# A run log's status (RunLog.status) -> style of its status line; others are yellow.
+RUN_STATUS_STYLES = {"finished": "green", "interrupted": "yellow", "diverged": "bold red"}
 
 def render_run(console, log) -> None:
     """Header, summary, per-epoch table and terminal curves of a run log."""
@@ -39,8 +41,7 @@ def status_note(log) -> Text:
     status = log.status
     done = f"{attrs.get('epochs_run', 0)} of {attrs.get('epochs', '?')} epochs, " \
            f"{attrs.get('iterations', 0)} iterations"
-    style = {"finished": "green", "interrupted": "yellow", "diverged": "bold red"}.get(status, "yellow")
-    note = Text(f"{status}: {done}", style=style)
+    note = Text(f"{status}: {done}", style=RUN_STATUS_STYLES.get(status, "yellow"))
     if status == "interrupted":
         note.append(f"; continue with `babysit train --resume {log.path}`", style="dim")
     return note
