@@ -2,7 +2,9 @@
 
 Commands are registered from :data:`COMMAND_MODULES` in protocol order; each
 module ``babysit.cli.<name>`` exposes a click command named ``command`` that
-runs through the shared :class:`babysit.cli.app.App`.
+runs through the shared :class:`babysit.cli.app.App`. Renderings shared by
+several commands live in :mod:`babysit.cli.views`: commands never import
+each other.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import click
 
 from babysit import __version__
-from babysit.cli.app import App, guard
+from babysit.cli.app import EXIT_INTERRUPTED, App, guard
 
 # Listing order of `babysit --help`: look at the data, then the protocol steps.
 COMMAND_MODULES = (
@@ -51,7 +53,7 @@ class BabysitGroup(click.Group):
         return list(self.commands)
 
     def invoke(self, ctx):
-        # Commands built with common_options guard themselves; this catches the rest
+        # Commands built with output_options guard themselves; this catches the rest
         # (commands without them, and errors raised while resolving the command).
         with guard(ctx.ensure_object(App)):
             return super().invoke(ctx)
@@ -64,25 +66,10 @@ def cli(ctx):
     ctx.ensure_object(App)
 
 
-def register_commands(group: click.Group, names=COMMAND_MODULES) -> list[str]:
-    """Add each module's ``command``; a module not written yet is skipped.
-
-    Only a ModuleNotFoundError for exactly that module counts as "not written
-    yet": a command module that fails to import its own dependencies is a bug
-    and must show.
-    """
-    registered = []
+def register_commands(group: click.Group, names=COMMAND_MODULES) -> None:
+    """Add the ``command`` of each module ``babysit.cli.<name>``, in order."""
     for name in names:
-        module_name = f"{__name__}.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        group.add_command(module.command)
-        registered.append(name)
-    return registered
+        group.add_command(importlib.import_module(f"{__name__}.{name}").command)
 
 
 register_commands(cli)
@@ -95,10 +82,7 @@ def main(argv=None) -> None:
     except click.ClickException as exc:  # usage errors: click's message, exit 2
         exc.show()
         code = exc.exit_code
-    except click.Abort:  # Ctrl-C while click was parsing or prompting
+    except (click.Abort, KeyboardInterrupt):  # click.Abort: Ctrl-C while click was parsing
         App().err.print("interrupted")
-        code = 130
-    except KeyboardInterrupt:
-        App().err.print("interrupted")
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code if isinstance(code, int) else 0)

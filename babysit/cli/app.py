@@ -1,30 +1,33 @@
-"""The application object every command runs through, and the common options.
+"""The application object every command runs through, and the option decorators.
 
 One :class:`App` per invocation holds the two consoles (results on stdout,
-progress and errors on stderr), the ``--quiet``/``--strict`` flags and the other
-common options. Commands stay thin::
+progress and errors on stderr) and the shared options, parsed once into
+``app.options``. A command declares only the options it uses and receives the
+App plus its own options::
 
     @click.command("sanity-loss")
     @click.argument("recipe", required=False)
-    @common_options(plot=False)
-    def command(app, recipe, seed, sets, json_path, junit_path):
-        spec = app.load_recipe(recipe, sets, seed)
-        result = sanity_loss(spec)            # a diagnostics Result
-        return app.emit(result, render, json_path, junit_path)
+    @click.option("--examples", ...)
+    @recipe_options                      # --seed --set
+    @output_options(plot=False)          # --json --junit [--plot] --quiet --strict
+    def command(app, recipe, examples):
+        spec = app.load_recipe(recipe)    # --set and --seed applied
+        result = sanity_loss(spec, examples=examples)   # a diagnostics Result
+        return app.emit(result, render)   # report, JSON, JUnit, PNG, exit code
 
-``common_options`` passes the App first and the common options as keyword
-arguments (``plot_path`` too when ``plot=True``), turns user errors into one
-line on stderr with exit 2, and exits with the code ``emit`` returned.
+``output_options`` also runs the command: it turns user errors into one line on
+stderr with exit 2 and exits with the code ``emit`` returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import click
 from rich.console import Console
@@ -36,21 +39,25 @@ from babysit.errors import BabysitError
 DEFAULT_RECIPE = "two-layer-digits"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-# Marks "argument not given": emit() then uses what the common options parsed.
-_FROM_OPTIONS: Any = object()
-
 
 @dataclass(frozen=True)
 class CommonOptions:
-    """The options every command shares, as parsed from the command line."""
+    """The shared options as parsed from the command line (defaults when not declared).
 
-    seed: int | None = None
-    sets: tuple = ()  # ("KEY=VALUE", ...) in command-line order
-    json_path: str | None = None  # "-" = stdout
-    junit_path: str | None = None
-    plot_path: str | None = None
+    Field names are the keyword names the option decorators give click; the
+    command runner takes them out of the command's arguments into ``app.options``.
+    """
+
+    seed: int | None = None  # --seed (recipe_options)
+    sets: tuple = ()  # --set, ("KEY=VALUE", ...) in command-line order (recipe_options)
+    json_path: str | None = None  # --json, "-" = stdout
+    junit_path: str | None = None  # --junit
+    plot_path: str | None = None  # --plot (output_options(plot=True))
     quiet: bool = False
     strict: bool = False
+
+
+_COMMON_NAMES = tuple(field.name for field in dataclasses.fields(CommonOptions))
 
 
 class App:
@@ -106,38 +113,26 @@ class App:
 
     # -- inputs -----------------------------------------------------------
 
-    def load_recipe(self, recipe_arg: str | None = None, sets: Any = _FROM_OPTIONS,
-                    seed: Any = _FROM_OPTIONS):
+    def load_recipe(self, recipe_arg: str | None = None):
         """Load RECIPE (a bundled name or a YAML path; default two-layer-digits).
 
-        ``sets`` are the ``--set`` overrides ("KEY=VALUE" strings, or a mapping
-        of dotted keys to values) and ``seed`` replaces the recipe's seed when
-        not None; both default to what the common options parsed. Raises
-        RecipeError (exit 2) for a bad recipe or override.
+        Applies the ``--set`` overrides of ``app.options``, then its ``--seed``
+        through ``Recipe.with_seed`` (the seed is resolved once, into the recipe).
+        Raises RecipeError (exit 2) for a bad recipe or override.
         """
         from babysit.recipes import load_recipe
 
-        sets = self.options.sets if sets is _FROM_OPTIONS else sets
-        seed = self.options.seed if seed is _FROM_OPTIONS else seed
-        if isinstance(sets, Mapping):
-            overrides: Any = dict(sets)
-            if seed is not None:
-                overrides["seed"] = int(seed)
-        else:
-            try:
-                overrides = [check_set(text) for text in sets or ()]
-            except ValueError as exc:
-                raise click.UsageError(f"--set: {exc}") from None
-            if seed is not None:
-                overrides.append(f"seed={int(seed)}")
-        return load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
+        try:
+            overrides = [check_set(text) for text in self.options.sets]
+        except ValueError as exc:  # an App built in code: click checked the command line
+            raise click.UsageError(f"--set: {exc}") from None
+        recipe = load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
+        return recipe.with_seed(self.options.seed)
 
     # -- outputs ----------------------------------------------------------
 
-    def emit(self, result, render: Callable | None, json_path: Any = _FROM_OPTIONS,
-             junit_path: Any = _FROM_OPTIONS, plot: Callable | None = None,
-             plot_path: Any = _FROM_OPTIONS) -> int:
-        """Report ``result`` everywhere the user asked; return the exit code.
+    def emit(self, result, render: Callable | None, plot: Callable | None = None) -> int:
+        """Report ``result`` everywhere ``app.options`` asks; return the exit code.
 
         ``render(console, result)`` draws the command's own tables; emit then adds
         the shared findings table and status line (render must not). With
@@ -146,26 +141,20 @@ class App:
         a PNG was requested. Exit code: 0 pass/warn, 1 fail (warn too with --strict).
         """
         from babysit.cli import render as rendering
+        from babysit.cli.junit import junit_xml
 
         opts = self.options
-        json_path = opts.json_path if json_path is _FROM_OPTIONS else json_path
-        junit_path = opts.junit_path if junit_path is _FROM_OPTIONS else junit_path
-        plot_path = opts.plot_path if plot_path is _FROM_OPTIONS else plot_path
-
         if not self.quiet:
-            console = self.err if json_path == "-" else self.out
             if render is not None:
-                render(console, result)
-            rendering.summary(console, result, strict=self.strict)
-
-        if json_path:
-            self.write_output(json_path, result_json(result).encode("utf-8"), "JSON")
-        if junit_path:
-            from babysit.cli.junit import junit_xml
-
-            self.write_output(junit_path, junit_xml(result, strict=self.strict), "JUnit XML")
-        if plot_path:
-            self._save_plot(result, plot, plot_path)
+                render(self.report, result)
+            rendering.summary(self.report, result, strict=self.strict)
+        if opts.json_path:
+            self.write_output(opts.json_path, result_json(result).encode("utf-8"), "JSON")
+        if opts.junit_path:
+            self.write_output(opts.junit_path, junit_xml(result, strict=self.strict),
+                              "JUnit XML")
+        if opts.plot_path:
+            self._save_plot(result, plot, opts.plot_path)
 
         self.exit_code = EXIT_FAILED if result.failed(self.strict) else EXIT_OK
         return self.exit_code
@@ -177,7 +166,7 @@ class App:
             sys.stdout.flush()
             return
         try:
-            atomic_write(path, data)
+            write_bytes(path, data)
         except OSError as exc:
             self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
 
@@ -201,11 +190,6 @@ class App:
 def result_json(result) -> str:
     """The --json document: deterministic (key order fixed, no timings)."""
     return json.dumps(result.to_dict(), indent=2, sort_keys=False, allow_nan=False) + "\n"
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` all or nothing (see :mod:`babysit.atomic`)."""
-    write_bytes(path, data)
 
 
 # -- option parsing ---------------------------------------------------------
@@ -257,46 +241,57 @@ def _check_output_dirs(app: App, paths) -> None:
                 app.abort(f"cannot write {path}: it is a directory; give a file name")
 
 
-def common_options(plot: bool = True):
-    """Add --seed, --set, --json, --junit, [--plot], --quiet, --strict to a command.
+def _add_options(fn, options: list):
+    # Applied bottom-up, so --help lists them in the order given.
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
-    The decorated function is called as ``fn(app, *args, seed=, sets=,
-    json_path=, junit_path=, [plot_path=,] **other_params)`` where ``sets`` is a
-    tuple of "KEY=VALUE" strings (pass it to ``app.load_recipe``). Its return value (normally
+
+def recipe_options(fn):
+    """Add --seed and --set, for a command that loads a recipe (``app.load_recipe``).
+
+    Goes with :func:`output_options`, which takes their values into ``app.options``.
+    """
+    return _add_options(fn, [
+        click.option("--seed", type=click.IntRange(min=0), default=None, metavar="N",
+                     help="Random seed (overrides the recipe's seed)."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                     callback=_sets_callback,
+                     help="Override a recipe value, e.g. --set optim.lr=1e-3 (repeatable)."),
+    ])
+
+
+def output_options(plot: bool = False):
+    """Add --json, --junit, [--plot], --quiet, --strict, and run the command in the App.
+
+    The decorated function is called as ``fn(app, *args, **its_own_params)``:
+    every :class:`CommonOptions` field (these options and :func:`recipe_options`'
+    ones) goes into ``app.options`` instead. Its return value (normally
     ``app.emit(...)``) is the exit code. User errors (BabysitError), failed
     output writes and Ctrl-C end the command with one line on stderr.
     """
 
     def decorate(fn):
         @functools.wraps(fn)
-        def run(*args, seed, sets, json_path, junit_path, quiet, strict, plot_path=None,
-                **kwargs):
+        def run(*args, **kwargs):
             app = current_app()
-            app.options = CommonOptions(seed=seed, sets=sets, json_path=json_path,
-                                        junit_path=junit_path, plot_path=plot_path,
-                                        quiet=quiet, strict=strict)
-            common = dict(seed=seed, sets=sets, json_path=json_path, junit_path=junit_path)
-            if plot:
-                common["plot_path"] = plot_path
+            app.options = CommonOptions(**{name: kwargs.pop(name) for name in _COMMON_NAMES
+                                           if name in kwargs})
             with guard(app):
-                _check_output_dirs(app, (json_path, junit_path, plot_path))
-                if plot_path:
+                _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
+                                         app.options.plot_path))
+                if app.options.plot_path:
                     from babysit.plots import require_matplotlib
 
                     require_matplotlib()
-                code = fn(app, *args, **common, **kwargs)
+                code = fn(app, *args, **kwargs)
             code = code if isinstance(code, int) else app.exit_code
             if code:
                 raise SystemExit(code)
             return code
 
         options = [
-            click.option("--seed", type=click.IntRange(min=0), default=None, metavar="N",
-                         help="Random seed (overrides the recipe's seed)."),
-            click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                         callback=_sets_callback,
-                         help="Override a recipe value, e.g. --set optim.lr=1e-3 "
-                              "(repeatable)."),
             click.option("--json", "json_path", metavar="PATH|-", default=None,
                          help="Write the result as JSON to PATH ('-' = stdout only)."),
             click.option("--junit", "junit_path", metavar="PATH", default=None,
@@ -311,9 +306,7 @@ def common_options(plot: bool = True):
                          help="No human report (errors and --json still print)."),
             click.option("--strict", is_flag=True, help="Warnings fail too (exit 1)."),
         ]
-        for option in reversed(options):
-            run = option(run)
-        return run
+        return _add_options(run, options)
 
     return decorate
 

@@ -15,7 +15,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import DEFAULT_RECIPE, common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt, sparkline
 
 if TYPE_CHECKING:  # the data package (NumPy) loads only when the command runs
@@ -37,8 +37,9 @@ def is_source(argument: str | None) -> bool:
 
 @click.command("data")
 @click.argument("target", metavar="[RECIPE|SOURCE]", required=False)
-@common_options(plot=False)
-def command(app, target, seed, sets, json_path, junit_path):
+@recipe_options
+@output_options(plot=False)
+def command(app, target):
     """Inspect a data set: shapes, dtype, class balance, mean/std, range, NaN/inf, labels.
 
     TARGET is a recipe (default two-layer-digits; its data is shown after its
@@ -50,14 +51,14 @@ def command(app, target, seed, sets, json_path, junit_path):
     from babysit.diagnostics.data_check import check_data
 
     if is_source(target):
-        if sets:
+        if app.options.sets:
             app.abort("--set overrides recipe keys; put the source in a recipe "
                       "(data: {source: ...}) to override its data settings")
         recipe_label = None
-        used_seed = 0 if seed is None else seed
+        used_seed = app.options.seed or 0
         report = inspect_data(target, seed=used_seed)
     else:
-        recipe = app.load_recipe(target or DEFAULT_RECIPE, sets, seed)
+        recipe = app.load_recipe(target)
         recipe_label, used_seed = recipe.path, recipe.seed
         report = inspect_data(recipe.data)
 
@@ -73,7 +74,7 @@ def command(app, target, seed, sets, json_path, junit_path):
         if not app.quiet:
             draw(app.report, result)
         app.abort(f"{report.source}: {report.problems[0]}")
-    return app.emit(result, draw, json_path, junit_path)
+    return app.emit(result, draw)
 
 
 # -- rendering --------------------------------------------------------------

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
 import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import atomic_write, common_options
-from babysit.cli.render import SEVERITY_STYLES, WIDE, fmt, percent, status_badge
-
-SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
+from babysit.cli.app import output_options, recipe_options
+from babysit.cli.render import SEVERITY_ORDER, SEVERITY_STYLES, WIDE, fmt, percent, status_badge
 
 
 @click.command("doctor")
 @click.argument("recipe", required=False)
 @click.option("--stop-early", is_flag=True,
               help="Stop at the first failing part (the rest are reported as not run).")
-@common_options(plot=False)
-def command(app, recipe, stop_early, seed, sets, json_path, junit_path):
+@recipe_options
+@output_options(plot=False)
+def command(app, recipe, stop_early):
     """Run the protocol's checks on RECIPE and print one consolidated report.
 
     In order: sanity-loss, gradcheck, overfit-tiny, init-stats, lr-probe. Exit 1
@@ -40,11 +37,7 @@ def command(app, recipe, stop_early, seed, sets, json_path, junit_path):
             progress.advance(task)
 
         result = doctor(spec, stop_early=stop_early, before_part=before_part, on_part=on_part)
-    code = app.emit(result, render, junit_path=None)
-    if junit_path:
-        # An OSError here becomes "error: <path>: <reason>", exit 2 (common_options).
-        atomic_write(junit_path, doctor_junit(result, strict=app.strict))
-    return code
+    return app.emit(result, render)
 
 
 # -- the consolidated table -------------------------------------------------------
@@ -55,34 +48,50 @@ def _largest(entries, key: str) -> float | None:
     return max(values) if values else None
 
 
+def _sanity_figure(m: dict) -> str:
+    return f"loss {fmt(m.get('initial_loss'))} (expected {fmt(m.get('expected_loss'))})"
+
+
+def _gradcheck_figure(m: dict) -> str:
+    entries = list((m.get("params") or {}).values())
+    if isinstance(m.get("input"), dict):
+        entries.append(m["input"])
+    return f"max rel error {fmt(_largest(entries, 'max_rel_error'))}"
+
+
+def _overfit_figure(m: dict) -> str:
+    return (f"train acc {percent(m.get('train_accuracy'))}, loss {fmt(m.get('final_loss'))} "
+            f"after {fmt(m.get('epochs_run'))} epochs")
+
+
+def _init_stats_figure(m: dict) -> str:
+    layers = [layer for layer in (m.get("layers") or []) if isinstance(layer, dict)]
+    if not layers:
+        return "-"
+    dead = [layer.get("dead") for layer in layers
+            if isinstance(layer.get("dead"), (int, float))]
+    text = (f"std {fmt(layers[0].get('std'))} -> {fmt(layers[-1].get('std'))} "
+            f"over {len(layers)} layers")
+    return text + (f", max dead {percent(max(dead))}" if dead else "")
+
+
+def _lr_probe_figure(m: dict) -> str:
+    good = m.get("good_range")
+    span = f"[{fmt(good[0])}, {fmt(good[1])}]" if good else "none"
+    return (f"good lr {span}, suggested {fmt(m.get('suggested_lr'))}, "
+            f"recipe {fmt(m.get('recipe_lr'))}")
+
+
+# part (command) -> its key figure from its metrics; one per doctor part.
+KEY_FIGURES = {"sanity-loss": _sanity_figure, "gradcheck": _gradcheck_figure,
+               "overfit-tiny": _overfit_figure, "init-stats": _init_stats_figure,
+               "lr-probe": _lr_probe_figure}
+
+
 def key_figure(command: str, metrics: dict) -> str:
-    """The one number (or two) that says how a part went, from its metrics."""
-    m = metrics or {}
-    if command == "sanity-loss":
-        return f"loss {fmt(m.get('initial_loss'))} (expected {fmt(m.get('expected_loss'))})"
-    if command == "gradcheck":
-        entries = list((m.get("params") or {}).values())
-        if isinstance(m.get("input"), dict):
-            entries.append(m["input"])
-        return f"max rel error {fmt(_largest(entries, 'max_rel_error'))}"
-    if command == "overfit-tiny":
-        return (f"train acc {percent(m.get('train_accuracy'))}, loss {fmt(m.get('final_loss'))} "
-                f"after {fmt(m.get('epochs_run'))} epochs")
-    if command == "init-stats":
-        layers = [layer for layer in (m.get("layers") or []) if isinstance(layer, dict)]
-        if not layers:
-            return "-"
-        dead = [layer.get("dead") for layer in layers
-                if isinstance(layer.get("dead"), (int, float))]
-        text = (f"std {fmt(layers[0].get('std'))} -> {fmt(layers[-1].get('std'))} "
-                f"over {len(layers)} layers")
-        return text + (f", max dead {percent(max(dead))}" if dead else "")
-    if command == "lr-probe":
-        good = m.get("good_range")
-        span = f"[{fmt(good[0])}, {fmt(good[1])}]" if good else "none"
-        return (f"good lr {span}, suggested {fmt(m.get('suggested_lr'))}, "
-                f"recipe {fmt(m.get('recipe_lr'))}")
-    return "-"
+    """The one number (or two) that says how a part went, from its metrics ("-" if unknown)."""
+    figure = KEY_FIGURES.get(command)
+    return figure(metrics or {}) if figure is not None else "-"
 
 
 def top_finding(part):
@@ -127,7 +136,7 @@ def doctor_table(result, width: int = WIDE) -> Table:
     table.add_column("time", justify="right", no_wrap=True)
     for command, status in result.metrics["statuses"].items():
         if status == NOT_RUN:
-            table.add_row(command, Text(" NOT RUN ", style="dim reverse"),
+            table.add_row(command, status_badge(status),
                           Text("skipped (--stop-early)", style="dim"), "", "", "")
             continue
         part = result.parts[command]
@@ -141,26 +150,3 @@ def doctor_table(result, width: int = WIDE) -> Table:
 
 def render(console, result) -> None:
     console.print(doctor_table(result, console.width))
-
-
-# -- JUnit: the shared writer's suites, plus a skipped suite per part not run ----
-
-def doctor_junit(result, strict: bool = False) -> bytes:
-    """One testsuite per part (the shared writer's), and a skipped one per part not run."""
-    from babysit.cli.junit import junit_xml
-    from babysit.diagnostics.doctor import NOT_RUN
-
-    root = ET.fromstring(junit_xml(result, strict=strict))
-    for command, status in result.metrics["statuses"].items():
-        if status != NOT_RUN:
-            continue
-        name = f"babysit.{command}"
-        suite = ET.SubElement(root, "testsuite", name=name, tests="1", failures="0",
-                              errors="0", skipped="1", time="0")
-        case = ET.SubElement(suite, "testcase", classname=name, name=command, time="0")
-        ET.SubElement(case, "skipped", message="not run: --stop-early after a failing part")
-    for key in ("tests", "failures", "errors", "skipped"):
-        root.set(key, str(sum(int(s.get(key)) for s in root.findall("testsuite"))))
-    ET.indent(root, space="  ")
-    body = ET.tostring(root, encoding="unicode")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n").encode("utf-8")

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt
 from babysit.diagnostics.gradcheck import (DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, DEFAULT_H, band)
 
@@ -31,9 +31,10 @@ VERDICT_STYLES = {"excellent": "green", "good": "green", "suspicious": "yellow",
               show_default=True, help="Step of the centered differences.")
 @click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training steps before checking (recipe mode).")
-@common_options(plot=False)
+@recipe_options
+@output_options(plot=False)
 def command(app, recipe, layer, input_shape, kwargs_json, datapoints, entries, all_entries, h,
-            burn_in, seed, sets, json_path, junit_path):
+            burn_in):
     """Compare analytic and numerical gradients (float64, centered differences).
 
     Checks sampled entries of every parameter, of the input and of every
@@ -46,11 +47,11 @@ def command(app, recipe, layer, input_shape, kwargs_json, datapoints, entries, a
     from babysit.diagnostics.gradcheck import gradcheck_layer, gradcheck_recipe
 
     if layer is not None:
-        if recipe is not None or sets:
+        if recipe is not None or app.options.sets:
             app.abort("give either a RECIPE (with --set) or --layer, not both")
         if input_shape is None:
             app.abort("--layer needs --input-shape (batch size first, e.g. --input-shape 4,10)")
-        result = gradcheck_layer(layer, kwargs_json, input_shape, 0 if seed is None else seed,
+        result = gradcheck_layer(layer, kwargs_json, input_shape, app.options.seed or 0,
                                  entries=entries, all_entries=all_entries, h=h)
     else:
         if input_shape is not None or kwargs_json is not None:

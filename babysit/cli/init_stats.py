@@ -7,7 +7,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import (STATUS_STYLES, findings_table, fmt, histogram_line, percent,
                                  sparkline)
 from babysit.errors import BabysitError
@@ -44,8 +44,9 @@ def parse_compare(text: str | None) -> list | None:
 @click.option("--compare", metavar="INIT,INIT,...", default=None,
               help="Also measure these inits side by side (replacing model.init), e.g. "
                    "xavier,he,small,normal:1.0.")
-@common_options(plot=True)
-def command(app, recipe, batch_size, compare, seed, sets, json_path, junit_path, plot_path):
+@recipe_options
+@output_options(plot=True)
+def command(app, recipe, batch_size, compare):
     """One batch through the model at init: per layer mean, std, saturation, dead
     ReLUs, gradient norm and a histogram.
 

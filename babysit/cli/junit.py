@@ -14,8 +14,9 @@ One testcase per check of ``result.checks`` (check name -> finding codes); a
 result without checks gets one testcase per finding code plus one named after
 the command. Findings that no check claims land in the command's testcase, so
 nothing is lost. Warnings are ``<system-out>`` (failures with ``--strict``).
-A doctor result gets one testsuite per part. Times are always "0": the same
-result gives the same bytes.
+A result with parts (doctor) gets one testsuite per part, plus a skipped
+testsuite for each part it did not run (its ``not_run`` metric, from
+``--stop-early``). Times are always "0": the same result gives the same bytes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def junit_xml(result, strict: bool = False) -> bytes:
         if result.findings:
             suites.append(_suite(result, strict))
         suites += [_suite(part, strict) for part in result.parts.values()]
+        suites += [_skipped_suite(command) for command in result.metrics.get("not_run", ())]
     else:
         suites.append(_suite(result, strict))
     for suite in suites:
@@ -94,15 +96,24 @@ def _suite(result, strict: bool) -> ET.Element:
         if others:
             out = ET.SubElement(case, "system-out")
             out.text = _clean("\n".join(_describe(f) for f in others))
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(failures))
-    suite.set("errors", "0")
-    suite.set("skipped", "0")
-    suite.set("time", "0")
-    # Attribute order as reporters print it: name, tests, failures, errors, skipped, time.
-    suite.attrib = {k: suite.attrib[k] for k in
-                    ("name", "tests", "failures", "errors", "skipped", "time")}
+    _set_counts(suite, tests=len(cases), failures=failures, skipped=0)
     return suite
+
+
+def _skipped_suite(command: str) -> ET.Element:
+    """The testsuite of a part that was not run: one skipped testcase named after it."""
+    classname = f"babysit.{command}"
+    suite = ET.Element("testsuite", name=classname)
+    case = ET.SubElement(suite, "testcase", classname=classname, name=command, time="0")
+    ET.SubElement(case, "skipped", message="not run: --stop-early after a failing part")
+    _set_counts(suite, tests=1, failures=0, skipped=1)
+    return suite
+
+
+def _set_counts(suite: ET.Element, tests: int, failures: int, skipped: int) -> None:
+    # Attribute order as reporters print it: name, tests, failures, errors, skipped, time.
+    suite.attrib = {"name": suite.get("name"), "tests": str(tests), "failures": str(failures),
+                    "errors": "0", "skipped": str(skipped), "time": "0"}
 
 
 def _describe(finding) -> str:

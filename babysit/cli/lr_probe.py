@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt, line_plot
 from babysit.diagnostics.lr_probe import (DEFAULT_EVAL_EVERY, DEFAULT_EVAL_EXAMPLES, DEFAULT_LR_MAX,
                                           DEFAULT_LR_MIN, DEFAULT_PER_DECADE, same_lr)
@@ -33,9 +33,9 @@ SWEEP_ROWS = 24  # rows of the sweep table (the run has a point per step)
               show_default=True, help="Steps between evaluations on the fixed batch (grid).")
 @click.option("--eval-examples", type=click.IntRange(min=1), default=DEFAULT_EVAL_EXAMPLES,
               show_default=True, help="Training examples in the fixed evaluation batch (grid).")
-@common_options(plot=True)
-def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, eval_every, eval_examples,
-            seed, sets, json_path, junit_path, plot_path):
+@recipe_options
+@output_options(plot=True)
+def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, eval_every, eval_examples):
     """Find the learning-rate range with the recipe's update rule and L2 strength.
 
     grid: every LR trains a fresh copy of the model from the same init on the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt, metrics_table, percent
 from babysit.diagnostics.overfit import DEFAULT_EXAMPLES, DEFAULT_MAX_EPOCHS
 
@@ -16,8 +16,9 @@ from babysit.diagnostics.overfit import DEFAULT_EXAMPLES, DEFAULT_MAX_EPOCHS
               help="Training examples to memorize.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=DEFAULT_MAX_EPOCHS,
               show_default=True, help="Budget (passes over the tiny set); stops early when done.")
-@common_options(plot=False)
-def command(app, recipe, examples, max_epochs, seed, sets, json_path, junit_path):
+@recipe_options
+@output_options(plot=False)
+def command(app, recipe, examples, max_epochs):
     """Train on a few examples with regularization and dropout off: train accuracy
     must reach 1.0 and the loss near zero.
 

@@ -13,8 +13,12 @@ from typing import Iterable, Mapping, Sequence
 from rich.table import Table
 from rich.text import Text
 
+# One style table per vocabulary. Result/part statuses (doctor's skipped parts
+# are "not run", diagnostics.doctor.NOT_RUN):
 STATUS_STYLES = {"pass": "bold white on green", "warn": "bold black on yellow",
-                 "fail": "bold white on red"}
+                 "fail": "bold white on red", "not run": "dim reverse"}
+# Finding severities, most severe first (the order of every findings listing):
+SEVERITY_ORDER = {"fail": 0, "warn": 1, "info": 2}
 SEVERITY_STYLES = {"fail": "bold red", "warn": "yellow", "info": "cyan"}
 SERIES_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 SERIES_MARKS = ("●", "×", "+", "o", "*", "#")
@@ -79,7 +83,7 @@ def percent(fraction, digits: int = 3) -> str:
 # -- status and findings ------------------------------------------------------
 
 def status_badge(status: str) -> Text:
-    """`` PASS `` / `` WARN `` / `` FAIL `` on green / yellow / red."""
+    """`` PASS `` / `` WARN `` / `` FAIL `` on green / yellow / red (`` NOT RUN `` dimmed)."""
     return Text(f" {status.upper()} ", style=STATUS_STYLES.get(status, "bold"))
 
 
@@ -104,7 +108,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _severity_counts(pairs) -> dict:
-    counts = {"fail": 0, "warn": 0, "info": 0}
+    counts = dict.fromkeys(SEVERITY_ORDER, 0)
     for _, finding in pairs:
         counts[finding.severity] += 1
     return counts
@@ -127,8 +131,7 @@ def findings_table(pairs: Sequence, title: str | None = "Findings",
     ``fix_column=False`` (narrow terminals) the fix goes under the message.
     """
     pairs = [p if isinstance(p, tuple) else (None, p) for p in pairs]
-    order = {"fail": 0, "warn": 1, "info": 2}
-    pairs = sorted(pairs, key=lambda p: order[p[1].severity])  # stable within severity
+    pairs = sorted(pairs, key=lambda p: SEVERITY_ORDER[p[1].severity])  # stable within severity
     with_part = any(part is not None for part, _ in pairs)
     table = Table(title=title, title_justify="left", show_lines=not fix_column)
     table.add_column("severity", no_wrap=True)
@@ -167,18 +170,6 @@ def summary(console, result, strict: bool = False) -> None:
     if pairs:
         console.print(findings_table(pairs, fix_column=console.width >= WIDE))
     console.print(status_line(result, strict=strict))
-
-
-def parts_table(result) -> Table:
-    """A result with parts (doctor): one row per part, its status and finding counts."""
-    table = Table(title="Parts", title_justify="left")
-    for column in ("part", "status", "failures", "warnings"):
-        table.add_column(column, no_wrap=True)
-    for name, part in result.parts.items():
-        counts = _severity_counts((None, f) for f in part.findings)
-        table.add_row(name, status_badge(part.status), str(counts["fail"]),
-                      str(counts["warn"]))
-    return table
 
 
 def metrics_table(metrics: Mapping | Iterable, title: str | None = None,

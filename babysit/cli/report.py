@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import click
-import numpy as np
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
-from babysit.cli.app import common_options
-from babysit.cli.render import fmt, line_plot, metrics_table, percent
-
-MAX_EPOCH_ROWS = 30
+from babysit.cli.app import output_options
+from babysit.cli.views import run as run_view
+from babysit.cli.views import search as search_view
 
 
 @click.command("report")
 @click.argument("log_path", metavar="LOG.h5")
-@common_options(plot=True)
-def command(app, log_path, seed, sets, json_path, junit_path, plot_path):
+@output_options(plot=True)
+def command(app, log_path):
     """Re-render a run log written by `babysit train` (summary, per-epoch table,
     curves, findings) or a search log written by `babysit search`.
 
@@ -27,171 +20,18 @@ def command(app, log_path, seed, sets, json_path, junit_path, plot_path):
     accuracy curves. Exits 0 for any readable log, 2 for a missing, corrupt or
     foreign file.
     """
-    if seed is not None or sets:
-        app.abort("report re-renders a log as recorded: --seed and --set do not apply")
+    import babysit.search_store  # noqa: F401  (registers the "search" log reader)
     from babysit.store import read_log
 
-    _load_readers()
     log = read_log(log_path)
     if log.kind == "search":
-        from babysit.cli.search import plot_trials, render_log
         from babysit.diagnostics.search import rank, result_from_log
 
-        app.emit(result_from_log(log), lambda console, result: render_log(console, log),
-                 plot=lambda result: plot_trials(rank(log.trials), log.space))
+        app.emit(result_from_log(log), lambda console, _: search_view.render_log(console, log),
+                 plot=lambda _: search_view.plot_trials(rank(log.trials), log.space))
         return 0
     from babysit.diagnostics.training import result_from_run_log
 
-    app.emit(result_from_run_log(log), lambda console, result: render_run(console, log),
-             plot=lambda result: run_figure(log))
+    app.emit(result_from_run_log(log), lambda console, _: run_view.render_run(console, log),
+             plot=lambda _: run_view.run_figure(log))
     return 0  # a viewer: the stored verdict does not become this command's exit code
-
-
-def _load_readers() -> None:
-    """Import the modules that register log kinds besides run logs (the search log)."""
-    try:
-        import babysit.search_store  # noqa: F401  (registers the "search" reader)
-    except ImportError:
-        pass
-
-
-# -- run logs ------------------------------------------------------------------
-
-def render_run(console, log) -> None:
-    """Header, summary, per-epoch table and terminal curves of a run log."""
-    attrs = log.attrs
-    epochs = log.history.get("epoch", {})
-    header = Text(f"Run log {log.path}", style="bold")
-    header.append(f"  {attrs.get('recipe_path') or log.name}, seed {attrs.get('seed')}", style="dim")
-    console.print(header)
-    console.print(status_note(log))
-    if len(epochs.get("epoch", [])) == 0:
-        console.print(Text("no epoch finished yet", style="yellow"))
-        return
-    console.print(summary_table(log))
-    console.print(epoch_table(log))
-    for chart in curves(log):
-        console.print(chart)
-
-
-def status_note(log) -> Text:
-    attrs = log.attrs
-    status = log.status
-    done = f"{attrs.get('epochs_run', 0)} of {attrs.get('epochs', '?')} epochs, " \
-           f"{attrs.get('iterations', 0)} iterations"
-    style = {"finished": "green", "interrupted": "yellow", "diverged": "bold red"}.get(status, "yellow")
-    note = Text(f"{status}: {done}", style=style)
-    if status == "interrupted":
-        note.append(f"; continue with `babysit train --resume {log.path}`", style="dim")
-    return note
-
-
-def summary_table(log) -> Table:
-    epochs = log.history["epoch"]
-    best = log.checkpoints.get("best")
-    rows = [("final train loss", fmt(epochs["train_loss"][-1])),
-            ("train accuracy", percent(epochs["train_accuracy"][-1])),
-            ("val accuracy", percent(epochs["val_accuracy"][-1]))]
-    if best is not None:
-        rows.append(("best val accuracy", f"{percent(best.attrs.get('val_accuracy'))} "
-                                          f"(epoch {best.attrs.get('epoch')})"))
-    stored = (log.result or {}).get("metrics", {})
-    if stored.get("average_val_accuracy") is not None:
-        rows.append(("Polyak average val accuracy", percent(stored["average_val_accuracy"])))
-    rows.append(("checkpoints", ", ".join(sorted(log.checkpoints))))
-    return metrics_table(rows, title="Summary")
-
-
-def epoch_rows(count: int, limit: int = MAX_EPOCH_ROWS) -> list[int]:
-    """Which epochs to list: all of them, or an even sample that keeps the first and last."""
-    if count <= limit:
-        return list(range(count))
-    return sorted(set(np.linspace(0, count - 1, limit).round().astype(int).tolist()))
-
-
-def epoch_table(log) -> Table:
-    """One row per epoch: lr, losses, accuracies and the monitors' worst values."""
-    epochs = log.history["epoch"]
-    ratios = log.history.get("monitors", {}).get("update_ratio", {})
-    layers = log.history.get("layers", {})
-    count = len(epochs["epoch"])
-    table = Table(title="Per epoch", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("epoch", "lr", "train loss", "val loss", "train acc", "val acc",
-                 "update ratio", "dead", "saturated"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for i in epoch_rows(count):
-        table.add_row(fmt(int(epochs["epoch"][i])), fmt(epochs["lr"][i]), fmt(epochs["train_loss"][i]),
-                      fmt(epochs["val_loss"][i]), percent(epochs["train_accuracy"][i]),
-                      percent(epochs["val_accuracy"][i]), _ratio_cell(ratios, i),
-                      _worst(layers, "dead", i), _worst(layers, "saturated", i))
-    return table
-
-
-def _ratio_cell(ratios: dict, i: int) -> Text:
-    """Largest update/weight ratio of the epoch, red outside the healthy band."""
-    from babysit.diagnostics.training import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
-
-    values = [float(v[i]) for v in ratios.values() if len(v) > i and math.isfinite(v[i])]
-    if not values:
-        return Text("-", style="dim")
-    worst = max(values)
-    bad = worst > UPDATE_RATIO_HIGH or min(values) < UPDATE_RATIO_LOW
-    return Text(fmt(worst), style="red" if bad else "")
-
-
-def _worst(layers: dict, key: str, i: int) -> str:
-    values = [float(stats[key][i]) for stats in layers.values()
-              if key in stats and len(stats[key]) > i and math.isfinite(stats[key][i])]
-    return percent(max(values)) if values else "-"
-
-
-def curves(log) -> list[Text]:
-    """Terminal charts: loss per iteration (a diverged run is clipped) and accuracies per epoch."""
-    from babysit.diagnostics.curves import smooth
-
-    loss = np.asarray(log.history.get("iteration", {}).get("loss", []), dtype=np.float64)
-    epochs = log.history["epoch"]
-    charts = []
-    if len(loss):
-        per_epoch = max(1, int(log.attrs.get("iterations_per_epoch") or 1))
-        x = np.arange(1, len(loss) + 1) / per_epoch
-        finite = loss[np.isfinite(loss)]
-        if len(loss) >= 20 and len(finite) == len(loss):
-            smoothed = smooth(loss)
-            series, title = {"loss": (x[len(x) - len(smoothed):], smoothed)}, "Training loss (smoothed)"
-        else:
-            series, title = {"loss": (x, loss)}, "Training loss"
-        # A diverged run would squash the rest of the curve: clip at 3x the start.
-        ylim = (float(finite.min()), 3.0 * float(finite[0])) if len(finite) else None
-        charts.append(line_plot(series, title=title, xlabel="epoch", ylim=ylim))
-    accuracy = {"train": (epochs["epoch"], epochs["train_accuracy"])}
-    if np.any(np.isfinite(epochs["val_accuracy"])):
-        accuracy["val"] = (epochs["epoch"], epochs["val_accuracy"])
-    charts.append(line_plot(accuracy, title="Accuracy", xlabel="epoch", height=10))
-    return charts
-
-
-def run_figure(log):
-    """PNG: training loss per iteration (raw and smoothed), accuracies per epoch."""
-    from babysit.diagnostics.curves import smooth
-    from babysit.plots import label_axes, new_figure
-
-    loss = np.asarray(log.history.get("iteration", {}).get("loss", []), dtype=np.float64)
-    epochs = log.history.get("epoch", {})
-    if not len(loss):
-        return None
-    figure, (left, right) = new_figure(1, 2, width=11, height=4)
-    per_epoch = max(1, int(log.attrs.get("iterations_per_epoch") or 1))
-    x = np.arange(1, len(loss) + 1) / per_epoch
-    left.plot(x, loss, color="tab:blue", alpha=0.35, linewidth=0.8, label="per iteration")
-    if len(loss) >= 20:
-        smoothed = smooth(loss)
-        left.plot(x[len(x) - len(smoothed):], smoothed, color="tab:blue", label="smoothed")
-    left.legend()
-    label_axes(left, f"{log.name}: training loss", "epoch", "loss")
-    if len(epochs.get("epoch", [])):
-        right.plot(epochs["epoch"], epochs["train_accuracy"], "o-", label="train")
-        right.plot(epochs["epoch"], epochs["val_accuracy"], "o-", label="val")
-        right.legend()
-    label_axes(right, "accuracy", "epoch", "accuracy")
-    return figure

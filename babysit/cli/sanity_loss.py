@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.app import common_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt, metrics_table, percent
 from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
 
@@ -20,8 +20,9 @@ from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
 @click.option("--reg", "reg", type=click.FloatRange(min=0, min_open=True), default=None,
               help="L2 strength for the 'loss rises with reg' check "
                    "(default: large enough to dominate the loss).")
-@common_options(plot=False)
-def command(app, recipe, examples, tolerance, reg, seed, sets, json_path, junit_path):
+@recipe_options
+@output_options(plot=False)
+def command(app, recipe, examples, tolerance, reg):
     """Check the loss at initialization with reg=0.
 
     Softmax should start at ln C and the multiclass SVM at C - 1 (small weights:

@@ -6,8 +6,9 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, common_options
+from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
 from babysit.cli.render import fmt, percent
+from babysit.cli.views import run as run_view
 
 
 @click.command("train")
@@ -18,8 +19,9 @@ from babysit.cli.render import fmt, percent
 @click.option("--resume", "resume_path", metavar="RUN.h5", default=None,
               help="Continue the run in RUN.h5 with its own recipe (change it with --set, "
                    "e.g. --set train.epochs=20).")
-@common_options(plot=True)
-def command(app, recipe, out_path, resume_path, seed, sets, json_path, junit_path, plot_path):
+@recipe_options
+@output_options(plot=True)
+def command(app, recipe, out_path, resume_path):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
     Live progress on stderr (not with --quiet or when stderr is not a
@@ -35,9 +37,9 @@ def command(app, recipe, out_path, resume_path, seed, sets, json_path, junit_pat
         if recipe:
             app.abort("--resume continues the run log's own recipe: drop RECIPE "
                       "(change the recipe with --set)")
-        if seed is not None:
+        if app.options.seed is not None:
             app.abort("--resume continues with the run's own seed: drop --seed")
-        spec = recipe_for_resume(resume_path, list(sets) or None)
+        spec = recipe_for_resume(resume_path, list(app.options.sets) or None)
     else:
         spec = app.load_recipe(recipe)
     with LiveProgress(app) as live:
@@ -50,10 +52,8 @@ def command(app, recipe, out_path, resume_path, seed, sets, json_path, junit_pat
                                f"`babysit train --resume {stop.run_log}`", style="bold red"))
             raise SystemExit(EXIT_INTERRUPTED) from None
     log = read_run_log(result.metrics["run_log"])
-    from babysit.cli.report import render_run, run_figure
-
-    return app.emit(result, lambda console, r: render_run(console, log),
-                    plot=lambda r: run_figure(log))
+    return app.emit(result, lambda console, r: run_view.render_run(console, log),
+                    plot=lambda r: run_view.run_figure(log))
 
 
 class LiveProgress:

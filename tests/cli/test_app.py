@@ -14,9 +14,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from babysit import atomic as atomic_module
+from babysit.atomic import write_bytes
 from babysit.cli import COMMAND_MODULES, cli, main, register_commands
 from babysit.cli import app as app_module
-from babysit.cli.app import App, CommonOptions, atomic_write, common_options
+from babysit.cli.app import App, CommonOptions, output_options, recipe_options
 from babysit.cli.render import fmt
 from babysit.diagnostics.result import Result
 from babysit.errors import DataError
@@ -29,8 +31,9 @@ def _render(console, result):
 @click.command("fake")
 @click.option("--finding", "findings", multiple=True, help="code:severity")
 @click.option("--boom", type=click.Choice(["babysit", "keyboard", "oserror", "abort", "bug"]))
-@common_options(plot=True)
-def fake_command(app, findings, boom, seed, sets, json_path, junit_path, plot_path):
+@recipe_options
+@output_options(plot=True)
+def fake_command(app, findings, boom):
     if boom == "babysit":
         raise DataError("bad data: X_train has 3 dims\nsecond line stays [not markup]")
     if boom == "keyboard":
@@ -41,12 +44,13 @@ def fake_command(app, findings, boom, seed, sets, json_path, junit_path, plot_pa
         app.abort("custom [stop] reason " + "x" * 100, code=2)
     if boom == "bug":
         raise ZeroDivisionError("a real bug")
+    seed = app.options.seed
     result = Result("fake", recipe="recipes/x.yaml", seed=seed if seed is not None else 0)
     for spec in findings:
         code, severity = spec.split(":")
         result.add(code, severity, f"{code} <happened> & \"quoted\"", fix=f"fix {code}",
                    layer="1.relu", value=float("nan"), ratio=0.5)
-    result.metrics = {"initial_loss": 2.30, "sets": list(sets)}
+    result.metrics = {"initial_loss": 2.30, "sets": list(app.options.sets)}
 
     def draw(res):
         from babysit.plots import new_figure
@@ -55,7 +59,7 @@ def fake_command(app, findings, boom, seed, sets, json_path, junit_path, plot_pa
         ax.plot([1, 2, 3], [3, 2, 1])
         return figure
 
-    return app.emit(result, _render, json_path, junit_path, plot=draw)
+    return app.emit(result, _render, plot=draw)
 
 
 @pytest.fixture
@@ -161,10 +165,10 @@ def test_load_recipe_applies_sets_and_seed(tmp_path):
     recipe = app.load_recipe(str(path))
     assert (recipe.optim.lr, recipe.model.reg, recipe.seed) == (0.001, 0.5, 11)
     assert recipe.data.seed == 11
-    plain = app.load_recipe(str(path), sets=(), seed=None)
+    plain = App(CommonOptions()).load_recipe(str(path))
     assert (plain.optim.lr, plain.seed) == (0.5, 3)
     with pytest.raises(click.UsageError):
-        app.load_recipe(str(path), sets=("nonsense",))
+        App(CommonOptions(sets=("nonsense",))).load_recipe(str(path))
 
 
 # -- JUnit ----------------------------------------------------------------------
@@ -236,7 +240,7 @@ def test_failing_write_leaves_no_partial_file(run, tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(app_module.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_module.os, "replace", broken_replace)
     result = run("--json", str(target))
     assert result.exit_code == 2
     assert "cannot write JSON" in result.stderr and "No space left" in result.stderr
@@ -248,9 +252,9 @@ def test_atomic_write_cleans_up_when_interrupted(tmp_path, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(app_module.os, "replace", interrupted)
+    monkeypatch.setattr(atomic_module.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(str(tmp_path / "x.xml"), b"data")
+        write_bytes(str(tmp_path / "x.xml"), b"data")
     assert os.listdir(tmp_path) == []
 
 
@@ -291,9 +295,12 @@ def test_version_and_help_list_commands_in_protocol_order():
     assert cli.list_commands(None) == names
 
 
-def test_register_commands_skips_only_modules_that_do_not_exist(monkeypatch):
+def test_register_commands_imports_every_module_plainly(monkeypatch):
     group = click.Group()
-    assert register_commands(group, ["no_such_command_module"]) == []
+    register_commands(group)
+    assert list(group.commands) == list(cli.commands)[:len(COMMAND_MODULES)]
+    with pytest.raises(ModuleNotFoundError):  # no "not written yet" tolerance
+        register_commands(click.Group(), ["no_such_command_module"])
 
     def module_with_missing_dependency(name):
         raise ModuleNotFoundError("No module named 'nonexistent_dep'", name="nonexistent_dep")
@@ -393,3 +400,59 @@ def test_summary_lists_the_findings_of_every_part():
     assert "part" in text and "sanity-loss" in text and "initial_loss_unexpected" in text
     assert "smaller init" in text and "cannot_overfit" in text
     assert "FAIL" in text and "doctor: 1 failure, 1 warning" in text
+
+
+# -- options: each command declares what it uses -----------------------------------
+
+RECIPE_COMMANDS = ("data", "sanity-loss", "gradcheck", "lr-probe", "init-stats",
+                   "overfit-tiny", "train", "doctor", "search")
+
+
+def _option_names(name):
+    return {opt for param in cli.commands[name].params for opt in param.opts}
+
+
+def test_recipe_options_only_where_a_recipe_is_loaded():
+    for name in RECIPE_COMMANDS:
+        assert {"--seed", "--set", "--json", "--junit", "--quiet", "--strict"} <= \
+            _option_names(name), name
+    report = _option_names("report")
+    assert {"--json", "--junit", "--plot", "--quiet", "--strict"} <= report
+    assert not {"--seed", "--set"} & report
+    help_text = CliRunner().invoke(cli, ["report", "--help"]).output
+    assert "--seed" not in help_text and "--set" not in help_text
+    result = CliRunner().invoke(cli, ["report", "x.h5", "--seed", "3"])
+    assert result.exit_code == 2 and "No such option '--seed'" in result.stderr
+
+
+def test_plot_only_where_the_command_can_plot():
+    plotting = {"lr-probe", "init-stats", "train", "report", "search"}
+    for name in RECIPE_COMMANDS + ("report",):
+        assert ("--plot" in _option_names(name)) == (name in plotting), name
+
+
+def test_load_recipe_resolves_the_seed_with_recipe_with_seed(tmp_path):
+    from babysit.recipes import load_recipe
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(RECIPE)
+    app = App(CommonOptions(sets=("optim.lr=1e-3",), seed=11))
+    expected = load_recipe(str(path), overrides=["optim.lr=1e-3"]).with_seed(11)
+    assert app.load_recipe(str(path)) == expected
+
+
+def test_commands_import_no_other_command_module():
+    import ast
+    import importlib
+
+    commands = {f"babysit.cli.{name}" for name in COMMAND_MODULES}
+    for module_name in commands:
+        tree = ast.parse(open(importlib.import_module(module_name).__file__).read())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+                imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        assert not (imported & commands) - {module_name}, module_name

@@ -100,3 +100,54 @@ def test_escaping_and_control_characters_make_valid_xml():
 def test_output_is_deterministic():
     assert junit_xml(_gradcheck_result()) == junit_xml(_gradcheck_result())
     assert b"timestamp" not in junit_xml(_gradcheck_result())
+
+
+def _stopped_doctor():
+    doctor = Result("doctor", recipe="bundled:broken/zero-init", seed=0)
+    sanity = Result("sanity-loss", recipe="bundled:broken/zero-init", seed=0)
+    sanity.checks = {"initial loss": ["initial_loss_unexpected"], "symmetry": ["symmetric_weights"]}
+    sanity.add("symmetric_weights", "fail", 'all hidden units <identical> & "same"',
+               fix="use xavier\nor he", layer="0.affine")
+    sanity.add("initial_loss_unexpected", "warn", "loss 2.5, expected 2.30")
+    doctor.parts = {"sanity-loss": sanity}
+    doctor.metrics = {"statuses": {"sanity-loss": "fail", "gradcheck": "not run",
+                                   "overfit-tiny": "not run"},
+                      "not_run": ["gradcheck", "overfit-tiny"]}
+    return doctor
+
+
+# What `doctor --stop-early --junit` wrote when it re-parsed the shared writer's XML
+# to add the skipped suites: the shared writer now gives these very bytes itself.
+STOPPED_DOCTOR_XML = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="babysit" tests="4" failures="1" errors="0" skipped="2" time="0">
+  <testsuite name="babysit.sanity-loss" tests="2" failures="1" errors="0" skipped="0" time="0">
+    <testcase classname="babysit.sanity-loss" name="initial loss" time="0">
+      <system-out>[warn] initial_loss_unexpected: loss 2.5, expected 2.30</system-out>
+    </testcase>
+    <testcase classname="babysit.sanity-loss" name="symmetry" time="0">
+      <failure message="all hidden units &lt;identical&gt; &amp; &quot;same&quot;" type="symmetric_weights">[fail] symmetric_weights (0.affine): all hidden units &lt;identical&gt; &amp; "same"
+  fix: use xavier
+or he</failure>
+    </testcase>
+  </testsuite>
+  <testsuite name="babysit.gradcheck" tests="1" failures="0" errors="0" skipped="1" time="0">
+    <testcase classname="babysit.gradcheck" name="gradcheck" time="0">
+      <skipped message="not run: --stop-early after a failing part" />
+    </testcase>
+  </testsuite>
+  <testsuite name="babysit.overfit-tiny" tests="1" failures="0" errors="0" skipped="1" time="0">
+    <testcase classname="babysit.overfit-tiny" name="overfit-tiny" time="0">
+      <skipped message="not run: --stop-early after a failing part" />
+    </testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_doctor_parts_not_run_get_a_skipped_suite_each():
+    assert junit_xml(_stopped_doctor()) == STOPPED_DOCTOR_XML.encode("utf-8")
+    root = _parse(_stopped_doctor(), strict=True)
+    assert [s.get("name") for s in root.findall("testsuite")] == [
+        "babysit.sanity-loss", "babysit.gradcheck", "babysit.overfit-tiny"]
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("4", "2", "2")
