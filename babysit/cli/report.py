@@ -40,7 +40,7 @@ def command(app, log_path, seed, sets, json_path, junit_path, plot_path):
         app.emit(result_from_log(log), lambda console, result: render_log(console, log),
                  plot=lambda result: plot_trials(rank(log.trials), log.space))
         return 0
-    from babysit.diagnostics.training import result_from_run_log
+    from babysit.diagnostics.train import result_from_run_log
 
     app.emit(result_from_run_log(log), lambda console, result: render_run(console, log),
              plot=lambda result: run_figure(log))
@@ -129,7 +129,7 @@ def epoch_table(log) -> Table:
 
 def _ratio_cell(ratios: dict, i: int) -> Text:
     """Largest update/weight ratio of the epoch, red outside the healthy band."""
-    from babysit.diagnostics.training import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
+    from babysit.diagnostics.train import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
 
     values = [float(v[i]) for v in ratios.values() if len(v) > i and math.isfinite(v[i])]
     if not values:

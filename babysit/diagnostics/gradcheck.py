@@ -43,6 +43,7 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.errors import BabysitError, ModelError
+from babysit.validation import NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT
 
 FAIL_BAND = 1e-2
 WARN_BAND = 1e-4
@@ -283,17 +284,6 @@ class ProjectionLoss:
         return None
 
 
-def promote_to_float64(model) -> None:
-    """Give every parameter a float64 copy (user layers may hold float32 or ints)."""
-    for name, layer in zip(model.names, model.layers):
-        index = name.split(".", 1)[0]
-        for key, value in list(layer.params.items()):
-            if np.asarray(value).dtype != np.float64:
-                layer.params[key] = np.array(value, dtype=np.float64)
-                model.params[f"{index}.{key}"] = layer.params[key]
-        model.dtype = np.dtype(np.float64)
-
-
 def _suffix(index: tuple) -> str:
     return "[" + ", ".join(map(str, index)) + "]"
 
@@ -311,18 +301,15 @@ class ModelChecker:
     def analytic_pass(self):
         """Train-mode loss and gradients with reg=0 (this draws the dropout masks)."""
         model = self.model
-        model.record = True
-        try:
+        with model.recording():
             loss, grads = model.loss(self.X, self.y, reg=0.0)
-        finally:
-            model.record = False
+            # inputs[p] / input_grads[p]: what enters layer p and dLoss/d(that).
+            self.inputs = [self.X] + [np.array(model.outputs[name], dtype=np.float64)
+                                      for name in model.names[:-1]]
+            self.input_grads = [np.array(model.input_grad, dtype=np.float64)] + [
+                np.array(model.output_grads[name], dtype=np.float64) for name in model.names[:-1]]
         self.loss = loss
         self.grads = {name: np.array(g, dtype=np.float64) for name, g in grads.items()}
-        # inputs[p] / input_grads[p]: what enters layer p and dLoss/d(that).
-        self.inputs = [self.X] + [np.array(model.outputs[name], dtype=np.float64)
-                                  for name in model.names[:-1]]
-        self.input_grads = [np.array(model.input_grad, dtype=np.float64)] + [
-            np.array(model.output_grads[name], dtype=np.float64) for name in model.names[:-1]]
         return loss
 
     def loss_from(self, start: int) -> float:
@@ -356,23 +343,22 @@ class ModelChecker:
         """The L2 term ``0.5 * reg * sum(W**2)`` alone, against its gradient ``reg * W``.
 
         The term is a sum over weights, so each weight is checked against its own
-        share (``weight_names`` narrowed to it): the same derivative, a value
-        small enough for float64 to resolve one entry's change, and no pass over
+        share (the sum narrowed to it): the same derivative, a value small
+        enough for float64 to resolve one entry's change, and no pass over
         every weight of a large model per evaluation.
         """
         model = self.model
         _, grads = model.reg_loss(reg)
-        every = list(model.weight_names)
         reports = []
-        try:
-            for param in every:
-                model.weight_names = [param]
-                report = Report(param, "reg", common.layer_of(param, model))
-                reports.append(self.diff.check(report, model.params[param], grads[param],
-                                               lambda: model.reg_loss(reg)[0]))
-        finally:
-            model.weight_names = every
+        for param in model.weight_names:
+            report = Report(param, "reg", model.layer_of(param))
+            reports.append(self.diff.check(report, model.params[param], grads[param],
+                                           functools.partial(self.reg_share, reg, param)))
         return reports
+
+    def reg_share(self, reg: float, param: str) -> float:
+        """The L2 term of one weight array alone."""
+        return self.model.reg_loss(reg, names=[param])[0]
 
 
 # ---------------------------------------------------------------------------
@@ -505,9 +491,9 @@ def add_findings(result, reports: list[Report], has_kinks: bool, order: list[str
 
 
 def _options(datapoints, entries, all_entries, h) -> tuple:
-    datapoints = common.positive_int("datapoints", datapoints)
-    entries = None if all_entries else common.positive_int("entries", entries)
-    return datapoints, entries, common.positive_float("h", h)
+    datapoints = POSITIVE_INT.check(datapoints, "datapoints")
+    entries = None if all_entries else POSITIVE_INT.check(entries, "entries")
+    return datapoints, entries, POSITIVE.check(h, "h")
 
 
 def _metrics(reports: list[Report], has_kinks: bool, h: float, entries) -> dict:
@@ -527,23 +513,14 @@ def _not_finite(result, loss: float, when: str) -> None:
 
 
 def burn_in(model, recipe, data, steps: int, seed: int) -> float:
-    """``steps`` training steps with the recipe's optimizer; returns the last loss."""
+    """``steps`` training steps with the recipe's optimizer at its first LR; the last loss."""
     from babysit.engine.solver import Solver
 
     optim = common.section_dict(recipe.optim)
     train = common.section_dict(recipe.train)
     solver = Solver(model, optim, int(train.get("batch_size") or 100), common.stream(seed, "batches"))
-    lr = float(solver.lr_at(0))
-    loss = float("nan")
-    done = 0
-    with np.errstate(all="ignore"):
-        while done < steps:
-            for batch in solver.batches(len(data.X_train)):
-                if done == steps:
-                    break
-                loss = solver.step(data.X_train[batch], data.y_train[batch], lr)
-                done += 1
-    return float(loss)
+    state = solver.run(data.X_train, data.y_train, steps=steps, lr=float(solver.lr_at(0)))
+    return float(state.loss)
 
 
 def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entries=DEFAULT_ENTRIES,
@@ -558,12 +535,11 @@ def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entrie
     the recipe has none). Returns a Result (command ``gradcheck``).
     """
     datapoints, entries, h = _options(datapoints, entries, all_entries, h)
-    if isinstance(burn_in_steps, bool) or int(burn_in_steps) < 0:
-        raise BabysitError(f"burn-in must be a whole number >= 0, got {burn_in_steps!r}")
-    seed = common.resolve_seed(recipe, seed)
+    burn_in_steps = NON_NEGATIVE_INT.check(burn_in_steps, "burn-in")
+    recipe = common.seeded(recipe, seed)
+    seed = recipe.seed
     result = common.new_result("gradcheck", recipe, seed, CHECKS)
-    data, model = common.prepare(recipe, seed, dtype=np.float64)
-    promote_to_float64(model)
+    data, model = common.prepare(recipe, dtype=np.float64)
     if burn_in_steps:
         last = burn_in(model, recipe, data, int(burn_in_steps), seed)
         if not math.isfinite(last):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import math
 from collections.abc import Mapping
 
@@ -16,6 +17,10 @@ import numpy as np
 
 from babysit.engine.base import Layer
 from babysit.errors import BabysitError, ModelError
+
+# Layer attributes that are state but not parameters (batchnorm's running
+# statistics): checkpoints carry them, optimizers never touch them.
+BUFFER_NAMES = ("running_mean", "running_var")
 
 
 class Model:
@@ -26,9 +31,12 @@ class Model:
     the keys of ``params`` and includes the L2 term ``0.5 * reg * sum(W**2)``
     (weights only). ``input_grad`` holds dLoss/dX after ``loss``.
 
-    Set ``record = True`` to keep each layer's output in ``outputs`` and the
-    gradient arriving at that output in ``output_grads`` (both keyed by layer
-    name); it costs nothing when off.
+    Inside ``with model.recording():`` each layer's output is kept in
+    ``outputs`` and the gradient arriving at that output in ``output_grads``
+    (both keyed by layer name); it costs nothing when off.
+
+    It implements the model protocol the diagnostics are written against
+    (``babysit.diagnostics.protocol.DiagnosableModel``, DEVELOPING.md).
 
     ``user_layers`` maps the index of each user-written layer (``custom:``) to
     its per-example output shape. Their forward and backward run checked: an
@@ -178,19 +186,95 @@ class Model:
                 grads[name] = g
         return float(data_loss) + reg_value, grads
 
-    def reg_loss(self, reg: float | None = None):
-        """The L2 term alone: ``(0.5 * reg * sum(W**2), {weight name: reg * W})``."""
+    def reg_loss(self, reg: float | None = None, names=None):
+        """The L2 term alone: ``(0.5 * reg * sum(W**2), {weight name: reg * W})``.
+
+        ``names`` narrows the sum to some of ``weight_names`` (gradcheck checks
+        one weight's share at a time).
+        """
         reg = self.reg if reg is None else float(reg)
         if reg == 0.0:
             return 0.0, {}
         value = 0.0
         grads = {}
-        for name in self.weight_names:
+        for name in self.weight_names if names is None else names:
             W = self.params[name]
             # one BLAS dot product: no squared copy of W in every training step
             value += 0.5 * reg * float(np.vdot(W, W))
             grads[name] = np.multiply(W, reg, dtype=W.dtype)
         return value, grads
+
+    # -- the model protocol: recording, names, state -------------------------
+    @contextlib.contextmanager
+    def recording(self):
+        """Inside the block, passes record ``outputs``/``output_grads`` (cleared on entry and exit)."""
+        self.outputs, self.output_grads = {}, {}
+        self.record = True
+        try:
+            yield self
+        finally:
+            self.record = False
+            self.outputs, self.output_grads = {}, {}
+
+    def kind_of(self, layer_name: str) -> str:
+        """The kind of a layer (``"relu"``, ``"affine"``, ``"custom"`` ...) from its name."""
+        return layer_name.split(".", 1)[1] if "." in layer_name else layer_name
+
+    def layer_of(self, param_name: str) -> str | None:
+        """The layer name (``"<i>.<kind>"``) a parameter ``"<i>.<key>"`` belongs to."""
+        index = param_name.split(".", 1)[0]
+        return next((name for name in self.names if name.split(".", 1)[0] == index), None)
+
+    def params_of(self, layer_name: str) -> dict[str, np.ndarray]:
+        """``{key: array}`` of one layer's parameters (``"W"``, ``"b"`` ...), in place."""
+        return dict(self.layers[self.names.index(layer_name)].params)
+
+    def data_grads(self) -> dict[str, np.ndarray]:
+        """The data-loss gradients of the last backward pass, by parameter name."""
+        grads = {}
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for key, grad in getattr(layer, "grads", {}).items():
+                if grad is not None:
+                    grads[f"{index}.{key}"] = grad
+        return grads
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Copies of the layer state that is not a parameter (batchnorm running
+        statistics), named ``"<i>.<attribute>"``: what a checkpoint needs besides params."""
+        buffers = {}
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for attr in BUFFER_NAMES:
+                value = getattr(layer, attr, None)
+                if isinstance(value, np.ndarray):
+                    buffers[f"{index}.{attr}"] = value.copy()
+        return buffers
+
+    def load_buffers(self, buffers: Mapping) -> None:
+        """Copy :meth:`buffers` back in place; ModelError when one does not fit."""
+        by_index = {name.split(".", 1)[0]: layer for name, layer in zip(self.names, self.layers)}
+        for key, value in buffers.items():
+            index, _, attr = key.partition(".")
+            target = getattr(by_index.get(index), attr, None) if attr in BUFFER_NAMES else None
+            if not isinstance(target, np.ndarray) or target.shape != np.shape(value):
+                raise ModelError(f"layer state {key!r} does not fit this model")
+            target[...] = value
+
+    def _random_layers(self) -> dict:
+        return {name: layer.rng for name, layer in zip(self.names, self.layers)
+                if getattr(layer, "uses_randomness", False) and getattr(layer, "rng", None) is not None}
+
+    def random_state(self) -> dict[str, str]:
+        """``{layer name: generator state as JSON}`` of the layers that draw (dropout)."""
+        return {name: json.dumps(rng.bit_generator.state, sort_keys=True)
+                for name, rng in self._random_layers().items()}
+
+    def set_random_state(self, states: Mapping) -> None:
+        """Restore :meth:`random_state` (layers missing from ``states`` keep theirs)."""
+        for name, rng in self._random_layers().items():
+            if name in states:
+                rng.bit_generator.state = json.loads(states[name])
 
     # -- helpers for diagnostics ---------------------------------------------
     def predict(self, X, batch_size: int = 1000) -> np.ndarray:
@@ -429,8 +513,25 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
         raise ModelError(f"the last layer outputs shape {shape} but the data has {num_classes} classes: "
                          f"make the last layer an affine with out: {num_classes}")
     loss = get_loss(section.get("loss", "softmax"))
-    return Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names,
-                 user_layers=user_layers)
+    model = Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names,
+                  user_layers=user_layers)
+    if dtype == np.float64:
+        promote_user_params(model)
+    return model
+
+
+def promote_user_params(model: Model) -> None:
+    """Give user layers float64 copies of parameters they hold in another dtype.
+
+    A float64 model is what gradient checks run on: every parameter must be
+    float64 there, whatever dtype a user's layer chose for its own arrays.
+    """
+    for index in model.user_layers:
+        layer = model.layers[index]
+        for key, value in list(layer.params.items()):
+            if np.asarray(value).dtype != np.float64:
+                layer.params[key] = np.array(value, dtype=np.float64)
+                model.params[f"{index}.{key}"] = layer.params[key]
 
 
 __all__ = ["Layer", "Model", "build_model", "import_object", "split_layer_entry"]

@@ -415,4 +415,5 @@ def test_the_engine_imports_only_numpy_and_the_standard_library():
                          cwd=root).stdout
     babysit_modules, heavy = [ast.literal_eval(line) for line in out.splitlines()]
     assert heavy == []
-    assert all(m in ("babysit", "babysit.errors") or m.startswith("babysit.engine") for m in babysit_modules)
+    assert all(m in ("babysit", "babysit.errors", "babysit.validation", "babysit.streams")
+               or m.startswith("babysit.engine") for m in babysit_modules)
