@@ -57,7 +57,7 @@ def load(recipe):
 
 def build(recipe, data, seed: int, dtype=None):
     """A fresh model for ``data`` with the weights every command sees for ``seed``."""
-    from babysit.engine.model import build_model
+    from babysit.engine.builder import build_model
 
     return build_model(recipe.model, input_shape=data.input_shape,
                        num_classes=data.num_classes, rng=np.random.default_rng(seed),
