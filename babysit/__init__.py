@@ -26,7 +26,7 @@ def __getattr__(name):
 
         return load_data
     if name == "build_model":
-        from babysit.engine.model import build_model
+        from babysit.engine.builder import build_model
 
         return build_model
     raise AttributeError(f"module 'babysit' has no attribute {name!r}")

@@ -22,7 +22,7 @@ Layout of ``runs/<name>-search-<time>.h5``::
 
 Rows are in the order trials finished. Every write rewrites the whole (small) file
 to a temporary file next to it and renames it over the old one
-(:func:`babysit.store.atomic_write`), so a reader, a crash or Ctrl-C never sees
+(:func:`babysit.store.write_hdf5`), so a reader, a crash or Ctrl-C never sees
 half a log and the finished trials are always on disk.
 
 The reader is registered with :mod:`babysit.store` under the kind ``"search"``, so
@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from babysit.store import (FORMAT_ATTR, StoreError, atomic_write, decode_attr, read_log,
+from babysit.store import (FORMAT_ATTR, StoreError, write_hdf5, decode_attr, read_log,
                            register_reader)
 
 KIND = "search"
@@ -111,17 +110,6 @@ def read_search_log(path) -> SearchLog:
     return log
 
 
-def is_search_log(path) -> bool:
-    """True when ``path`` is a readable babysit search log."""
-    import h5py
-
-    try:
-        with h5py.File(os.fspath(path), "r") as handle:
-            return decode_attr(handle.attrs.get(FORMAT_ATTR)) == KIND
-    except (OSError, ValueError):
-        return False
-
-
 class SearchLogWriter:
     """Keeps the search's trials in memory and rewrites the log after each change.
 
@@ -154,7 +142,7 @@ class SearchLogWriter:
         self.flush()
 
     def flush(self) -> None:
-        atomic_write(self.path, self._write)
+        write_hdf5(self.path, self._write)
 
     def _write(self, f) -> None:
         import h5py

@@ -56,7 +56,7 @@ class StoreError(BabysitError):
 # generic helpers (shared by every kind of log)
 
 
-def atomic_write(path, fill: Callable) -> Path:
+def write_hdf5(path, fill: Callable) -> Path:
     """Create ``path`` by calling ``fill(h5file)`` on a temporary file, then renaming it.
 
     The temporary file lives in the target's directory (``os.replace`` is only
@@ -274,7 +274,7 @@ class RunLog:
                 if checkpoint is not None:
                     checkpoint.write(checkpoints.create_group(which))
 
-        self.path = atomic_write(path, fill)
+        self.path = write_hdf5(path, fill)
         return self.path
 
     @classmethod
@@ -319,6 +319,6 @@ def restore_rng(rng: np.random.Generator, text: str) -> None:
     rng.bit_generator.state = json.loads(text)
 
 
-__all__ = ["StoreError", "RunLog", "Checkpoint", "atomic_write", "read_log", "read_run_log",
+__all__ = ["StoreError", "RunLog", "Checkpoint", "write_hdf5", "read_log", "read_run_log",
            "register_reader", "open_log", "write_tree", "read_tree", "write_flat", "read_flat",
            "rng_state_json", "restore_rng", "FORMAT_ATTR", "CHECKPOINT_KINDS"]

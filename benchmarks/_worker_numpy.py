@@ -23,7 +23,7 @@ from benchmarks._harness import (STEP_LR, emit, peak_gflops, print_profile_table
 
 
 def make_model(spec, rng):
-    from babysit.engine.model import build_model
+    from babysit.engine.builder import build_model
 
     return build_model(spec.model_section(), spec.input_shape, spec.num_classes, rng=rng, dtype=np.float32)
 

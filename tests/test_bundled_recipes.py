@@ -12,7 +12,7 @@ from babysit.recipes import list_recipes, load_recipe
 from tests.helpers import numerical_gradient, rel_error
 
 pytest.importorskip("babysit.engine.layers")
-from babysit.engine.model import build_model  # noqa: E402
+from babysit.engine.builder import build_model  # noqa: E402
 from babysit.engine.solver import Solver  # noqa: E402
 
 NAMES = [name for name, _, _ in list_recipes()]

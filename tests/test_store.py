@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from babysit.errors import BabysitError
-from babysit.store import (Checkpoint, RunLog, StoreError, atomic_write, read_log, read_run_log,
+from babysit.store import (Checkpoint, RunLog, StoreError, write_hdf5, read_log, read_run_log,
                            restore_rng, rng_state_json)
 
 
@@ -64,7 +64,7 @@ def test_rng_state_round_trip(tmp_path):
     np.testing.assert_array_equal(other.standard_normal(4), expected)
 
 
-def test_atomic_write_leaves_no_partial_file(tmp_path):
+def test_write_hdf5_leaves_no_partial_file(tmp_path):
     target = tmp_path / "run.h5"
 
     def failing(handle):
@@ -72,13 +72,13 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        atomic_write(target, failing)
+        write_hdf5(target, failing)
     assert list(tmp_path.iterdir()) == []
 
     make_log().save(target)
     before = target.read_bytes()
     with pytest.raises(RuntimeError):
-        atomic_write(target, failing)
+        write_hdf5(target, failing)
     assert target.read_bytes() == before        # the old log survives a failed rewrite
     assert [p.name for p in tmp_path.iterdir()] == ["run.h5"]
 

@@ -30,7 +30,7 @@ def command(app, log_path):
         app.emit(result_from_log(log), lambda console, _: search_view.render_log(console, log),
                  plot=lambda _: search_view.plot_trials(rank(log.trials), log.space))
         return 0
-    from babysit.diagnostics.training import result_from_run_log
+    from babysit.diagnostics.train import result_from_run_log
 
     app.emit(result_from_run_log(log), lambda console, _: run_view.render_run(console, log),
              plot=lambda _: run_view.run_figure(log))

@@ -30,7 +30,7 @@ def command(app, recipe, out_path, resume_path):
     and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
     and exits 130; --resume continues bit for bit.
     """
-    from babysit.diagnostics.training import TrainingInterrupted, recipe_for_resume, train
+    from babysit.diagnostics.train import TrainingInterrupted, recipe_for_resume, train
     from babysit.store import read_run_log
 
     if resume_path:

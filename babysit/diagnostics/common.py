@@ -1,9 +1,12 @@
-"""Plumbing every diagnosis shares: the data and the model it looks at, and seeds.
+"""Plumbing every diagnosis shares: the seed, the data and the model it looks at.
 
-Every command builds its model with ``np.random.default_rng(seed)`` so that, for
-one seed, all commands see the same initial weights. Any other randomness (batch
-order, example subsets, probes) comes from ``stream(seed, purpose)``, a separate
-generator per purpose, so adding a draw in one place never shifts another.
+The seed is resolved once, into the recipe (:func:`seeded`): a diagnosis
+called with ``seed=5`` looks at exactly what ``recipe.with_seed(5)`` (and the
+command line's ``--seed 5``) looks at, the validation split included. Every
+command builds its model with ``np.random.default_rng(recipe.seed)`` so that,
+for one seed, all commands see the same initial weights. Any other randomness
+(batch order, example subsets, probes) comes from ``stream(seed, purpose)``
+(:mod:`babysit.streams`), a separate generator per purpose.
 """
 
 from __future__ import annotations
@@ -13,20 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.diagnostics.result import Result
-
-# ``np.random.default_rng([seed, k])``: one fixed k per purpose (never reuse a k
-# for something else, or old JSON results stop reproducing).
-STREAMS = {
-    "batches": 1,      # order of training mini-batches
-    "subset": 2,       # which examples form an evaluation batch / datapoints
-    "gradcheck": 3,    # which parameter entries a gradient check samples
-    "projection": 4,   # random inputs and projections for standalone layers
-}
-
-
-def stream(seed: int, purpose: str) -> np.random.Generator:
-    """The generator for one purpose (a key of ``STREAMS``) under ``seed``."""
-    return np.random.default_rng([int(seed), STREAMS[purpose]])
+from babysit.streams import STREAMS, stream
 
 
 def section_dict(section) -> dict:
@@ -38,11 +28,9 @@ def section_dict(section) -> dict:
     return dict(section.to_dict())
 
 
-def resolve_seed(recipe, seed: int | None) -> int:
-    """``seed`` when given, else the recipe's own seed (0 when it has none)."""
-    if seed is not None:
-        return int(seed)
-    return int(getattr(recipe, "seed", 0) or 0)
+def seeded(recipe, seed: int | None):
+    """``recipe`` with ``seed`` resolved into it (None keeps the recipe's own seed)."""
+    return recipe.with_seed(seed)
 
 
 def recipe_dtype(recipe) -> np.dtype:
@@ -69,21 +57,20 @@ def load(recipe):
 
 def build(recipe, data, seed: int, dtype=None):
     """A fresh model for ``data`` with the weights every command sees for ``seed``."""
-    from babysit.engine.model import build_model
+    from babysit.engine.builder import build_model
 
     return build_model(recipe.model, input_shape=data.input_shape,
                        num_classes=data.num_classes, rng=np.random.default_rng(seed),
                        dtype=recipe_dtype(recipe) if dtype is None else np.dtype(dtype))
 
 
-def prepare(recipe, seed: int | None = None, dtype=None):
-    """``(data, model)`` for a recipe: its dataset and its model at initialization.
+def prepare(recipe, dtype=None):
+    """``(data, model)`` for a (seeded) recipe: its dataset and its model at initialization.
 
-    ``seed`` defaults to the recipe's seed; ``dtype`` to the recipe's training
-    dtype (gradient checks pass float64).
+    ``dtype`` defaults to the recipe's training dtype (gradient checks pass float64).
     """
     data = load(recipe)
-    return data, build(recipe, data, resolve_seed(recipe, seed), dtype)
+    return data, build(recipe, data, recipe.seed, dtype)
 
 
 def subset(X, y, size: int, rng: np.random.Generator):
@@ -94,41 +81,9 @@ def subset(X, y, size: int, rng: np.random.Generator):
     return X[index], y[index]
 
 
-def layer_of(param_name: str, model) -> str | None:
-    """The layer name (``"<i>.<kind>"``) a parameter ``"<i>.<name>"`` belongs to."""
-    index = param_name.split(".", 1)[0]
-    for name in model.names:
-        if name.split(".", 1)[0] == index:
-            return name
-    return None
-
-
 def all_finite(*values) -> bool:
     return all(bool(np.all(np.isfinite(v))) for v in values)
 
 
-def positive_int(name: str, value) -> int:
-    """Validate an option that must be a whole number >= 1 (BabysitError otherwise)."""
-    from babysit.errors import BabysitError
-
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise BabysitError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def positive_float(name: str, value) -> float:
-    """Validate an option that must be a finite number > 0 (BabysitError otherwise)."""
-    from babysit.errors import BabysitError
-
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BabysitError(f"{name} must be a number > 0, got {value!r}") from None
-    if not np.isfinite(number) or number <= 0:
-        raise BabysitError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
-
-
-__all__ = ["STREAMS", "stream", "section_dict", "resolve_seed", "recipe_dtype", "recipe_label",
-           "new_result", "load", "build", "prepare", "subset", "layer_of", "all_finite",
-           "positive_int", "positive_float"]
+__all__ = ["STREAMS", "stream", "section_dict", "seeded", "recipe_dtype", "recipe_label",
+           "new_result", "load", "build", "prepare", "subset", "all_finite"]

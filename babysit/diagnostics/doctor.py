@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import time
 
-from babysit.diagnostics.common import new_result, resolve_seed
+from babysit.diagnostics.common import new_result, seeded
 
 NOT_RUN = "not run"
 
@@ -49,7 +49,8 @@ def doctor(recipe, seed: int | None = None, stop_early: bool = False, on_part=No
     not run). ``before_part(command)`` / ``on_part(command, result)`` are progress
     hooks. Each part's wall time goes to its ``elapsed`` (never into the JSON).
     """
-    seed = resolve_seed(recipe, seed)
+    recipe = seeded(recipe, seed)
+    seed = recipe.seed
     result = new_result("doctor", recipe, seed)
     statuses = {}
     for command in PARTS:

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babysit.diagnostics import common
-from babysit.diagnostics.monitors import NONLINEAR_KINDS, LayerStats, layer_kind, model_layer_stats
+from babysit.diagnostics.monitors import NONLINEAR_KINDS, LayerStats, model_layer_stats
 from babysit.diagnostics.result import Finding
 from babysit.errors import BabysitError
+from babysit.validation import POSITIVE_INT
 
 SHRINK_RATIO = 0.75
 COLLAPSE_WARN = 0.05
@@ -97,11 +98,14 @@ def activation_rows(layers: list) -> list[int]:
 
     Outputs of nonlinear layers; for a model without any, the outputs of every
     layer but the last. The last layer (the class scores) is never included.
-    ``layers`` holds LayerStats or metrics rows (dicts with ``"layer"``).
+    ``layers`` holds LayerStats or metrics rows (dicts with ``"layer"``, whose
+    kind is the part of an engine layer name after the index when the row
+    carries no ``"kind"``).
     """
-    names = [s["layer"] if isinstance(s, dict) else s.layer for s in layers]
-    hidden = list(range(len(names) - 1))
-    chain = [i for i in hidden if layer_kind(names[i]) in NONLINEAR_KINDS]
+    kinds = [s.kind if isinstance(s, LayerStats) else s.get("kind") or s["layer"].split(".", 1)[-1]
+             for s in layers]
+    hidden = list(range(len(kinds) - 1))
+    chain = [i for i in hidden if kinds[i] in NONLINEAR_KINDS]
     return chain or hidden
 
 
@@ -232,16 +236,11 @@ def judge(input_std: float, layers: list[LayerStats]) -> list[Finding]:
 
 def measure(model, X, y, label: str) -> InitMeasurement:
     """One train-mode forward and backward pass (data loss only) with recording on."""
-    model.record = True
-    try:
-        # Non-finite activations are a finding here, not a warning to print.
-        with np.errstate(all="ignore"):
-            model.loss(X, y, reg=0.0)
-            layers = model_layer_stats(model, with_histograms=True)
-            input_std = float(np.std(np.asarray(X, dtype=np.float64)))
-    finally:
-        model.record = False
-        model.outputs, model.output_grads = {}, {}
+    # Non-finite activations are a finding here, not a warning to print.
+    with model.recording(), np.errstate(all="ignore"):
+        model.loss(X, y, reg=0.0)
+        layers = model_layer_stats(model, with_histograms=True)
+        input_std = float(np.std(np.asarray(X, dtype=np.float64)))
     with np.errstate(all="ignore"):
         findings = judge(input_std, layers)
     return InitMeasurement(label, input_std, layers, findings)
@@ -268,8 +267,9 @@ def init_stats(recipe, seed=None, batch_size: int = 1000, compare=None):
     near_zero, saturated, dead, grad_norm, std_ratio, histogram), ``batch_size``,
     ``input_std``, ``init``, and ``compare`` (``[{init, status, findings, layers}]``).
     """
-    batch_size = common.positive_int("batch size", batch_size)
-    seed = common.resolve_seed(recipe, seed)
+    batch_size = POSITIVE_INT.check(batch_size, "batch size")
+    recipe = common.seeded(recipe, seed)
+    seed = recipe.seed
     result = common.new_result("init-stats", recipe, seed, CHECKS)
     data = common.load(recipe)
     X, y = common.subset(data.X_train, data.y_train, batch_size, common.stream(seed, "subset"))

@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babysit.diagnostics import common
+from babysit.engine.solver import Callback, Solver
 from babysit.errors import BabysitError
+from babysit.validation import POSITIVE, POSITIVE_INT
 
 DEFAULT_LR_MIN = 1e-7
 DEFAULT_LR_MAX = 10.0
@@ -112,15 +114,6 @@ def classify(curve: list) -> str:
     return "good"
 
 
-def batch_plan(num_examples: int, batch_size: int, steps: int, rng) -> list[np.ndarray]:
-    """``steps`` mini-batch index arrays, epoch after shuffled epoch (shared by every LR)."""
-    plan = []
-    while len(plan) < steps:
-        order = rng.permutation(num_examples)
-        plan += [order[i:i + batch_size] for i in range(0, num_examples, batch_size)]
-    return plan[:steps]
-
-
 class Prober:
     """Trains fresh copies of a recipe's model at chosen LRs, all else equal."""
 
@@ -130,19 +123,18 @@ class Prober:
         self.seed = seed
         self.optim = common.section_dict(recipe.optim)
         train = common.section_dict(recipe.train)
-        batch_size = int(train.get("batch_size") or 100)
-        self.batch_size = batch_size
+        self.batch_size = int(train.get("batch_size") or 100)
         self.steps = steps
         self.eval_every = eval_every
-        self.plan = batch_plan(len(data.X_train), batch_size, steps,
-                               common.stream(seed, "batches"))
         self.X_eval, self.y_eval = common.subset(data.X_train, data.y_train, eval_examples,
                                                  common.stream(seed, "subset"))
 
     def fresh(self):
-        """The model at its initial weights and an optimizer with empty state."""
-        from babysit.engine.solver import Solver
+        """The model at its initial weights and an optimizer with empty state.
 
+        Every LR gets the same initial weights and, from the same shuffling
+        stream, the same sequence of mini-batches.
+        """
         model = common.build(self.recipe, self.data, self.seed)
         return model, Solver(model, self.optim, self.batch_size, common.stream(self.seed, "batches"))
 
@@ -154,50 +146,76 @@ class Prober:
         which on a busy machine costs up to 100x more than it saves.
         """
         total, n = 0.0, len(self.X_eval)
-        for start in range(0, n, self.batch_size):
-            X = self.X_eval[start:start + self.batch_size]
-            scores = model.forward(X, train=False)
-            total += float(model.loss_fn(scores, self.y_eval[start:start + self.batch_size])[0]) * len(X)
-        return total / n + model.reg_loss()[0]
+        with np.errstate(all="ignore"):
+            for start in range(0, n, self.batch_size):
+                X = self.X_eval[start:start + self.batch_size]
+                scores = model.forward(X, train=False)
+                total += float(model.loss_fn(scores, self.y_eval[start:start + self.batch_size])[0]) * len(X)
+            return total / n + model.reg_loss()[0]
 
     def grid_trial(self, lr: float) -> Trial:
         model, solver = self.fresh()
-        X, y = self.data.X_train, self.data.y_train
         trial = Trial(lr)
-        with np.errstate(all="ignore"):  # divergence is a verdict, not a warning
-            trial.curve.append(self.objective(model))
-            start = trial.curve[0]
-            for step, batch in enumerate(self.plan, 1):
-                loss = solver.step(X[batch], y[batch], lr)
-                trial.steps = step
-                if not math.isfinite(loss):
-                    trial.curve.append(float("nan"))
-                    break
-                if step % self.eval_every == 0 or step == len(self.plan):
-                    value = self.objective(model)
-                    trial.curve.append(value)
-                    if not math.isfinite(value) or value > TOO_HIGH_FACTOR * start:
-                        break
+        trial.curve.append(self.objective(model))
+        solver.run(self.data.X_train, self.data.y_train, steps=self.steps, lr=lr,
+                   callbacks=[EvalCurve(self, model, trial)])
         trial.verdict = classify(trial.curve)
         return trial
 
     def sweep(self, lr_min: float, lr_max: float) -> list[dict]:
         """One run with exponentially growing LR; a point per step until divergence."""
         model, solver = self.fresh()
-        X, y = self.data.X_train, self.data.y_train
-        count = len(self.plan)
-        lrs = np.geomspace(lr_min, lr_max, count)
-        points, average, best = [], 0.0, math.inf
-        with np.errstate(all="ignore"):
-            for step, (lr, batch) in enumerate(zip(lrs, self.plan), 1):
-                loss = float(solver.step(X[batch], y[batch], float(lr)))
-                average = SWEEP_SMOOTHING * average + (1 - SWEEP_SMOOTHING) * loss
-                smoothed = average / (1 - SWEEP_SMOOTHING ** step)
-                points.append({"lr": float(lr), "loss": loss, "smoothed": smoothed})
-                if not math.isfinite(smoothed) or smoothed > SWEEP_DIVERGENCE * best:
-                    break
-                best = min(best, smoothed)
-        return points
+        lrs = np.geomspace(lr_min, lr_max, self.steps)
+        watch = SmoothedSweep()
+        solver.run(self.data.X_train, self.data.y_train, steps=self.steps,
+                   lr=lambda state: float(lrs[state.iteration]), callbacks=[watch])
+        return watch.points
+
+
+class EvalCurve(Callback):
+    """A grid trial's curve: the objective every ``eval_every`` steps and at the end.
+
+    Stops at a non-finite mini-batch loss, or when the objective is non-finite
+    or above ``TOO_HIGH_FACTOR`` times its start.
+    """
+
+    def __init__(self, prober: Prober, model, trial: Trial):
+        self.prober, self.model, self.trial = prober, model, trial
+
+    def on_step_end(self, state):
+        trial, step = self.trial, state.iteration
+        trial.steps = step
+        if not math.isfinite(state.loss):
+            trial.curve.append(float("nan"))
+            return True
+        if step % self.prober.eval_every == 0 or step == self.prober.steps:
+            value = self.prober.objective(self.model)
+            trial.curve.append(value)
+            return not math.isfinite(value) or value > TOO_HIGH_FACTOR * trial.curve[0]
+        return False
+
+
+class SmoothedSweep(Callback):
+    """The range test's points: the loss smoothed (EMA, bias-corrected) per step.
+
+    Stops when the smoothed loss is non-finite or above ``SWEEP_DIVERGENCE``
+    times its lowest value so far.
+    """
+
+    def __init__(self):
+        self.points: list[dict] = []
+        self.average = 0.0
+        self.best = math.inf
+
+    def on_step_end(self, state):
+        loss = state.loss
+        self.average = SWEEP_SMOOTHING * self.average + (1 - SWEEP_SMOOTHING) * loss
+        smoothed = self.average / (1 - SWEEP_SMOOTHING ** state.iteration)
+        self.points.append({"lr": state.lr, "loss": loss, "smoothed": smoothed})
+        if not math.isfinite(smoothed) or smoothed > SWEEP_DIVERGENCE * self.best:
+            return True
+        self.best = min(self.best, smoothed)
+        return False
 
 
 # ---------------------------------------------------------------------------
@@ -251,7 +269,7 @@ def judge_recipe_lr(result, recipe_lr: float, good_range, recipe_verdict: str | 
 
 
 def _recipe_lr(recipe) -> float:
-    return common.positive_float("the recipe's optim.lr", common.section_dict(recipe.optim).get("lr"))
+    return POSITIVE.check(common.section_dict(recipe.optim).get("lr"), "the recipe's optim.lr")
 
 
 def _run_grid(result, prober: Prober, lrs: list[float], recipe_lr: float, update: str):
@@ -333,16 +351,17 @@ def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DE
     """Probe the learning-rate range of a recipe (see the module doc). Returns a Result."""
     if mode not in ("grid", "sweep"):
         raise BabysitError(f"lr-probe mode must be 'grid' or 'sweep', got {mode!r}")
-    lr_min = common.positive_float("lr_min", lr_min)
-    lr_max = common.positive_float("lr_max", lr_max)
+    lr_min = POSITIVE.check(lr_min, "lr_min")
+    lr_max = POSITIVE.check(lr_max, "lr_max")
     if lr_min >= lr_max:
         raise BabysitError(f"lr_min ({lr_min:g}) must be below lr_max ({lr_max:g})")
-    per_decade = common.positive_int("per_decade", per_decade)
-    steps = common.positive_int("steps", steps if steps is not None else
-                                DEFAULT_STEPS if mode == "grid" else DEFAULT_SWEEP_STEPS)
-    eval_every = common.positive_int("eval_every", eval_every)
-    eval_examples = common.positive_int("eval_examples", eval_examples)
-    seed = common.resolve_seed(recipe, seed)
+    per_decade = POSITIVE_INT.check(per_decade, "per_decade")
+    steps = POSITIVE_INT.check(steps if steps is not None else
+                               DEFAULT_STEPS if mode == "grid" else DEFAULT_SWEEP_STEPS, "steps")
+    eval_every = POSITIVE_INT.check(eval_every, "eval_every")
+    eval_examples = POSITIVE_INT.check(eval_examples, "eval_examples")
+    recipe = common.seeded(recipe, seed)
+    seed = recipe.seed
     recipe_lr = _recipe_lr(recipe)
     update = str(common.section_dict(recipe.optim).get("update") or "sgd")
     result = common.new_result("lr-probe", recipe, seed, CHECKS)

@@ -1,9 +1,9 @@
 """Per-layer and per-parameter statistics of a model during a pass.
 
 Shared by ``init-stats`` (one batch at initialization) and ``train`` (monitors
-once per epoch). Everything here reads a model after a recorded pass
-(``model.record = True``: ``model.outputs`` and ``model.output_grads`` keyed by
-layer name ``"<i>.<kind>"``) and returns plain numbers.
+once per epoch). Everything here reads a model during a recorded pass
+(``with model.recording():``: ``model.outputs`` and ``model.output_grads``
+keyed by layer name) through the model protocol and returns plain numbers.
 
 Definitions (thresholds documented in the README):
 
@@ -33,16 +33,12 @@ SATURATING_KINDS = frozenset({"tanh", "sigmoid"})
 DYING_KINDS = frozenset({"relu"})
 
 
-def layer_kind(name: str) -> str:
-    """``"3.tanh"`` -> ``"tanh"``."""
-    return name.split(".", 1)[1] if "." in name else name
-
-
 @dataclass
 class LayerStats:
     """Statistics of one layer's output over a batch (``out`` is ``(N, ...)``)."""
 
     layer: str
+    kind: str
     mean: float
     std: float
     near_zero: float
@@ -51,10 +47,6 @@ class LayerStats:
     grad_norm: float | None = None
     grad_rms: float | None = None
     histogram: dict | None = None  # {"edges": [...], "counts": [...]}
-
-    @property
-    def kind(self) -> str:
-        return layer_kind(self.layer)
 
     def to_dict(self) -> dict:
         """The ``init-stats`` metrics row (histogram only when computed)."""
@@ -100,10 +92,9 @@ def histogram(kind: str, out: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict:
     return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
-def layer_stats(name: str, out: np.ndarray, grad: np.ndarray | None = None,
+def layer_stats(name: str, kind: str, out: np.ndarray, grad: np.ndarray | None = None,
                 with_histogram: bool = False) -> LayerStats:
     """Statistics of one layer output ``out (N, ...)`` and of its gradient ``grad`` (same shape)."""
-    kind = layer_kind(name)
     values = np.asarray(out, dtype=np.float64)
     grad_norm = grad_rms = None
     if grad is not None:
@@ -112,6 +103,7 @@ def layer_stats(name: str, out: np.ndarray, grad: np.ndarray | None = None,
         grad_rms = float(np.sqrt(np.mean(g * g))) if g.size else 0.0
     return LayerStats(
         layer=name,
+        kind=kind,
         mean=float(np.mean(values)),
         std=float(np.std(values)),
         near_zero=float(np.mean(np.abs(values) < NEAR_ZERO)),
@@ -133,19 +125,17 @@ def model_layer_stats(model, with_histograms: bool = False) -> list[LayerStats]:
         out = model.outputs.get(name)
         if out is None:
             continue
-        stats.append(layer_stats(name, out, model.output_grads.get(name), with_histograms))
+        stats.append(layer_stats(name, model.kind_of(name), out, model.output_grads.get(name),
+                                 with_histograms))
     return stats
 
 
 def param_grad_norms(model) -> dict:
-    """``{param name: ||dLoss/dparam||}`` from the layers' last backward pass (data loss)."""
+    """``{param name: ||dLoss/dparam||}`` from the model's last backward pass (data loss)."""
     norms = {}
-    for layer_name, layer in zip(model.names, model.layers):
-        index = layer_name.split(".", 1)[0]
-        for key, grad in getattr(layer, "grads", {}).items():
-            if grad is not None:
-                g = np.asarray(grad, dtype=np.float64)
-                norms[f"{index}.{key}"] = float(np.sqrt(np.sum(g * g)))
+    for name, grad in model.data_grads().items():
+        g = np.asarray(grad, dtype=np.float64)
+        norms[name] = float(np.sqrt(np.sum(g * g)))
     return norms
 
 
@@ -162,5 +152,5 @@ def update_ratios(before: dict, after: dict, names=None) -> dict:
 
 
 __all__ = ["LayerStats", "NEAR_ZERO", "SATURATION", "NONLINEAR_KINDS", "SATURATING_KINDS",
-           "DYING_KINDS", "layer_kind", "layer_stats", "model_layer_stats", "param_grad_norms",
+           "DYING_KINDS", "layer_stats", "model_layer_stats", "param_grad_norms",
            "update_ratios", "saturated_fraction", "dead_fraction", "histogram"]

@@ -28,7 +28,8 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats
-from babysit.engine.solver import Solver
+from babysit.engine.solver import Callback, Divergence, Solver, evaluate
+from babysit.validation import POSITIVE_INT
 
 LOSS_NEAR_ZERO = 0.05
 FLAT_DROP = 0.01
@@ -59,26 +60,28 @@ def conflicting_duplicates(X, y) -> list[list[int]]:
     return [np.flatnonzero(group == g).tolist() for g in bad_groups]
 
 
-def evaluate(model, X, y) -> tuple[float, float]:
-    """Test-mode data loss and accuracy on the tiny set."""
-    with np.errstate(all="ignore"):
-        scores = model.forward(X)
-        loss, _ = model.loss_fn(scores, y)
-    return float(loss), float(np.mean(np.argmax(scores, axis=1) == y))
-
-
 def dead_fractions(model, X) -> dict:
     """Dead ReLU fraction per layer on ``X`` (test mode)."""
-    model.record = True
-    model.output_grads = {}
-    try:
+    with model.recording(), np.errstate(all="ignore"):
         model.forward(X)
-        with np.errstate(all="ignore"):
-            stats = model_layer_stats(model)
-    finally:
-        model.record = False
-        model.outputs = {}
+        stats = model_layer_stats(model)
     return {s.layer: s.dead for s in stats if s.dead is not None}
+
+
+class UntilMemorized(Callback):
+    """After every epoch, scores the tiny set; stops once it is memorized or the loss blew up."""
+
+    def __init__(self, model, X, y, loss, accuracy, target):
+        self.model, self.X, self.y = model, X, y
+        self.loss, self.accuracy, self.target = loss, accuracy, target
+        self.blew_up = None
+
+    def on_epoch_end(self, state):
+        self.loss, self.accuracy = evaluate(self.model, self.X, self.y, batch_size=len(self.X))
+        if not math.isfinite(self.loss):
+            self.blew_up = (state.epoch, self.loss)
+            return True
+        return self.accuracy == 1.0 and self.loss <= self.target
 
 
 def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
@@ -89,9 +92,10 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
     ``train_accuracy``, ``final_loss``, ``epochs_run``, ``initial_loss``,
     ``loss_target``, ``examples``, ``lr``, ``max_epochs``.
     """
-    examples = common.positive_int("examples", examples)
-    max_epochs = common.positive_int("max epochs", max_epochs)
-    seed = common.resolve_seed(recipe, seed)
+    examples = POSITIVE_INT.check(examples, "examples")
+    max_epochs = POSITIVE_INT.check(max_epochs, "max epochs")
+    recipe = common.seeded(recipe, seed)
+    seed = recipe.seed
     result = common.new_result("overfit-tiny", recipe, seed, CHECKS)
     tiny = tiny_recipe(recipe)
     data = common.load(tiny)
@@ -101,26 +105,18 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
                     common.stream(seed, "batches"))
     lr = float(tiny.optim.lr)
 
-    initial_loss, accuracy = evaluate(model, X, y)
+    initial_loss, accuracy = evaluate(model, X, y, batch_size=len(X))
     target = LOSS_NEAR_ZERO * initial_loss
-    loss, epochs_run, blew_up = initial_loss, 0, None
-    for epoch in range(max_epochs):
-        with np.errstate(all="ignore"):
-            for index in solver.batches(len(X)):
-                step_loss = solver.step(X[index], y[index], lr)
-                if not math.isfinite(step_loss):
-                    blew_up = (epoch + 1, step_loss)
-                    break
-        epochs_run = epoch + 1
-        if blew_up:
-            loss = float(step_loss)  # accuracy stays the last one measured
-            break
-        loss, accuracy = evaluate(model, X, y)
-        if not math.isfinite(loss):
-            blew_up = (epochs_run, loss)
-            break
-        if accuracy == 1.0 and loss <= target:
-            break
+    watch = UntilMemorized(model, X, y, initial_loss, accuracy, target)
+    # Only a non-finite step loss counts as blowing up here: a memorizing run
+    # may pass through losses above its start.
+    state = solver.run(X, y, epochs=max_epochs, lr=lr, divergence=Divergence(math.inf),
+                       callbacks=[watch])
+    if state.diverged:
+        blew_up, loss, epochs_run = (state.epoch + 1, state.loss), state.loss, state.epoch + 1
+    else:
+        blew_up, loss, epochs_run = watch.blew_up, watch.loss, state.epoch
+    accuracy = watch.accuracy  # on a blow-up mid-epoch: the last one measured
 
     result.metrics.update(train_accuracy=accuracy, final_loss=loss, epochs_run=epochs_run,
                           initial_loss=initial_loss, loss_target=target, examples=int(len(X)),

@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from babysit.diagnostics import common
+from babysit.validation import POSITIVE, POSITIVE_INT
 
 DEFAULT_TOLERANCE = 0.1   # relative deviation of the initial loss from its expected value
 DEFAULT_EXAMPLES = 1000   # size of the evaluation batch
@@ -70,15 +71,15 @@ def unit_axis(weight: np.ndarray) -> int:
     return weight.ndim - 1 if weight.ndim == 2 else 0
 
 
-def identical_units(layer, weight_key: str) -> bool:
-    """All units of ``layer`` compute the same function (same weights and bias)."""
-    W = np.asarray(layer.params[weight_key])
+def identical_units(params: dict, weight_key: str) -> bool:
+    """All units of a layer (its ``params``) compute the same function (same weights and bias)."""
+    W = np.asarray(params[weight_key])
     if W.ndim < 2 or W.shape[unit_axis(W)] < 2:
         return False
     units = np.moveaxis(W, unit_axis(W), 0)
     if not np.all(units == units[:1]):
         return False
-    b = layer.params.get("b")
+    b = params.get("b")
     return b is None or np.ndim(b) != 1 or bool(np.all(b == b[0]))
 
 
@@ -89,7 +90,8 @@ class ScaleTrace:
         self.input_rms = rms(X)
         self.rows = []
         previous = self.input_rms
-        for name, layer in zip(model.names, model.layers):
+        weighted = {model.layer_of(name) for name in model.weight_names}
+        for name in model.names:
             out = model.outputs.get(name)
             if out is None:
                 continue
@@ -97,8 +99,8 @@ class ScaleTrace:
             # 0 -> 0 has no gain (None); 0 -> something (a bias) is an infinite one.
             gain = scale / previous if previous > 0 else (None if scale == 0 else float("inf"))
             self.rows.append({"layer": name, "rms": scale, "gain": gain,
-                              "weights": bool(getattr(layer, "weight_names", ()))
-                              or any(np.ndim(p) >= 2 for p in layer.params.values())})
+                              "weights": name in weighted
+                              or any(np.ndim(p) >= 2 for p in model.params_of(name).values())})
             previous = scale
 
     def culprits(self) -> tuple[list, str | None]:
@@ -184,18 +186,21 @@ def check_uniform(result, scores: np.ndarray, y: np.ndarray) -> float:
 
 
 def check_symmetry(result, model) -> list:
-    weighted = [(name, layer) for name, layer in zip(model.names, model.layers)
-                if any(np.ndim(p) >= 2 for p in layer.params.values())]
+    layer_params = {name: model.params_of(name) for name in model.names}
+    weighted = [(name, params) for name, params in layer_params.items()
+                if any(np.ndim(p) >= 2 for p in params.values())]
+    regularized = {}
+    for param in model.weight_names:
+        regularized.setdefault(model.layer_of(param), []).append(param.split(".", 1)[1])
     symmetric = []
-    for name, layer in weighted[:-1]:  # the labels break the output layer's symmetry
-        keys = [k for k in getattr(layer, "weight_names", ()) or layer.params
-                if np.ndim(layer.params[k]) >= 2]
-        if keys and all(identical_units(layer, k) for k in keys):
-            value = float(np.asarray(layer.params[keys[0]]).flat[0])
+    for name, params in weighted[:-1]:  # the labels break the output layer's symmetry
+        keys = [k for k in regularized.get(name) or params if np.ndim(params[k]) >= 2]
+        if keys and all(identical_units(params, k) for k in keys):
+            value = float(np.asarray(params[keys[0]]).flat[0])
             symmetric.append(name)
             result.add("symmetric_weights", "fail",
                        f"all units of {name} have identical weights (every entry {value:g}"
-                       + (")" if np.all(layer.params[keys[0]] == value) else " per unit)")
+                       + (")" if np.all(params[keys[0]] == value) else " per unit)")
                        + ": they get identical gradients and stay copies of each other",
                        "break the symmetry with a random init (xavier or he) for hidden layers",
                        name, value=value)
@@ -205,7 +210,7 @@ def check_symmetry(result, model) -> list:
 def check_reg(result, model, X, y, loss: float, expected: float, reg: float | None):
     weight_sq = sum(0.5 * float(np.sum(np.asarray(model.params[n], np.float64) ** 2))
                     for n in model.weight_names)
-    reg_used = pick_reg(weight_sq, expected) if reg is None else common.positive_float("reg", reg)
+    reg_used = pick_reg(weight_sq, expected) if reg is None else POSITIVE.check(reg, "reg")
     with model.replay_randomness():  # same dropout mask: only the L2 term differs
         loss_with_reg, _ = model.loss(X, y, reg=reg_used)
     rise = loss_with_reg - loss
@@ -227,21 +232,19 @@ def check_reg(result, model, X, y, loss: float, expected: float, reg: float | No
 def sanity_loss(recipe, seed=None, *, examples=DEFAULT_EXAMPLES, tolerance=DEFAULT_TOLERANCE,
                 reg=None):
     """The initial-loss sanity check (see the module doc). Returns a Result."""
-    examples = common.positive_int("examples", examples)
-    tolerance = common.positive_float("tolerance", tolerance)
-    seed = common.resolve_seed(recipe, seed)
+    examples = POSITIVE_INT.check(examples, "examples")
+    tolerance = POSITIVE.check(tolerance, "tolerance")
+    recipe = common.seeded(recipe, seed)
+    seed = recipe.seed
     result = common.new_result("sanity-loss", recipe, seed, CHECKS)
-    data, model = common.prepare(recipe, seed)
+    data, model = common.prepare(recipe)
     X, y = common.subset(data.X_train, data.y_train, examples, common.stream(seed, "subset"))
     expected = float(model.loss_fn.expected_initial_loss(model.num_classes))
     with np.errstate(all="ignore"):  # a blown-up init is a finding, not a warning
-        model.record = True
-        try:
+        with model.recording():
             loss, _ = model.loss(X, y, reg=0.0)
-        finally:
-            model.record = False
-        scores = np.asarray(model.outputs[model.names[-1]], dtype=np.float64)
-        trace = ScaleTrace(model, X)
+            scores = np.asarray(model.outputs[model.names[-1]], dtype=np.float64)
+            trace = ScaleTrace(model, X)
         check_loss(result, loss, expected, tolerance, trace)
         loss_failed = any(f.severity == "fail" for f in result.findings)
         spread = share = None

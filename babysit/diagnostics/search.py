@@ -9,7 +9,7 @@ Pieces: :mod:`search_space` (parsing, sampling, narrowing), :mod:`search_trial`
 (one short training run), :mod:`search_backends` (where trials run), this module
 (stages, ranking, findings) and :mod:`babysit.search_store` (the HDF5 log).
 
-Determinism: stage ``s`` samples from ``np.random.default_rng([seed, SAMPLING_STREAM, s])``;
+Determinism: stage ``s`` samples from ``stream(seed, "search_sampling", s)``;
 trial ``i`` draws its batches from its own seed ``trial_seed(seed, i)`` and starts
 from the search seed's initial weights (see :mod:`search_trial`); the backend and
 the worker count change nothing but the wall time. Timings stay out of the Result.
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
-from babysit.diagnostics.common import new_result, positive_int, resolve_seed
+from babysit.diagnostics.common import new_result, seeded, stream
 from babysit.diagnostics.search_backends import InProcess
 from babysit.diagnostics.search_space import EDGE_FRACTION, SearchSpace, top_k
 from babysit.diagnostics.search_trial import Trial, run_trial, trial_seed
+from babysit.validation import POSITIVE_INT
 
-# A stream number of its own (see common.STREAMS) for drawing the trials' values.
-SAMPLING_STREAM = 101
 
 CHECKS = {"divergence": ["loss_diverged"], "range edges": ["lr_range_edge"]}
 
@@ -79,7 +77,7 @@ def plan_stage(recipe, space: SearchSpace, seed: int, stage: int, first_index: i
     Every sampled recipe is validated here, in this process, so a value the
     recipe rejects (e.g. an unknown key) is a usage error before any work starts.
     """
-    rng = np.random.default_rng([int(seed), SAMPLING_STREAM, int(stage)])
+    rng = stream(seed, "search_sampling", stage)
     planned = []
     for offset, params in enumerate(space.sample(rng, trials)):
         recipe.with_overrides(dict(params))  # raises RecipeError for a bad key/value
@@ -141,10 +139,11 @@ def search(recipe, params, seed: int | None = None, trials: int = 20, epochs: in
     "interrupted" (any other error: "failed"); the trials finished so far are in it.
     """
     space = params if isinstance(params, SearchSpace) else SearchSpace.parse(params)
-    trials = positive_int("--trials", trials)
-    epochs = positive_int("--epochs", epochs)
-    stages = positive_int("--stages", stages)
-    seed = resolve_seed(recipe, seed)
+    trials = POSITIVE_INT.check(trials, "--trials")
+    epochs = POSITIVE_INT.check(epochs, "--epochs")
+    stages = POSITIVE_INT.check(stages, "--stages")
+    recipe = seeded(recipe, seed)
+    seed = recipe.seed
     backend = backend or InProcess()
     result = new_result("search", recipe, seed, CHECKS)
 

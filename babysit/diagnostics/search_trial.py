@@ -19,8 +19,8 @@ multi-threaded matrix product may round differently from a single-threaded one,
 and the pool workers (and Dask's) run single-threaded anyway, so this is what
 makes a trial give the same bits in this process, in a pool and on a cluster.
 
-A trial is aborted as ``"diverged"`` as soon as a mini-batch loss is NaN/inf or
-above ``DIVERGENCE_FACTOR`` times the first mini-batch loss (the lr-probe rule).
+A trial is aborted as ``"diverged"`` by the training loop's divergence rule
+(:class:`babysit.engine.solver.Divergence`, the rule of ``train``).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from babysit.diagnostics.common import build, load, section_dict, stream, subset
+from babysit.engine.solver import Callback, Divergence, Solver
 
-DIVERGENCE_FACTOR = 3.0
 # Train accuracy is measured on at most this many training examples (cheap and
 # plenty to compare with the validation accuracy).
 TRAIN_ACCURACY_EXAMPLES = 1000
@@ -67,7 +67,8 @@ _DATA_CACHE: dict = {}
 
 
 def _data(recipe):
-    key = json.dumps(section_dict(recipe.data), sort_keys=True, default=str)
+    # the seed decides the validation split but is not part of the section's YAML form
+    key = json.dumps([section_dict(recipe.data), recipe.data.seed], sort_keys=True, default=str)
     data = _DATA_CACHE.get(key)
     if data is None:
         data = _DATA_CACHE[key] = load(recipe)
@@ -119,8 +120,6 @@ def train_trial(trial: Trial) -> dict:
     train_accuracy (None when diverged), final_loss (mean loss of the last epoch,
     or the loss that triggered the abort), epochs_run, seconds.
     """
-    from babysit.engine.solver import Solver
-
     start_time = time.perf_counter()
     recipe = trial.recipe.with_overrides(dict(trial.params))
     data = _data(recipe)
@@ -129,23 +128,12 @@ def train_trial(trial: Trial) -> dict:
     solver = Solver(model, section_dict(recipe.optim), train.get("batch_size", 100),
                     stream(trial.seed, "batches"))
     X, y = data.X_train, data.y_train
-
-    status, first_loss, final_loss, epochs_run = "ok", None, math.nan, 0
-    for epoch in range(trial.epochs):
-        epochs_run = epoch + 1
-        lr = solver.lr_at(epoch)
-        losses = []
-        for batch in solver.batches(len(X)):
-            loss = float(solver.step(X[batch], y[batch], lr))
-            if first_loss is None:
-                first_loss = loss
-            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * first_loss:
-                status, final_loss = "diverged", loss
-                break
-            losses.append(loss)
-        if status == "diverged":
-            break
-        final_loss = float(np.mean(losses))
+    epoch_losses = EpochLosses()
+    state = solver.run(X, y, epochs=trial.epochs, divergence=Divergence(), callbacks=[epoch_losses])
+    if state.diverged:
+        status, final_loss, epochs_run = "diverged", state.loss, state.epoch + 1
+    else:
+        status, final_loss, epochs_run = "ok", epoch_losses.last_mean, state.epoch
 
     record = {"index": trial.index, "stage": trial.stage, "seed": trial.seed,
               "params": dict(trial.params), "status": status, "val_accuracy": None,
@@ -156,3 +144,18 @@ def train_trial(trial: Trial) -> dict:
         record["val_accuracy"] = model.accuracy(data.X_val, data.y_val)
     record["seconds"] = time.perf_counter() - start_time
     return record
+
+
+class EpochLosses(Callback):
+    """The mean mini-batch loss of the last finished epoch."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+        self.last_mean = math.nan
+
+    def on_step_end(self, state):
+        self.losses.append(state.loss)
+
+    def on_epoch_end(self, state):
+        self.last_mean = float(np.mean(self.losses))
+        self.losses = []

@@ -9,7 +9,7 @@ import importlib
 _EXPORTS = {
     "Layer": "babysit.engine.base",
     "Model": "babysit.engine.model",
-    "build_model": "babysit.engine.model",
+    "build_model": "babysit.engine.builder",
     "LAYERS": "babysit.engine.layers",
     "get_loss": "babysit.engine.losses",
     "SoftmaxLoss": "babysit.engine.losses",

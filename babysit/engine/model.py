@@ -1,4 +1,4 @@
-"""Sequential model and the builder that turns a recipe's ``model`` section into one.
+"""The sequential model: a stack of layers and a loss, behind the model protocol.
 
 Parameter names are ``"<layer index>.<param name>"`` (``"0.W"``, ``"3.gamma"``),
 the index being the position in the recipe's layer list; they double as HDF5
@@ -8,14 +8,17 @@ paths in run logs. Layer names are ``"<index>.<kind>"`` (``"1.relu"``).
 from __future__ import annotations
 
 import contextlib
-import importlib
+import json
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from babysit.engine.base import Layer
 from babysit.errors import BabysitError, ModelError
+
+# Layer attributes that are state but not parameters (batchnorm's running
+# statistics): checkpoints carry them, optimizers never touch them.
+BUFFER_NAMES = ("running_mean", "running_var")
 
 
 class Model:
@@ -26,9 +29,12 @@ class Model:
     the keys of ``params`` and includes the L2 term ``0.5 * reg * sum(W**2)``
     (weights only). ``input_grad`` holds dLoss/dX after ``loss``.
 
-    Set ``record = True`` to keep each layer's output in ``outputs`` and the
-    gradient arriving at that output in ``output_grads`` (both keyed by layer
-    name); it costs nothing when off.
+    Inside ``with model.recording():`` each layer's output is kept in
+    ``outputs`` and the gradient arriving at that output in ``output_grads``
+    (both keyed by layer name); it costs nothing when off.
+
+    It implements the model protocol the diagnostics are written against
+    (``babysit.diagnostics.protocol.DiagnosableModel``, DEVELOPING.md).
 
     ``user_layers`` maps the index of each user-written layer (``custom:``) to
     its per-example output shape. Their forward and backward run checked: an
@@ -178,19 +184,95 @@ class Model:
                 grads[name] = g
         return float(data_loss) + reg_value, grads
 
-    def reg_loss(self, reg: float | None = None):
-        """The L2 term alone: ``(0.5 * reg * sum(W**2), {weight name: reg * W})``."""
+    def reg_loss(self, reg: float | None = None, names=None):
+        """The L2 term alone: ``(0.5 * reg * sum(W**2), {weight name: reg * W})``.
+
+        ``names`` narrows the sum to some of ``weight_names`` (gradcheck checks
+        one weight's share at a time).
+        """
         reg = self.reg if reg is None else float(reg)
         if reg == 0.0:
             return 0.0, {}
         value = 0.0
         grads = {}
-        for name in self.weight_names:
+        for name in self.weight_names if names is None else names:
             W = self.params[name]
             # one BLAS dot product: no squared copy of W in every training step
             value += 0.5 * reg * float(np.vdot(W, W))
             grads[name] = np.multiply(W, reg, dtype=W.dtype)
         return value, grads
+
+    # -- the model protocol: recording, names, state -------------------------
+    @contextlib.contextmanager
+    def recording(self):
+        """Inside the block, passes record ``outputs``/``output_grads`` (cleared on entry and exit)."""
+        self.outputs, self.output_grads = {}, {}
+        self.record = True
+        try:
+            yield self
+        finally:
+            self.record = False
+            self.outputs, self.output_grads = {}, {}
+
+    def kind_of(self, layer_name: str) -> str:
+        """The kind of a layer (``"relu"``, ``"affine"``, ``"custom"`` ...) from its name."""
+        return layer_name.split(".", 1)[1] if "." in layer_name else layer_name
+
+    def layer_of(self, param_name: str) -> str | None:
+        """The layer name (``"<i>.<kind>"``) a parameter ``"<i>.<key>"`` belongs to."""
+        index = param_name.split(".", 1)[0]
+        return next((name for name in self.names if name.split(".", 1)[0] == index), None)
+
+    def params_of(self, layer_name: str) -> dict[str, np.ndarray]:
+        """``{key: array}`` of one layer's parameters (``"W"``, ``"b"`` ...), in place."""
+        return dict(self.layers[self.names.index(layer_name)].params)
+
+    def data_grads(self) -> dict[str, np.ndarray]:
+        """The data-loss gradients of the last backward pass, by parameter name."""
+        grads = {}
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for key, grad in getattr(layer, "grads", {}).items():
+                if grad is not None:
+                    grads[f"{index}.{key}"] = grad
+        return grads
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Copies of the layer state that is not a parameter (batchnorm running
+        statistics), named ``"<i>.<attribute>"``: what a checkpoint needs besides params."""
+        buffers = {}
+        for name, layer in zip(self.names, self.layers):
+            index = name.split(".", 1)[0]
+            for attr in BUFFER_NAMES:
+                value = getattr(layer, attr, None)
+                if isinstance(value, np.ndarray):
+                    buffers[f"{index}.{attr}"] = value.copy()
+        return buffers
+
+    def load_buffers(self, buffers: Mapping) -> None:
+        """Copy :meth:`buffers` back in place; ModelError when one does not fit."""
+        by_index = {name.split(".", 1)[0]: layer for name, layer in zip(self.names, self.layers)}
+        for key, value in buffers.items():
+            index, _, attr = key.partition(".")
+            target = getattr(by_index.get(index), attr, None) if attr in BUFFER_NAMES else None
+            if not isinstance(target, np.ndarray) or target.shape != np.shape(value):
+                raise ModelError(f"layer state {key!r} does not fit this model")
+            target[...] = value
+
+    def _random_layers(self) -> dict:
+        return {name: layer.rng for name, layer in zip(self.names, self.layers)
+                if getattr(layer, "uses_randomness", False) and getattr(layer, "rng", None) is not None}
+
+    def random_state(self) -> dict[str, str]:
+        """``{layer name: generator state as JSON}`` of the layers that draw (dropout)."""
+        return {name: json.dumps(rng.bit_generator.state, sort_keys=True)
+                for name, rng in self._random_layers().items()}
+
+    def set_random_state(self, states: Mapping) -> None:
+        """Restore :meth:`random_state` (layers missing from ``states`` keep theirs)."""
+        for name, rng in self._random_layers().items():
+            if name in states:
+                rng.bit_generator.state = json.loads(states[name])
 
     # -- helpers for diagnostics ---------------------------------------------
     def predict(self, X, batch_size: int = 1000) -> np.ndarray:
@@ -261,176 +343,4 @@ def _describe(value) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-# ---------------------------------------------------------------------------
-# Builder
-
-
-def _as_mapping(section) -> Mapping:
-    if isinstance(section, Mapping):
-        return section
-    to_dict = getattr(section, "to_dict", None)
-    if to_dict is not None:
-        return to_dict()
-    raise ModelError(f"model section must be a mapping, got {type(section).__name__}")
-
-
-def split_layer_entry(entry):
-    """``"relu"`` or ``{"affine": {"out": 50}}`` -> ``("affine", {"out": 50})``."""
-    if isinstance(entry, str):
-        return entry, {}
-    if isinstance(entry, Mapping) and len(entry) == 1:
-        (kind, options), = entry.items()
-        if options is None:
-            options = {}
-        if kind == "custom" and (isinstance(options, str) or isinstance(options, type)):
-            options = {"class": options}
-        if not isinstance(options, Mapping):
-            raise ModelError(f"options of layer {kind!r} must be a mapping, got {options!r}")
-        return str(kind), dict(options)
-    raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
-
-
-def import_object(path: str):
-    """Import ``"pkg.module:Name"`` (the current directory is importable)."""
-    import sys
-    import os
-
-    if not isinstance(path, str) or ":" not in path:
-        raise ModelError(f"custom layer {path!r} must look like 'pkg.module:Class'")
-    module_name, _, attr = path.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time error in user code is the user's input
-        raise ModelError(f"cannot import custom layer module {module_name!r}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ModelError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
-def check_layer_object(layer, where: str) -> None:
-    """Raise ModelError unless ``layer`` follows the layer interface."""
-    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
-    for attr in ("params", "grads"):
-        if not isinstance(getattr(layer, attr, None), dict):
-            missing.append(attr)
-    if missing:
-        raise ModelError(f"{where} is not a layer: it lacks {', '.join(missing)} "
-                         "(a layer needs params and grads dicts, forward(x, train) and backward(dout))")
-    if set(layer.params) != set(layer.grads) and layer.grads:
-        raise ModelError(f"{where}: params and grads must have the same keys "
-                         f"(params {sorted(layer.params)}, grads {sorted(layer.grads)})")
-
-
-def infer_output_shape(layer, input_shape, dtype, where: str) -> tuple:
-    """Output shape of a user layer without ``build``: run it on a small dummy batch."""
-    try:
-        out = layer.forward(np.zeros((2,) + tuple(input_shape), dtype=dtype), False)
-    except Exception as exc:
-        raise ModelError(f"{where}: forward failed on input shape (2, "
-                         f"{', '.join(map(str, input_shape))}): {type(exc).__name__}: {exc}") from None
-    out = np.asarray(out)
-    if out.ndim < 1 or out.shape[0] != 2:
-        raise ModelError(f"{where}: forward must keep the batch dimension first, got shape {out.shape}")
-    return tuple(out.shape[1:])
-
-
-def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> Model:
-    """Build a :class:`Model` from a recipe's ``model`` section.
-
-    ``model`` is the validated recipe section (anything with ``to_dict()``) or a
-    plain mapping in the recipe's YAML form::
-
-        {"init": "xavier", "bias": 0.0, "loss": "softmax", "reg": 1e-6,
-         "layers": [{"affine": {"out": 50}}, "relu", {"affine": {"out": 10, "init": "small"}}]}
-
-    ``input_shape`` is the per-example shape (``(64,)`` or ``(C, H, W)``). The
-    last layer must produce ``num_classes`` scores. All randomness (weights,
-    dropout masks) comes from ``rng``.
-    """
-    from babysit.engine.init import get_initializer
-    from babysit.engine.layers import LAYERS
-    from babysit.engine.losses import get_loss
-
-    section = _as_mapping(model)
-    if rng is None:
-        rng = np.random.default_rng(0)
-    dtype = np.dtype(dtype)
-    default_init = section.get("init", "xavier")
-    default_bias = float(section.get("bias", 0.0) or 0.0)
-    entries = section.get("layers") or []
-    if isinstance(entries, (str, bytes, Mapping)) or not hasattr(entries, "__iter__"):
-        raise ModelError(f"model layers must be a list of layers, got {entries!r}")
-    entries = list(entries)
-    if not entries:
-        raise ModelError("the model has no layers")
-    layers, names, user_layers = [], [], {}
-    shape = tuple(int(s) for s in input_shape)
-    for index, entry in enumerate(entries):
-        kind, options = split_layer_entry(entry)
-        init_spec = options.pop("init", None)
-        bias = options.pop("bias", None)
-        where = f"layer {index} ({kind})"
-        if kind == "custom":
-            cls = options.pop("class", None)
-            kwargs = options.pop("kwargs", None) or {}
-            kwargs.update(options)
-            if cls is None:
-                raise ModelError(f"layer {index} (custom) names no class: use "
-                                 "{custom: 'pkg.module:Class'} or {custom: {class: ..., kwargs: {...}}}")
-            if isinstance(cls, str):
-                cls = import_object(cls)
-            if not callable(cls):
-                raise ModelError(f"layer {index} (custom): {cls!r} is not a class")
-            where = f"layer {index} (custom {getattr(cls, '__name__', cls)})"
-            try:
-                layer = cls(**kwargs)
-            except Exception as exc:
-                raise ModelError(f"{where}: constructor failed: {type(exc).__name__}: {exc}") from None
-            check_layer_object(layer, where)
-        else:
-            cls = LAYERS.get(kind)
-            if cls is None:
-                raise ModelError(f"unknown layer {kind!r}; known layers: {', '.join(sorted(LAYERS))}")
-            try:
-                layer = cls(**options)
-            except (TypeError, ValueError) as exc:   # unknown option / bad option value
-                raise ModelError(f"{where}: {exc}") from None
-        init = get_initializer(init_spec if init_spec is not None else default_init)
-        bias_value = default_bias if bias is None else float(bias)
-        if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
-            layer.rng = rng
-        build = getattr(layer, "build", None)
-        if build is not None:
-            # A user's build may fail in any way; an engine layer's only on bad shapes/options.
-            errors = Exception if kind == "custom" else (ValueError, TypeError)
-            try:
-                shape = tuple(int(s) for s in build(shape, rng, dtype, init, bias_value))
-            except ModelError:
-                raise
-            except errors as exc:
-                raise ModelError(f"{where}: {exc}") from None
-        else:
-            shape = infer_output_shape(layer, shape, dtype, where)
-        if any(s <= 0 for s in shape):
-            raise ModelError(f"{where}: output shape {shape} is empty (input too small for this layer)")
-        if kind == "custom":
-            user_layers[index] = shape
-        layers.append(layer)
-        names.append(f"{index}.{kind}")
-    if int(math.prod(shape)) != int(num_classes) or len(shape) != 1:
-        raise ModelError(f"the last layer outputs shape {shape} but the data has {num_classes} classes: "
-                         f"make the last layer an affine with out: {num_classes}")
-    loss = get_loss(section.get("loss", "softmax"))
-    return Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names,
-                 user_layers=user_layers)
-
-
-__all__ = ["Layer", "Model", "build_model", "import_object", "split_layer_entry"]
+__all__ = ["Model", "BUFFER_NAMES"]

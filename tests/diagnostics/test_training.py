@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from babysit.diagnostics.training import (TrainingInterrupted, recipe_for_resume,
+from babysit.diagnostics.train import (TrainingInterrupted, recipe_for_resume,
                                           result_from_run_log, train)
 from babysit.errors import BabysitError
 from babysit.recipes import load_recipe

@@ -499,7 +499,7 @@ def test_skipping_the_input_gradient_keeps_parameter_gradients(make, shape):
 
 
 def test_model_training_loss_skips_only_the_input_gradient():
-    from babysit.engine.model import build_model
+    from babysit.engine.builder import build_model
 
     section = {"layers": [{"conv": {"filters": 3}}, "relu", {"maxpool": {"size": 2}}, {"affine": {"out": 4}}]}
     model = build_model(section, (2, 6, 6), 4, np.random.default_rng(0), np.float64)

@@ -14,7 +14,7 @@ class Quadratic:
         self.params = {"w": np.array([4.0, -2.0])}
         self.calls = []
 
-    def loss(self, X, y):
+    def loss(self, X, y, reg=None, input_grad=True):  # the model protocol's signature
         self.calls.append((np.array(X), np.array(y)))
         diff = self.params["w"] - X.mean(axis=0)
         return 0.5 * float(diff @ diff), {"w": diff.copy()}
@@ -94,3 +94,94 @@ def test_bad_batch_size_is_rejected(batch_size):
 def test_bad_optim_section_is_rejected():
     with pytest.raises(ModelError, match="unknown update"):
         Solver(Quadratic(), {"lr": 0.1, "update": "lbfgs"}, 2, np.random.default_rng(0))
+
+
+# -- the one training loop -------------------------------------------------------
+
+def test_run_stops_after_steps_and_counts_epochs():
+    model = Quadratic()
+    solver = Solver(model, {"lr": 0.1}, 2, np.random.default_rng(0))
+    X, y = np.zeros((5, 2)), np.zeros(5, dtype=int)  # 3 batches per epoch
+    state = solver.run(X, y, steps=7)
+    assert (state.iteration, state.epoch, state.batch, state.stopped) == (7, 2, 1, None)
+    assert len(model.calls) == 7
+    state = Solver(Quadratic(), {"lr": 0.1}, 2, np.random.default_rng(0)).run(X, y, epochs=2)
+    assert (state.iteration, state.epoch, state.batch) == (6, 2, 0)
+
+
+def test_run_uses_the_schedule_per_epoch_unless_an_lr_is_given():
+    from babysit.engine.solver import Callback
+
+    class LRs(Callback):
+        def __init__(self):
+            self.lrs = []
+
+        def on_step_end(self, state):
+            self.lrs.append(state.lr)
+
+    X, y = np.zeros((4, 2)), np.zeros(4, dtype=int)
+    optim = {"lr": 1.0, "decay": {"kind": "step", "every": 1, "factor": 0.5}}
+    seen = LRs()
+    Solver(Quadratic(), optim, 2, np.random.default_rng(0)).run(X, y, epochs=3, callbacks=[seen])
+    assert seen.lrs == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    seen = LRs()
+    Solver(Quadratic(), optim, 2, np.random.default_rng(0)).run(X, y, epochs=2, lr=0.3, callbacks=[seen])
+    assert seen.lrs == [0.3] * 4
+    seen = LRs()
+    Solver(Quadratic(), optim, 2, np.random.default_rng(0)).run(
+        X, y, steps=3, lr=lambda state: 10.0 ** state.iteration, callbacks=[seen])
+    assert seen.lrs == [1.0, 10.0, 100.0]
+
+
+def test_divergence_stops_the_run_after_the_callbacks_saw_the_step():
+    from babysit.engine.solver import Callback, Divergence
+
+    class Seen(Callback):
+        def __init__(self):
+            self.steps = []
+
+        def on_step_end(self, state):
+            self.steps.append((state.iteration, state.diverged))
+
+    X, y = np.zeros((4, 2)), np.zeros(4, dtype=int)
+    seen = Seen()
+    # lr 3 on 0.5 * w**2 overshoots: w -> -2w every step, the loss x4 per step
+    state = Solver(Quadratic(), {"lr": 3.0}, 2, np.random.default_rng(0)).run(
+        X, y, epochs=10, divergence=Divergence(), callbacks=[seen])
+    assert state.stopped == "diverged" and state.iteration == 2
+    assert seen.steps == [(1, False), (2, True)]
+
+
+def test_divergence_rule():
+    from babysit.engine.solver import DIVERGENCE_FACTOR, Divergence
+
+    rule = Divergence()
+    assert not rule(2.0) and rule.reference == 2.0
+    assert not rule(DIVERGENCE_FACTOR * 2.0)
+    assert rule(DIVERGENCE_FACTOR * 2.0 + 1e-9)
+    assert rule(float("nan")) and rule(float("inf"))
+    assert "over 3x its start 2" in rule.describe(7.0)
+    assert Divergence(reference=1.0)(2.9) is False
+
+
+def test_a_callback_stops_the_run_and_resuming_skips_the_done_batches():
+    from babysit.engine.solver import Callback, LoopState
+
+    class StopAt(Callback):
+        def on_step_end(self, state):
+            return state.iteration == 2
+
+    X = np.arange(10, dtype=float).reshape(5, 2)
+    y = np.zeros(5, dtype=int)
+    straight = Quadratic()
+    Solver(straight, {"lr": 0.1}, 2, np.random.default_rng(3)).run(X, y, epochs=2)
+    first = Quadratic()
+    state = Solver(first, {"lr": 0.1}, 2, np.random.default_rng(3)).run(X, y, epochs=2,
+                                                                         callbacks=[StopAt()])
+    assert state.stopped == "callback" and (state.epoch, state.batch) == (0, 2)
+    resumed = Quadratic()
+    resumed.params["w"][...] = first.params["w"]
+    again = LoopState(epoch=state.epoch, batch=state.batch, iteration=state.iteration)
+    Solver(resumed, {"lr": 0.1}, 2, np.random.default_rng(3)).run(X, y, epochs=2, state=again)
+    assert np.array_equal(resumed.params["w"], straight.params["w"])
+    assert [c[0].tolist() for c in first.calls + resumed.calls] == [c[0].tolist() for c in straight.calls]

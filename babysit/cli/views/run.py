@@ -90,7 +90,7 @@ def epoch_table(log) -> Table:
 
 def _ratio_cell(ratios: dict, i: int) -> Text:
     """Largest update/weight ratio of the epoch, red outside the healthy band."""
-    from babysit.diagnostics.training import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
+    from babysit.diagnostics.train import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
 
     values = [float(v[i]) for v in ratios.values() if len(v) > i and math.isfinite(v[i])]
     if not values:

@@ -1,0 +1,45 @@
+"""Thresholds and the relative error every gradient check is judged by (see the package doc)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FAIL_BAND = 1e-2
+WARN_BAND = 1e-4
+EXCELLENT_BAND = 1e-7
+TINY = 1e-10
+EPS = float(np.finfo(np.float64).eps)
+RESOLUTION_ULPS = 8
+DEFAULT_H = 1e-5
+DEFAULT_DATAPOINTS = 3
+DEFAULT_ENTRIES = 10
+# L2 strength for checking the regularization term when the recipe has none.
+DEFAULT_REG_CHECK = 1.0
+
+CHECKS = {
+    "gradients": ["gradient_mismatch", "gradient_suspicious", "loss_not_finite"],
+    "kinks": ["kink_crossed"],
+    "float_range": ["gradient_tiny"],
+}
+
+
+def relative_error(analytic: float, numerical: float) -> float:
+    """``|a - n| / max(|a|, |n|)``; 0 when both are exactly 0."""
+    scale = max(abs(analytic), abs(numerical))
+    return 0.0 if scale == 0.0 else abs(analytic - numerical) / scale
+
+
+def band(rel_error: float | None, has_kinks: bool) -> str:
+    """``excellent`` / ``good`` / ``suspicious`` / ``fail`` for a worst relative error."""
+    if rel_error is None or rel_error < EXCELLENT_BAND:
+        return "excellent"
+    if rel_error <= WARN_BAND:
+        return "good"
+    if rel_error <= FAIL_BAND and has_kinks:
+        return "suspicious"
+    return "fail"
+
+
+__all__ = ["relative_error", "band", "FAIL_BAND", "WARN_BAND", "EXCELLENT_BAND", "TINY", "EPS",
+           "RESOLUTION_ULPS", "DEFAULT_H", "DEFAULT_DATAPOINTS", "DEFAULT_ENTRIES", "DEFAULT_REG_CHECK",
+           "CHECKS"]

@@ -1,0 +1,17 @@
+"""``train``: the recipe's training run, watched, logged and diagnosed.
+
+* :mod:`~babysit.diagnostics.train.trainer`: the run (the engine's loop plus
+  monitor, checkpoint, progress and signal callbacks), resume, the run log;
+* :mod:`~babysit.diagnostics.train.history`: what a run records;
+* :mod:`~babysit.diagnostics.train.verdicts`: what the history says (findings).
+"""
+
+from babysit.diagnostics.train.history import History
+from babysit.diagnostics.train.trainer import (ProgressEvent, Trainer, TrainingInterrupted,
+                                               recipe_for_resume, train)
+from babysit.diagnostics.train.verdicts import (CHECKS, UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW,
+                                                result_from_run_log)
+
+__all__ = ["train", "Trainer", "TrainingInterrupted", "ProgressEvent", "History",
+           "recipe_for_resume", "result_from_run_log", "CHECKS", "UPDATE_RATIO_HIGH",
+           "UPDATE_RATIO_LOW"]

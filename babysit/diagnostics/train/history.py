@@ -1,0 +1,80 @@
+"""What a training run records: per iteration, per epoch, per monitor and per layer.
+
+Laid out as the run log's ``history/`` group (:mod:`babysit.store`)::
+
+    iteration/{loss,lr}               one entry per step
+    epoch/<metric>                    epoch, lr, train_loss, train_accuracy, val_loss, val_accuracy
+    monitors/<monitor>/<param>        update_ratio, grad_norm (over each epoch's last step)
+    layers/<layer>/<stat>             mean, std, near_zero, saturated, dead (NaN: not applicable)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+LAYER_STATS = ("mean", "std", "near_zero", "saturated", "dead")
+
+
+class History:
+    """Per-iteration and per-epoch records of one run (resumable from a run log)."""
+
+    def __init__(self):
+        self.loss: list[float] = []
+        self.lr: list[float] = []
+        self.epoch: dict[str, list] = {}
+        self.monitors: dict[str, dict[str, list]] = {"update_ratio": {}, "grad_norm": {}}
+        self.layers: dict[str, dict[str, list]] = {}
+
+    def add_iteration(self, loss: float, lr: float) -> None:
+        self.loss.append(float(loss))
+        self.lr.append(float(lr))
+
+    def add_epoch(self, metrics: dict, monitors: dict, layers: list) -> None:
+        for key, value in metrics.items():
+            self.epoch.setdefault(key, []).append(value)
+        for monitor, values in monitors.items():
+            for name, value in values.items():
+                self.monitors.setdefault(monitor, {}).setdefault(name, []).append(value)
+        for stats in layers:
+            record = self.layers.setdefault(stats.layer, {})
+            for key in LAYER_STATS:
+                value = getattr(stats, key)
+                record.setdefault(key, []).append(math.nan if value is None else value)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch.get("epoch", []))
+
+    def last(self, key: str, default=math.nan):
+        values = self.epoch.get(key)
+        return values[-1] if values else default
+
+    def to_tree(self) -> dict:
+        def arrays(tree):
+            return {k: arrays(v) if isinstance(v, dict) else np.asarray(v, dtype=np.float64)
+                    for k, v in tree.items()}
+
+        return {"iteration": {"loss": np.asarray(self.loss, dtype=np.float64),
+                              "lr": np.asarray(self.lr, dtype=np.float64)},
+                "epoch": arrays(self.epoch), "monitors": arrays(self.monitors),
+                "layers": arrays(self.layers)}
+
+    @classmethod
+    def from_tree(cls, tree: dict) -> "History":
+        def lists(node):
+            return {k: lists(v) if isinstance(v, dict) else np.asarray(v).tolist()
+                    for k, v in node.items()}
+
+        history = cls()
+        iteration = tree.get("iteration", {})
+        history.loss = np.asarray(iteration.get("loss", [])).tolist()
+        history.lr = np.asarray(iteration.get("lr", [])).tolist()
+        history.epoch = lists(tree.get("epoch", {}))
+        history.monitors.update(lists(tree.get("monitors", {})))
+        history.layers = lists(tree.get("layers", {}))
+        return history
+
+
+__all__ = ["History", "LAYER_STATS"]

@@ -1,0 +1,206 @@
+"""The builder: a recipe's ``model`` section -> a :class:`~babysit.engine.model.Model`.
+
+Parameter names are ``"<layer index>.<param name>"`` (``"0.W"``, ``"3.gamma"``),
+the index being the position in the recipe's layer list; layer names are
+``"<index>.<kind>"`` (``"1.relu"``). User layers (``custom:`` entries) are
+imported, checked against the layer contract and run checked by the Model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from babysit.engine.model import Model
+from babysit.errors import ModelError
+
+def _as_mapping(section) -> Mapping:
+    if isinstance(section, Mapping):
+        return section
+    to_dict = getattr(section, "to_dict", None)
+    if to_dict is not None:
+        return to_dict()
+    raise ModelError(f"model section must be a mapping, got {type(section).__name__}")
+
+
+def split_layer_entry(entry):
+    """``"relu"`` or ``{"affine": {"out": 50}}`` -> ``("affine", {"out": 50})``."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping) and len(entry) == 1:
+        (kind, options), = entry.items()
+        if options is None:
+            options = {}
+        if kind == "custom" and (isinstance(options, str) or isinstance(options, type)):
+            options = {"class": options}
+        if not isinstance(options, Mapping):
+            raise ModelError(f"options of layer {kind!r} must be a mapping, got {options!r}")
+        return str(kind), dict(options)
+    raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
+
+
+def import_object(path: str):
+    """Import ``"pkg.module:Name"`` (the current directory is importable)."""
+    import sys
+    import os
+
+    if not isinstance(path, str) or ":" not in path:
+        raise ModelError(f"custom layer {path!r} must look like 'pkg.module:Class'")
+    module_name, _, attr = path.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any import-time error in user code is the user's input
+        raise ModelError(f"cannot import custom layer module {module_name!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def check_layer_object(layer, where: str) -> None:
+    """Raise ModelError unless ``layer`` follows the layer interface."""
+    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
+    for attr in ("params", "grads"):
+        if not isinstance(getattr(layer, attr, None), dict):
+            missing.append(attr)
+    if missing:
+        raise ModelError(f"{where} is not a layer: it lacks {', '.join(missing)} "
+                         "(a layer needs params and grads dicts, forward(x, train) and backward(dout))")
+    if set(layer.params) != set(layer.grads) and layer.grads:
+        raise ModelError(f"{where}: params and grads must have the same keys "
+                         f"(params {sorted(layer.params)}, grads {sorted(layer.grads)})")
+
+
+def infer_output_shape(layer, input_shape, dtype, where: str) -> tuple:
+    """Output shape of a user layer without ``build``: run it on a small dummy batch."""
+    try:
+        out = layer.forward(np.zeros((2,) + tuple(input_shape), dtype=dtype), False)
+    except Exception as exc:
+        raise ModelError(f"{where}: forward failed on input shape (2, "
+                         f"{', '.join(map(str, input_shape))}): {type(exc).__name__}: {exc}") from None
+    out = np.asarray(out)
+    if out.ndim < 1 or out.shape[0] != 2:
+        raise ModelError(f"{where}: forward must keep the batch dimension first, got shape {out.shape}")
+    return tuple(out.shape[1:])
+
+
+def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> Model:
+    """Build a :class:`Model` from a recipe's ``model`` section.
+
+    ``model`` is the validated recipe section (anything with ``to_dict()``) or a
+    plain mapping in the recipe's YAML form::
+
+        {"init": "xavier", "bias": 0.0, "loss": "softmax", "reg": 1e-6,
+         "layers": [{"affine": {"out": 50}}, "relu", {"affine": {"out": 10, "init": "small"}}]}
+
+    ``input_shape`` is the per-example shape (``(64,)`` or ``(C, H, W)``). The
+    last layer must produce ``num_classes`` scores. All randomness (weights,
+    dropout masks) comes from ``rng``.
+    """
+    from babysit.engine.init import get_initializer
+    from babysit.engine.layers import LAYERS
+    from babysit.engine.losses import get_loss
+
+    section = _as_mapping(model)
+    if rng is None:
+        rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    default_init = section.get("init", "xavier")
+    default_bias = float(section.get("bias", 0.0) or 0.0)
+    entries = section.get("layers") or []
+    if isinstance(entries, (str, bytes, Mapping)) or not hasattr(entries, "__iter__"):
+        raise ModelError(f"model layers must be a list of layers, got {entries!r}")
+    entries = list(entries)
+    if not entries:
+        raise ModelError("the model has no layers")
+    layers, names, user_layers = [], [], {}
+    shape = tuple(int(s) for s in input_shape)
+    for index, entry in enumerate(entries):
+        kind, options = split_layer_entry(entry)
+        init_spec = options.pop("init", None)
+        bias = options.pop("bias", None)
+        where = f"layer {index} ({kind})"
+        if kind == "custom":
+            cls = options.pop("class", None)
+            kwargs = options.pop("kwargs", None) or {}
+            kwargs.update(options)
+            if cls is None:
+                raise ModelError(f"layer {index} (custom) names no class: use "
+                                 "{custom: 'pkg.module:Class'} or {custom: {class: ..., kwargs: {...}}}")
+            if isinstance(cls, str):
+                cls = import_object(cls)
+            if not callable(cls):
+                raise ModelError(f"layer {index} (custom): {cls!r} is not a class")
+            where = f"layer {index} (custom {getattr(cls, '__name__', cls)})"
+            try:
+                layer = cls(**kwargs)
+            except Exception as exc:
+                raise ModelError(f"{where}: constructor failed: {type(exc).__name__}: {exc}") from None
+            check_layer_object(layer, where)
+        else:
+            cls = LAYERS.get(kind)
+            if cls is None:
+                raise ModelError(f"unknown layer {kind!r}; known layers: {', '.join(sorted(LAYERS))}")
+            try:
+                layer = cls(**options)
+            except (TypeError, ValueError) as exc:   # unknown option / bad option value
+                raise ModelError(f"{where}: {exc}") from None
+        init = get_initializer(init_spec if init_spec is not None else default_init)
+        bias_value = default_bias if bias is None else float(bias)
+        if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
+            layer.rng = rng
+        build = getattr(layer, "build", None)
+        if build is not None:
+            # A user's build may fail in any way; an engine layer's only on bad shapes/options.
+            errors = Exception if kind == "custom" else (ValueError, TypeError)
+            try:
+                shape = tuple(int(s) for s in build(shape, rng, dtype, init, bias_value))
+            except ModelError:
+                raise
+            except errors as exc:
+                raise ModelError(f"{where}: {exc}") from None
+        else:
+            shape = infer_output_shape(layer, shape, dtype, where)
+        if any(s <= 0 for s in shape):
+            raise ModelError(f"{where}: output shape {shape} is empty (input too small for this layer)")
+        if kind == "custom":
+            user_layers[index] = shape
+        layers.append(layer)
+        names.append(f"{index}.{kind}")
+    if int(math.prod(shape)) != int(num_classes) or len(shape) != 1:
+        raise ModelError(f"the last layer outputs shape {shape} but the data has {num_classes} classes: "
+                         f"make the last layer an affine with out: {num_classes}")
+    loss = get_loss(section.get("loss", "softmax"))
+    model = Model(layers, loss, section.get("reg", 0.0) or 0.0, input_shape, num_classes, dtype, names,
+                  user_layers=user_layers)
+    if dtype == np.float64:
+        promote_user_params(model)
+    return model
+
+
+def promote_user_params(model: Model) -> None:
+    """Give user layers float64 copies of parameters they hold in another dtype.
+
+    A float64 model is what gradient checks run on: every parameter must be
+    float64 there, whatever dtype a user's layer chose for its own arrays.
+    """
+    for index in model.user_layers:
+        layer = model.layers[index]
+        for key, value in list(layer.params.items()):
+            if np.asarray(value).dtype != np.float64:
+                layer.params[key] = np.array(value, dtype=np.float64)
+                model.params[f"{index}.{key}"] = layer.params[key]
+
+
+__all__ = ["build_model", "import_object", "split_layer_entry", "check_layer_object",
+           "infer_output_shape", "promote_user_params"]
