@@ -15,74 +15,29 @@ way round), so a recipe accepts exactly what the engine's constructors do:
 
 Option tables map ``{name: (default, Rule)}`` with rules from
 :mod:`babysit.validation` (``REQUIRED`` for "no default"). The data-side
-tables (``BUILTINS``, ``SOURCE_PREFIXES``, the file suffixes, ``PREPROCESS``,
-:func:`source_kind`) are the recipe's own for now.
+tables are the data package's (babysit.data): ``BUILTINS`` (the builtin sets'
+option tables), ``SOURCE_PREFIXES``, the file suffixes, ``PREPROCESS`` (the
+preprocessing steps' ``OPTIONS``) and :func:`source_kind`.
 """
 
 from __future__ import annotations
 
 import re
 
+from babysit.data.builtins import BUILTINS
+from babysit.data.preprocess import COMPONENTS, PREPROCESS
+from babysit.data.sources import HDF5_SUFFIXES, NPZ_SUFFIXES, SOURCE_PREFIXES, source_kind
 from babysit.engine import init as engine_init
 from babysit.engine import losses as engine_losses
 from babysit.engine import optim as engine_optim
 from babysit.engine.layers import LAYERS as ENGINE_LAYERS
 from babysit.validation import (CLASS_COUNT, HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, NON_NEGATIVE_INT,
-                                NUMBER, OPEN_UNIT, POSITIVE, POSITIVE_INT, REQUIRED, Rule)
+                                NUMBER, OPEN_UNIT, POSITIVE, POSITIVE_INT, REQUIRED)
 
 POSITIVE_INT_OR_NULL = POSITIVE_INT.or_null()
 OPEN_UNIT_OR_NULL = OPEN_UNIT.or_null()
-COMPONENTS = Rule("null, a positive integer, or a variance fraction strictly between 0 and 1",
-                  lambda x: 0 < x < 1 or (x >= 1 and float(x).is_integer()), nullable=True)
 
 TOP_LEVEL = ("name", "description", "seed", "data", "model", "optim", "train")
-
-# ---------------------------------------------------------------------------
-# Data
-
-# Builtin data sets and their parameters: {name: {parameter: (default, rule)}}.
-# spiral: n points in total (split evenly over the classes), 2-D, angular noise.
-# gaussian: n unit-Gaussian vectors of dimension dim with uniformly random labels.
-BUILTINS = {
-    "digits": {},
-    "spiral": {"n": (300, POSITIVE_INT), "classes": (3, CLASS_COUNT), "noise": (0.2, NON_NEGATIVE)},
-    "gaussian": {"n": (1000, POSITIVE_INT), "dim": (500, POSITIVE_INT), "classes": (10, CLASS_COUNT)},
-}
-SOURCE_PREFIXES = ("builtin", "cifar10", "mnist")
-HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
-NPZ_SUFFIXES = (".npz",)
-
-# Preprocessing steps (applied in order, fitted on the training split).
-# pca/whiten components: null keeps every component, an integer k keeps the top
-# k, a fraction f keeps the fewest components explaining that share of variance.
-PREPROCESS = {
-    "mean_image": {},
-    "per_channel_mean": {},
-    "standardize": {},
-    "pca": {"components": (None, COMPONENTS)},
-    "whiten": {"components": (None, COMPONENTS), "eps": (1e-5, POSITIVE)},
-}
-
-
-def source_kind(source: str) -> tuple[str, str]:
-    """``"cifar10:DIR"`` -> ``("cifar10", "DIR")``; ``"x.h5"`` -> ``("hdf5", "x.h5")``.
-
-    Raises ValueError for strings that name no known kind of source.
-    """
-    prefix, sep, rest = source.partition(":")
-    if sep and prefix in SOURCE_PREFIXES:
-        if not rest:
-            raise ValueError(f"{source!r} needs a {'name' if prefix == 'builtin' else 'directory'} "
-                             f"after '{prefix}:'")
-        return prefix, rest
-    lower = source.lower()
-    if lower.endswith(HDF5_SUFFIXES):
-        return "hdf5", source
-    if lower.endswith(NPZ_SUFFIXES):
-        return "npz", source
-    raise ValueError(f"unknown data source {source!r}: use builtin:NAME ({', '.join(BUILTINS)}), "
-                     f"a .h5 or .npz file, cifar10:DIR or mnist:DIR")
-
 
 # ---------------------------------------------------------------------------
 # Model and optim: derived from the engine
