@@ -16,14 +16,7 @@ import numpy as np
 
 from babysit.engine.model import Model
 from babysit.errors import ModelError
-
-def _as_mapping(section) -> Mapping:
-    if isinstance(section, Mapping):
-        return section
-    to_dict = getattr(section, "to_dict", None)
-    if to_dict is not None:
-        return to_dict()
-    raise ModelError(f"model section must be a mapping, got {type(section).__name__}")
+from babysit.validation import as_mapping
 
 
 def split_layer_entry(entry):
@@ -111,7 +104,7 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
     from babysit.engine.layers import LAYERS
     from babysit.engine.losses import get_loss
 
-    section = _as_mapping(model)
+    section = as_mapping(model, "the model section", ModelError)
     if rng is None:
         rng = np.random.default_rng(0)
     dtype = np.dtype(dtype)
