@@ -132,7 +132,7 @@ def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_E
         report.layer = label
     result = common.new_result("gradcheck", None, seed, CHECKS)
     has_kinks = model.has_kinks
-    add_findings(result, reports, has_kinks, [label])
+    add_findings(result, reports, has_kinks, [label], checker.low_precision)
     result.metrics = report_metrics(reports, has_kinks, h, entries)
     result.metrics.update(layer=label, kwargs=kwargs, input_shape=list(shape))
     return result

@@ -113,6 +113,15 @@ class StopRequests:
         return False
 
 
+def weight_norms(model) -> dict:
+    """``{weight: ||W||}`` of the regularized weights (what the L2 term shrinks)."""
+    norms = {}
+    for name in model.weight_names:
+        w = np.asarray(model.params[name], dtype=np.float64)
+        norms[name] = float(np.sqrt(np.vdot(w, w)))
+    return norms
+
+
 def default_run_path(recipe) -> Path:
     return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
 
@@ -159,7 +168,8 @@ class Monitor(Callback):
         epoch_losses = trainer.history.loss[self.first_iteration:state.iteration]
         metrics = {"epoch": state.epoch, "lr": state.lr, "train_loss": float(np.mean(epoch_losses)),
                    "train_accuracy": train_accuracy, "val_loss": val_loss,
-                   "val_accuracy": val_accuracy}
+                   "val_accuracy": val_accuracy, "reg_loss": float(model.reg_loss()[0])}
+        self.monitors["weight_norm"] = weight_norms(model)
         trainer.history.add_epoch(metrics, self.monitors, layers)
 
 
@@ -313,6 +323,7 @@ class Trainer:
                  "epochs": self.epochs, "epochs_run": self.history.epochs,
                  "iterations": self.state.iteration, "start_loss": self.divergence.reference,
                  "iterations_per_epoch": self.iterations_per_epoch,
+                 "num_classes": self.data.num_classes, "reg": self.model.reg,
                  "recipe_path": common.recipe_label(self.recipe) or "",
                  "recipe_base_dir": self.recipe.data.base_dir or ""}
         log = RunLog(recipe_yaml=self.recipe_yaml, attrs=attrs, history=self.history.to_tree(),
@@ -345,6 +356,8 @@ class Trainer:
         result = common.new_result("train", self.recipe, self.seed, CHECKS)
         if self.last is None:
             self.last = self.checkpoint()  # the initial state, for a log saved before epoch 1 ends
+        if not self.history.initial:
+            self.history.initial["weight_norm"] = weight_norms(self.model)
         self.event("start", self.solver.lr_at(self.state.epoch))
         with StopRequests() as requests:
             self.solver.run(self.data.X_train, self.data.y_train, epochs=self.epochs,
@@ -372,12 +385,14 @@ class Trainer:
     def findings(self) -> list[Finding]:
         if self.state.diverged:
             return [self.diverged_finding()]
-        return history_findings(self.history, self.model.layer_of)
+        return history_findings(self.history, self.model.layer_of, 1.0 / self.data.num_classes,
+                                self.model.reg)
 
     def metrics(self) -> dict:
         history = self.history
         metrics = {"epochs_run": history.epochs,
                    "iterations": self.state.iteration,
+                   "diverged": bool(self.state.diverged),
                    "final_loss": (history.loss[-1] if self.state.diverged
                                   else history.last("train_loss")),
                    "train_accuracy": history.last("train_accuracy"),
