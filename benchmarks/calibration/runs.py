@@ -63,18 +63,66 @@ def findings_of(result) -> list:
 
 
 def run_train(job: dict) -> dict:
-    from babysit.diagnostics.train import train
+    """``babysit train`` of the job's recipe; the record keeps the run's history, so
+    that train's verdict can be judged again by newer rules without training again
+    (:func:`train_verdict`)."""
+    from babysit.diagnostics.train import Trainer
 
     recipe = recipe_of(job)
     with tempfile.TemporaryDirectory() as folder:
-        result = train(recipe, out=Path(folder) / "run.h5")
+        trainer = Trainer(recipe, out=Path(folder) / "run.h5")
+        result = trainer.run()
     m = result.metrics
     return {"status": result.status, "exit_code": int(result.failed()),
-            "diverged": any(f.code == "loss_diverged" and f.severity == "fail"
-                            and "training stopped" in f.message for f in result.findings),
+            "diverged": bool(m.get("diverged")),
             "val_accuracy": m.get("val_accuracy"), "best_val_accuracy": m.get("best_val_accuracy"),
             "train_accuracy": m.get("train_accuracy"), "final_loss": m.get("final_loss"),
-            "epochs_run": m.get("epochs_run"), "findings": findings_of(result)}
+            "epochs_run": m.get("epochs_run"), "findings": findings_of(result),
+            "rejudge": {"history": jsonable_tree(trainer.history.to_tree()),
+                        "num_classes": trainer.data.num_classes, "reg": trainer.model.reg,
+                        "layers": list(trainer.model.names)}}
+
+
+def jsonable_tree(tree):
+    """A history tree as JSON-ready lists (NaN/inf as None)."""
+    import math
+
+    if isinstance(tree, dict):
+        return {k: jsonable_tree(v) for k, v in tree.items()}
+    values = tree.tolist()
+    if not isinstance(values, list):  # a scalar (the initial weight norms)
+        return values if math.isfinite(values) else None
+    return [x if math.isfinite(x) else None for x in values]
+
+
+def train_verdict(record: dict) -> tuple[int, list]:
+    """``(exit code, findings)`` of a stored train run under today's rules.
+
+    A diverged run fails whatever the rules (the loop stopped it); otherwise the
+    findings are recomputed from its history with the functions ``train`` itself
+    calls at the end of a run.
+    """
+    import numpy as np
+
+    from babysit.diagnostics.train.history import History
+    from babysit.diagnostics.train.verdicts import history_findings, layer_by_index
+
+    if record["diverged"] or "rejudge" not in record:
+        return record["exit_code"], record["findings"]
+    stored = record["rejudge"]
+
+    def arrays(tree):
+        return {k: arrays(v) if isinstance(v, dict) else
+                np.asarray(np.nan if v is None else v if not isinstance(v, list) else
+                           [np.nan if x is None else x for x in v], dtype=np.float64)
+                for k, v in tree.items()}
+
+    history = History.from_tree(arrays(stored["history"]))
+    with np.errstate(all="ignore"):
+        findings = history_findings(history, layer_by_index(stored["layers"]),
+                                    1.0 / stored["num_classes"], float(stored["reg"]))
+    failed = any(f.severity == "fail" for f in findings)
+    return int(failed), [["train", f.code, f.severity] for f in findings]
 
 
 GATES = {
@@ -113,6 +161,14 @@ def run_job(job: dict) -> dict:
 
 
 def _init_worker():
+    # a worker dies with the calibration run, even on kill -9 of it (Linux)
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     os.environ.update(SINGLE_THREAD)
     try:
         from threadpoolctl import threadpool_limits
@@ -130,17 +186,22 @@ def run_jobs(jobs: list[dict], cache: Path, workers: int = 2, progress=print) ->
         progress(f"{len(todo)} of {len(jobs)} jobs to run on {workers} worker(s)")
         os.environ.update(SINGLE_THREAD)  # inherited by the spawned workers before numpy loads
         context = get_context("spawn")
-        with cache.open("a") as sink, ProcessPoolExecutor(workers, mp_context=context,
-                                                          initializer=_init_worker) as pool:
-            futures = {pool.submit(run_job, job): job for job in todo}
-            for count, future in enumerate(as_completed(futures), 1):
-                record = future.result()
-                done[job_key(record["job"])] = record
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                if count % 20 == 0 or count == len(todo):
-                    progress(f"  {count}/{len(todo)} done")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+        try:
+            with cache.open("a") as sink:
+                futures = {pool.submit(run_job, job): job for job in todo}
+                for count, future in enumerate(as_completed(futures), 1):
+                    record = future.result()
+                    done[job_key(record["job"])] = record
+                    sink.write(json.dumps(record) + "\n")
+                    sink.flush()
+                    if count % 20 == 0 or count == len(todo):
+                        progress(f"  {count}/{len(todo)} done")
+        finally:  # on Ctrl-C or an error, stop the workers now rather than after their jobs
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
     return {job_key(job): done[job_key(job)] for job in jobs}
 
 
-__all__ = ["run_jobs", "run_job", "job_key", "load_cache", "GATES"]
+__all__ = ["run_jobs", "run_job", "job_key", "load_cache", "GATES", "train_verdict"]
