@@ -326,7 +326,7 @@ def run_sweep(result, prober: Prober, lr_min: float, lr_max: float, recipe_lr: f
     for point in points:
         point["verdict"] = ("too_low" if good_range is None or point["lr"] < good_range[0] else
                             "good" if point["lr"] <= good_range[1] else "unstable")
-    if len(points) < prober.steps:
+    if len(points) < prober.sweep_steps:  # stopped by the divergence rule
         points[-1]["verdict"] = "too_high"
     recipe_trial = prober.trial(recipe_lr)
     if suggested is not None:
