@@ -234,7 +234,7 @@ class Trainer:
         self.model = common.build(self.recipe, self.data, self.seed)
         train = self.recipe.train
         self.epochs = int(train.epochs)
-        self.solver = Solver(self.model, self.recipe.optim.to_dict(), int(train.batch_size),
+        self.solver = Solver(self.model, self.recipe.optim.to_dict(), train.batch_size,
                              common.stream(self.seed, "batches"), average=train.average)
         self.X_eval, self.y_eval = common.subset(
             self.data.X_train, self.data.y_train,
@@ -257,7 +257,7 @@ class Trainer:
 
     @property
     def iterations_per_epoch(self) -> int:
-        return math.ceil(len(self.data.X_train) / self.solver.batch_size)
+        return self.solver.batches_per_epoch(len(self.data.X_train))
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -391,6 +391,8 @@ class Trainer:
             self.model.set_params(average.params)
             metrics["average_val_accuracy"] = evaluate(self.model, *self.validation())[1]
             self.model.set_params(current)
+        if self.solver.optimizer.full_batch:   # L-BFGS: whether it reached its convergence test
+            metrics["converged"] = bool(self.solver.optimizer.converged)
         return metrics
 
 
@@ -418,8 +420,9 @@ def train(recipe, seed=None, out=None, resume=None, progress: Callable | None = 
 
     Metrics: epochs_run, iterations, final_loss (mean training loss of the last
     epoch), train_accuracy (on a fixed subset of ``train_eval_size`` training
-    examples), val_accuracy, best_val_accuracy, best_epoch, run_log, and
-    average_val_accuracy when ``train.average`` is set.
+    examples), val_accuracy, best_val_accuracy, best_epoch, run_log,
+    average_val_accuracy when ``train.average`` is set, and converged for a
+    full-batch optimizer (L-BFGS).
     """
     return Trainer(recipe, seed, out, resume, progress, train_eval_size).run()
 
