@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
-from babysit.cli.render import (STATUS_STYLES, findings_table, fmt, histogram_line, percent,
-                                 sparkline)
+from babysit.cli.render import (STATUS_STYLES, fitted_tables, findings_view, fmt, histogram_line,
+                                 percent, sparkline)
 from babysit.errors import BabysitError
 
 
@@ -64,15 +63,16 @@ def command(app, recipe, batch_size, compare):
 
 # -- rendering ----------------------------------------------------------------
 
-def layers_table(rows: list, title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("layer", "mean", "std", "ratio", "near 0", "saturated", "dead", "grad norm"):
-        table.add_column(name, justify="left" if name == "layer" else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(row["layer"], fmt(row["mean"]), fmt(row["std"]), fmt(row.get("std_ratio")),
-                      percent(row["near_zero"]), _flag(row["saturated"], 0.10),
-                      _flag(row["dead"], 0.20), fmt(row["grad_norm"]))
-    return table
+def layers_tables(rows: list, title: str, width: int) -> list:
+    """Per layer: mean, std, std ratio, near 0, saturated, dead, gradient norm (fits ``width``)."""
+    columns = [("layer", "left"), ("mean", "right"), ("std", "right"), ("std\nratio", "right"),
+               ("near\n0", "right"), ("satu-\nrated", "right"), ("dead", "right"),
+               ("grad\nnorm", "right")]
+    cells = [[row["layer"], fmt(row["mean"]), fmt(row["std"]), fmt(row.get("std_ratio")),
+              percent(row["near_zero"]), _flag(row["saturated"], 0.10), _flag(row["dead"], 0.20),
+              fmt(row["grad_norm"])] for row in rows]
+    return fitted_tables(columns, cells, width, keep=1, title=title, box=box.SIMPLE_HEAD,
+                         pad_edge=False)
 
 
 def histograms(rows: list) -> Text:
@@ -103,29 +103,35 @@ def compare_runs(metrics: dict) -> list[dict]:
     return runs
 
 
-def compare_table(metrics: dict) -> Table:
-    """Std per hidden activation, one column per init: the lecture's side-by-side table."""
+def compare_tables(metrics: dict, width: int) -> list:
+    """Std per hidden activation, one column per init: the lecture's side-by-side table.
+
+    Each cell is the std and a histogram sparkline, as many bins (4..12) as
+    ``width`` leaves room for; inits that still do not fit go to a second table.
+    """
     from babysit.diagnostics.init_stats import activation_rows
 
     runs = compare_runs(metrics)
-    table = Table(title="Std per layer by init (with histogram)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    table.add_column("layer", no_wrap=True)
-    for run in runs:
-        table.add_column(run["init"], no_wrap=True)
-    for i in activation_rows(metrics["layers"]):
-        cells = []
+    shown = activation_rows(metrics["layers"])
+    label_width = max([len("status")] + [len(metrics["layers"][i]["layer"]) for i in shown])
+    # layer column + per init: std (8) + space + bins, 3 columns of padding each
+    bins = max(4, min(12, (width - label_width - 4) // max(1, len(runs)) - 12))
+    columns = [("layer", "left")] + [(run["init"], "left") for run in runs]
+    rows = []
+    for i in shown:
+        cells = [metrics["layers"][i]["layer"]]
         for run in runs:
             row = run["layers"][i]
             cell = Text(fmt(row["std"]).rjust(8) + " ")
             if row.get("histogram"):
-                cell.append(sparkline(rebin(row["histogram"]["counts"], 12)), style="cyan")
+                cell.append(sparkline(rebin(row["histogram"]["counts"], bins)), style="cyan")
             cells.append(cell)
-        table.add_row(metrics["layers"][i]["layer"], *cells)
-    verdicts = [Text(run["status"].upper(), style=STATUS_STYLES[run["status"]])
-                if run["status"] else Text("") for run in runs]
-    table.add_row(Text("status", style="bold"), *verdicts)
-    return table
+        rows.append(cells)
+    rows.append([Text("status", style="bold")] + [
+        Text(run["status"].upper(), style=STATUS_STYLES[run["status"]]) if run["status"] else Text("")
+        for run in runs])
+    return fitted_tables(columns, rows, width, keep=1, box=box.SIMPLE_HEAD, pad_edge=False,
+                         title="Std per layer by init (with histogram)")
 
 
 def rebin(counts, bins: int) -> list:
@@ -151,14 +157,17 @@ def render(console, result) -> None:
     m = result.metrics
     console.print(Text(f"init-stats: {result.recipe}, seed {result.seed}, batch of "
                        f"{m['batch_size']} examples, input std {fmt(m['input_std'])}", style="bold"))
-    console.print(layers_table(m["layers"], f"Layer outputs at init ({m['init']})"))
+    for table in layers_tables(m["layers"], f"Layer outputs at init ({m['init']})", console.width):
+        console.print(table)
     console.print(histograms(m["layers"]))
     if m.get("compare"):
-        console.print(compare_table(m))
+        for table in compare_tables(m, console.width):
+            console.print(table)
         pairs = compare_findings(m)
         if pairs:
-            console.print(findings_table(pairs, title="Findings of the compared inits "
-                                                      "(informative: they do not set the status)"))
+            console.print(findings_view(pairs, console.width,
+                                        title="Findings of the compared inits "
+                                              "(informative: they do not set the status)"))
 
 
 # -- PNG ------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import click
 from rich.text import Text
 
 from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
-from babysit.cli.views.search import plot_trials, stages_table, trials_table
+from babysit.cli.render import percent
+from babysit.cli.views.search import plot_trials, stages_tables, trials_tables
 
 EPILOG = """\b
 Examples:
@@ -61,6 +62,8 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
     `babysit report LOG` shows them again). Same seed, same trials and results
     on any backend and worker count.
     """
+    from babysit.cli.progress import StepDisplay
+    from babysit.diagnostics.progress import Step
     from babysit.diagnostics.search import check_space, search
     from babysit.diagnostics.search_backends import make_backend
     from babysit.diagnostics.search_space import SearchSpace
@@ -84,28 +87,30 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
              f"backend: {backend.description}; log: {out_path}")
 
     total = trials * stages
-    with app.progress() as progress:
-        task = progress.add_task("trials", total=total)
-
+    with StepDisplay(app, "search") as show:
         def on_trial(record):
-            progress.advance(task)
+            done = len(log.trials)
+            show(Step(done, total, f"trial {record['index']}: {record['status']}, val acc "
+                                   f"{percent(record.get('val_accuracy'))}"))
 
         try:
             result = search(spec, space, seed=search_seed, trials=trials, epochs=epochs,
                             stages=stages, backend=backend, log=log, on_trial=on_trial)
         except KeyboardInterrupt:
-            progress.stop()
+            show.stop()
             app.err.print(Text(f"interrupted: {len(log.trials)} finished trial(s) kept in "
                                f"{out_path}", style="bold red"))
             raise SystemExit(EXIT_INTERRUPTED) from None
     seconds = {t["index"]: t["seconds"] for t in log.trials}
 
     def render(console, result):
-        console.print(trials_table(result.metrics["trials"], space.to_dict(), seconds,
+        for table in trials_tables(result.metrics["trials"], space.to_dict(), seconds,
                                    title=f"Search: {spec.name} ({len(seconds)} trials, "
-                                         f"{epochs} epoch(s) each)"))
+                                         f"{epochs} epoch(s) each)", width=console.width):
+            console.print(table)
         if stages > 1:
-            console.print(stages_table(result.metrics["stages"]))
+            for table in stages_tables(result.metrics["stages"], console.width):
+                console.print(table)
         console.print(Text(f"search log: {out_path}", style="dim"))
 
     return app.emit(result, render, plot=lambda r: plot_trials(r.metrics["trials"],

@@ -24,8 +24,8 @@ from babysit.cli.views import run as run_view
 def command(app, recipe, out_path, resume_path):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
-    Live progress on stderr (not with --quiet or when stderr is not a
-    terminal). Every epoch: update/weight ratios, gradient norms, dead and
+    Live progress on stderr (one plain line per epoch when stderr is not a
+    terminal; none with --quiet). Every epoch: update/weight ratios, gradient norms, dead and
     saturated units; stops early when the loss diverges. At the end the loss
     and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
     and exits 130; --resume continues bit for bit.
@@ -57,13 +57,18 @@ def command(app, recipe, out_path, resume_path):
 
 
 class LiveProgress:
-    """Rich progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
+    """Training progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
 
-    Off with --quiet and when stderr is not a terminal (CI logs stay clean).
+    In a terminal a live Rich bar; when stderr is not a terminal (CI logs) one
+    plain line per finished epoch (at most about
+    :data:`babysit.cli.progress.PLAIN_LINES`); nothing with --quiet.
     """
 
     def __init__(self, app):
+        self.console = app.err
         self.enabled = not app.quiet and app.err.is_terminal
+        self.plain = not app.quiet and not app.err.is_terminal
+        self.printed = None
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
             TextColumn("it {task.completed}/{task.total}"),
@@ -85,6 +90,8 @@ class LiveProgress:
         self.progress.stop()
 
     def update(self, event) -> None:
+        if self.plain:
+            self.line(event)
         if not self.enabled:
             return
         fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=fmt(event.loss), lr=fmt(event.lr),
@@ -93,3 +100,19 @@ class LiveProgress:
             self.task = self.progress.add_task("train", total=event.iterations,
                                                completed=event.iteration, **fields)
         self.progress.update(self.task, completed=event.iteration, **fields)
+
+    def line(self, event) -> None:
+        """One plain line per finished epoch (CI logs)."""
+        from babysit.cli.progress import worth_a_line
+
+        if event.kind != "epoch":
+            return
+        # the event's epoch is the one in progress: count the finished ones from the iterations
+        done = event.iteration // max(1, event.iterations // max(1, event.epochs))
+        if not worth_a_line(done, event.epochs, self.printed):
+            return
+        self.printed = done
+        self.console.print(Text(
+            f"train [{done}/{event.epochs}] epoch {done}: loss {fmt(event.loss)}, "
+            f"train acc {percent(event.train_accuracy)}, val acc {percent(event.val_accuracy)}, "
+            f"lr {fmt(event.lr)}", style="dim"), soft_wrap=True, highlight=False)

@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.render import fmt, line_plot, metrics_table, percent
+from babysit.cli.render import fitted_tables, fmt, line_plot, metrics_table, percent
 
 MAX_EPOCH_ROWS = 30
 # A run log's status (RunLog.status) -> style of its status line; others are yellow.
@@ -31,8 +31,9 @@ def render_run(console, log) -> None:
         console.print(Text("no epoch finished yet", style="yellow"))
         return
     console.print(summary_table(log))
-    console.print(epoch_table(log))
-    for chart in curves(log):
+    for table in epoch_tables(log, console.width):
+        console.print(table)
+    for chart in curves(log, width=min(72, console.width)):
         console.print(chart)
 
 
@@ -70,22 +71,26 @@ def epoch_rows(count: int, limit: int = MAX_EPOCH_ROWS) -> list[int]:
     return sorted(set(np.linspace(0, count - 1, limit).round().astype(int).tolist()))
 
 
-def epoch_table(log) -> Table:
-    """One row per epoch: lr, losses, accuracies and the monitors' worst values."""
+def epoch_tables(log, width: int = 200) -> list[Table]:
+    """One row per epoch: lr, losses, accuracies and the monitors' worst values.
+
+    Two-line headers keep the columns as narrow as their numbers; a terminal
+    narrower than that gets the monitors in a second table (see
+    :func:`babysit.cli.render.fitted_tables`).
+    """
     epochs = log.history["epoch"]
     ratios = log.history.get("monitors", {}).get("update_ratio", {})
     layers = log.history.get("layers", {})
     count = len(epochs["epoch"])
-    table = Table(title="Per epoch", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("epoch", "lr", "train loss", "val loss", "train acc", "val acc",
-                 "update ratio", "dead", "saturated"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for i in epoch_rows(count):
-        table.add_row(fmt(int(epochs["epoch"][i])), fmt(epochs["lr"][i]), fmt(epochs["train_loss"][i]),
-                      fmt(epochs["val_loss"][i]), percent(epochs["train_accuracy"][i]),
-                      percent(epochs["val_accuracy"][i]), _ratio_cell(ratios, i),
-                      _worst(layers, "dead", i), _worst(layers, "saturated", i))
-    return table
+    columns = [(name, "right") for name in ("epoch", "lr", "train\nloss", "val\nloss", "train\nacc",
+                                            "val\nacc", "max\nupdate/W", "dead", "satu-\nrated")]
+    rows = [[fmt(int(epochs["epoch"][i])), fmt(epochs["lr"][i]), fmt(epochs["train_loss"][i]),
+             fmt(epochs["val_loss"][i]), percent(epochs["train_accuracy"][i]),
+             percent(epochs["val_accuracy"][i]), _ratio_cell(ratios, i),
+             _worst(layers, "dead", i), _worst(layers, "saturated", i)]
+            for i in epoch_rows(count)]
+    return fitted_tables(columns, rows, width, keep=1, title="Per epoch", box=box.SIMPLE_HEAD,
+                         pad_edge=False)
 
 
 def _ratio_cell(ratios: dict, i: int) -> Text:
@@ -106,7 +111,7 @@ def _worst(layers: dict, key: str, i: int) -> str:
     return percent(max(values)) if values else "-"
 
 
-def curves(log) -> list[Text]:
+def curves(log, width: int = 72) -> list[Text]:
     """Terminal charts: loss per iteration (a diverged run is clipped) and accuracies per epoch."""
     from babysit.diagnostics.curves import smooth
 
@@ -124,11 +129,11 @@ def curves(log) -> list[Text]:
             series, title = {"loss": (x, loss)}, "Training loss"
         # A diverged run would squash the rest of the curve: clip at 3x the start.
         ylim = (float(finite.min()), 3.0 * float(finite[0])) if len(finite) else None
-        charts.append(line_plot(series, title=title, xlabel="epoch", ylim=ylim))
+        charts.append(line_plot(series, width=width, title=title, xlabel="epoch", ylim=ylim))
     accuracy = {"train": (epochs["epoch"], epochs["train_accuracy"])}
     if np.any(np.isfinite(epochs["val_accuracy"])):
         accuracy["val"] = (epochs["epoch"], epochs["val_accuracy"])
-    charts.append(line_plot(accuracy, title="Accuracy", xlabel="epoch", height=10))
+    charts.append(line_plot(accuracy, width=width, title="Accuracy", xlabel="epoch", height=10))
     return charts
 
 

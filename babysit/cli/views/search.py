@@ -1,6 +1,6 @@
 """How a search looks: shared by ``babysit search`` and ``babysit report`` on a search log.
 
-:func:`trials_table` and :func:`stages_table` are the tables, :func:`render_log`
+:func:`trials_tables` and :func:`stages_tables` are the tables, :func:`render_log`
 the whole report of a :class:`babysit.search_store.SearchLog`, and
 :func:`plot_trials` the PNG (validation accuracy against each numeric key).
 """
@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from babysit.cli.render import fmt, percent
+from babysit.cli.render import fitted_tables, fmt, percent
 
 # Rows of the trials table shown in the terminal (the log and --json keep all).
 TABLE_ROWS = 25
@@ -52,61 +52,52 @@ def short_names(keys) -> dict:
     return names
 
 
-def trials_table(ranked: list, space: dict, seconds: dict | None = None,
-                 title: str = "Search", rows: int = TABLE_ROWS) -> Table:
+def trials_tables(ranked: list, space: dict, seconds: dict | None = None,
+                  title: str = "Search", rows: int = TABLE_ROWS, width: int = 200) -> list[Table]:
     """Trials best first: rank, trial, [stage], one column per key, accuracies, loss, status, time.
 
     Keys are shown by their short name (see :func:`short_names`); the caption
-    spells out any that were shortened.
+    spells out any that were shortened. Columns that do not fit ``width`` go to
+    a second table keyed by rank and trial.
     """
-    # No vertical rules: a search table has many narrow columns to fit in 80.
-    table = Table(title=title, title_justify="left", caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     staged = len({t["stage"] for t in ranked}) > 1
-    for column in ("#", "trial") + (("stage",) if staged else ()):
-        table.add_column(column, justify="right", no_wrap=True)
     names = short_names(space)
-    for key in space:
-        table.add_column(names[key], justify="right", no_wrap=True)
-    table.add_column("val acc", justify="right", no_wrap=True)
-    table.add_column("train", justify="right", no_wrap=True)
-    table.add_column("loss", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    if seconds:
-        table.add_column("time", justify="right", no_wrap=True)
+    columns = [("#", "right"), ("trial", "right")] + ([("stage", "right")] if staged else [])
+    columns += [(names[key], "right") for key in space]
+    columns += [("val acc", "right"), ("train", "right"), ("loss", "right"),
+                ("status", "left")] + ([("time", "right")] if seconds else [])
+    cells, styles = [], []
     for rank_no, trial in enumerate(ranked[:rows], start=1):
         ok = trial["status"] == "ok"
-        style = "bold green" if rank_no == 1 and ok else ("dim" if not ok else None)
-        cells = [str(rank_no), str(trial["index"])] + ([str(trial["stage"])] if staged else [])
-        cells += [_value(trial["params"][key], dist) for key, dist in space.items()]
-        cells += [percent(trial["val_accuracy"]), percent(trial["train_accuracy"]),
-                  fmt(trial["final_loss"]),
-                  Text(trial["status"], style="red" if not ok else "green")]
+        styles.append("bold green" if rank_no == 1 and ok else ("dim" if not ok else None))
+        row = [str(rank_no), str(trial["index"])] + ([str(trial["stage"])] if staged else [])
+        row += [_value(trial["params"][key], dist) for key, dist in space.items()]
+        row += [percent(trial["val_accuracy"]), percent(trial["train_accuracy"]),
+                fmt(trial["final_loss"]), Text(trial["status"], style="red" if not ok else "green")]
         if seconds:
-            cells.append(_seconds(seconds.get(trial["index"], math.nan)))
-        table.add_row(*cells, style=style)
+            row.append(_seconds(seconds.get(trial["index"], math.nan)))
+        cells.append(row)
     notes = [f"{name} = {key}" for key, name in names.items() if name != key]
     if len(ranked) > rows:
         notes.append(f"{len(ranked) - rows} more trial(s) in the log and --json")
-    if notes:
-        table.caption = "; ".join(notes)
-    return table
+    # No vertical rules: a search table has many narrow columns to fit in 80.
+    return fitted_tables(columns, cells, width, keep=2, title=title, row_styles=styles,
+                         caption="; ".join(notes) or None, box=box.SIMPLE_HEAD, pad_edge=False,
+                         collapse_padding=True)
 
 
-def stages_table(stage_spaces: list) -> Table:
+def stages_tables(stage_spaces: list, width: int = 200) -> list[Table]:
     """The range each stage sampled (coarse to fine)."""
     from babysit.diagnostics.search_space import SearchSpace
 
-    table = Table(title="Stages (sampled ranges)", title_justify="left")
-    table.add_column("stage", justify="right")
     keys = list(stage_spaces[0]) if stage_spaces else []
     names = short_names(keys)
-    for key in keys:
-        table.add_column(names[key], no_wrap=True)
+    columns = [("stage", "right")] + [(names[key], "left") for key in keys]
+    rows = []
     for stage, space in enumerate(stage_spaces, start=1):
         described = SearchSpace.from_dict(space).params
-        table.add_row(str(stage), *[described[key].describe() for key in keys])
-    return table
+        rows.append([str(stage)] + [described[key].describe() for key in keys])
+    return fitted_tables(columns, rows, width, keep=1, title="Stages (sampled ranges)")
 
 
 def render_log(console, log) -> None:
@@ -119,9 +110,11 @@ def render_log(console, log) -> None:
     status = meta.get("status", "unknown")
     title = (f"Search log {log.path}: {meta.get('recipe_name', '?')}, seed {meta.get('seed')}, "
              f"{len(ranked)} trial(s), {meta.get('epochs')} epoch(s) each, {status}")
-    console.print(trials_table(ranked, log.space, seconds, title=title))
+    for table in trials_tables(ranked, log.space, seconds, title=title, width=console.width):
+        console.print(table)
     if len(log.stage_spaces) > 1:
-        console.print(stages_table(log.stage_spaces))
+        for table in stages_tables(log.stage_spaces, console.width):
+            console.print(table)
     if status in ("interrupted", "failed"):
         how = "was interrupted" if status == "interrupted" else "stopped on an error"
         console.print(Text(f"the search {how}: only finished trials are shown", style="yellow"))
