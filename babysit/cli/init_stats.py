@@ -172,30 +172,55 @@ def render(console, result) -> None:
 
 # -- PNG ------------------------------------------------------------------------
 
+HISTOGRAMS = 10  # histograms per init in the PNG (evenly spaced over the activation layers)
+INIT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
 def figure(result):
-    """The lecture's figure: per-layer mean and std, then a histogram per activation layer,
-    one row per init."""
+    """The lecture's figure, readable at normal size.
+
+    Top row, every init as one line: std of each layer output and gradient norm
+    of each layer (log scales, layers named on the x axis as in the tables),
+    and the mean. Then one row per init: histograms of the hidden activations
+    (at most ``HISTOGRAMS``, evenly spaced), titled with init and layer.
+    """
+    from babysit.cli.views.panels import draw_layer_scale, layer_positions
     from babysit.diagnostics.init_stats import activation_rows
-    from babysit.plots import label_axes, new_figure
+    from babysit.plots import label_axes, new_canvas
 
     m = result.metrics
     runs = [(run["init"], run["layers"]) for run in compare_runs(m)]
     shown = activation_rows(m["layers"])
-    columns = 2 + len(shown)
-    fig, axes = new_figure(len(runs), columns, width=2.2 * columns, height=2.4 * len(runs))
-    axes = axes.reshape(len(runs), columns)
-    for r, (label, layers) in enumerate(runs):
-        picked = [layers[i] for i in shown]
-        x = list(range(1, len(picked) + 1))
-        axes[r, 0].plot(x, [row["mean"] for row in picked], "o-")
-        label_axes(axes[r, 0], f"{label}: layer mean", "layer", "mean")
-        axes[r, 1].plot(x, [row["std"] for row in picked], "o-", color="tab:red")
-        label_axes(axes[r, 1], f"{label}: layer std", "layer", "std")
-        for c, row in enumerate(picked):
-            hist = row["histogram"]
-            ax = axes[r, 2 + c]
-            ax.stairs(hist["counts"], hist["edges"], fill=True)
-            ax.set_title(row["layer"], fontsize=8)
-            ax.tick_params(labelsize=6)
+    if len(shown) > HISTOGRAMS:
+        step = (len(shown) - 1) / (HISTOGRAMS - 1)
+        shown = [shown[round(k * step)] for k in range(HISTOGRAMS)]
+    columns = max(3, len(shown))
+    fig = new_canvas(width=max(13.0, 1.7 * columns), height=4.2 + 2.0 * len(runs))
+    grid = fig.add_gridspec(1 + len(runs), columns, height_ratios=[2.2] + [1.0] * len(runs))
+    thirds = [grid[0, round(k * columns / 3):round((k + 1) * columns / 3)] for k in range(3)]
+    std_ax, grad_ax, mean_ax = (fig.add_subplot(cell) for cell in thirds)
+    for index, (label, layers) in enumerate(runs):
+        colour = INIT_COLOURS[index % len(INIT_COLOURS)]
+        draw_layer_scale(std_ax, layers, label, key="std", colour=colour)
+        draw_layer_scale(grad_ax, layers, label, key="grad_norm", colour=colour)
+        x, names = layer_positions(layers)
+        mean_ax.plot(x, [row["mean"] for row in layers], "o-", color=colour, label=label)
+        mean_ax.set_xticks(x, names, rotation=45 if len(names) > 4 else 0,
+                           ha="right" if len(names) > 4 else "center", fontsize=8)
+    label_axes(std_ax, "std of each layer's output", "", "std (log)")
+    label_axes(grad_ax, "gradient norm at each layer", "", "gradient norm (log)")
+    label_axes(mean_ax, "mean of each layer's output", "", "mean")
+    std_ax.legend(fontsize="small")
+    for r, (label, layers) in enumerate(runs, start=1):
+        for c, i in enumerate(shown):
+            ax = fig.add_subplot(grid[r, c])
+            hist = layers[i].get("histogram")
+            if hist:
+                ax.stairs(hist["counts"], hist["edges"], fill=True,
+                          color=INIT_COLOURS[(r - 1) % len(INIT_COLOURS)])
+            ax.set_title(f"{label}: {layers[i]['layer']}", fontsize=9)
+            ax.tick_params(labelsize=7)
             ax.set_yticks([])
+    fig.suptitle(f"init-stats: {result.recipe}, batch of {m['batch_size']}: "
+                 f"{result.status.upper()} (recipe's init {m['init']})", fontweight="bold")
     return fig

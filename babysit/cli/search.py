@@ -18,6 +18,7 @@ from babysit.cli.views.search import plot_trials, stages_tables, trials_tables
 
 EPILOG = """\b
 Examples:
+  babysit search                   # lr and reg around lr-probe's suggestion
   babysit search --param optim.lr=log:1e-5:1e-1 --param model.reg=log:1e-6:1e-2
   babysit search --param optim.lr=log:1e-4:1e-1 --param optim.update=choice:sgd,adam \\
                  --trials 30 --stages 2 --epochs 2
@@ -33,8 +34,9 @@ Examples:
 
 @click.command("search", epilog=EPILOG)
 @click.argument("recipe", required=False)
-@click.option("--param", "params", multiple=True, required=True, metavar="KEY=KIND:ARGS",
-              help="A hyperparameter to search (repeatable); see below.")
+@click.option("--param", "params", multiple=True, metavar="KEY=KIND:ARGS",
+              help="A hyperparameter to search (repeatable); see below. Default: the "
+                   "lectures' lr and reg in log space, centred on what lr-probe finds.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials per stage (the search runs trials x stages).")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
@@ -70,6 +72,8 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
     from babysit.search_store import SearchLogWriter
 
     spec = app.load_recipe(recipe)
+    if not params:
+        params = lectures_space(app, spec)
     space = SearchSpace.parse(params)
     check_space(spec, space)
     if scheduler and workers is not None:
@@ -113,8 +117,23 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
                 console.print(table)
         console.print(Text(f"search log: {out_path}", style="dim"))
 
-    return app.emit(result, render, plot=lambda r: plot_trials(r.metrics["trials"],
-                                                               space.to_dict()))
+    return app.emit(result, render, plot=lambda r: plot_trials(
+        r.metrics["trials"], space.to_dict(), title=f"search: {spec.name}, seed {search_seed}"))
+
+
+def lectures_space(app, spec) -> tuple:
+    """No --param: run lr-probe and search lr and reg around what it finds (printed)."""
+    from babysit.cli.progress import StepDisplay
+    from babysit.diagnostics.search_defaults import default_space
+
+    app.info("search: no --param given: running lr-probe to centre the lectures' default space "
+             "(learning rate and L2 strength, log-uniform)")
+    with StepDisplay(app, "search: lr-probe") as show:
+        chosen = default_space(spec, progress=show)
+    lines = [f"  --param {param}   ({chosen.reasons[param.split('=', 1)[0]]})"
+             for param in chosen.params]
+    app.info("search space:\n" + "\n".join(lines))
+    return chosen.params
 
 
 def default_log_path(name: str) -> str:

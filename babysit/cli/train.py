@@ -19,9 +19,10 @@ from babysit.cli.views import run as run_view
 @click.option("--resume", "resume_path", metavar="RUN.h5", default=None,
               help="Continue the run in RUN.h5 with its own recipe (change it with --set, "
                    "e.g. --set train.epochs=20).")
+@click.option("--log-loss", is_flag=True, help="Draw the loss on a log scale in the --plot PNG.")
 @recipe_options
 @output_options(plot=True)
-def command(app, recipe, out_path, resume_path):
+def command(app, recipe, out_path, resume_path, log_loss):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
     Live progress on stderr (one plain line per epoch when stderr is not a
@@ -53,7 +54,7 @@ def command(app, recipe, out_path, resume_path):
             raise SystemExit(EXIT_INTERRUPTED) from None
     log = read_run_log(result.metrics["run_log"])
     return app.emit(result, lambda console, r: run_view.render_run(console, log),
-                    plot=lambda r: run_view.run_figure(log))
+                    plot=lambda r: run_view.run_figure(log, log_loss=log_loss))
 
 
 class LiveProgress:

@@ -137,27 +137,53 @@ def curves(log, width: int = 72) -> list[Text]:
     return charts
 
 
-def run_figure(log):
-    """PNG: training loss per iteration (raw and smoothed), accuracies per epoch."""
+def run_figure(log, log_loss: bool = False):
+    """PNG: losses, accuracies and update/weight ratios of a run log.
+
+    Left: training loss per iteration (raw and smoothed) with the validation
+    loss per epoch (log scale with ``log_loss``). Middle: train and val
+    accuracy per epoch. Right: ``||lr*update|| / ||W||`` per weight per epoch,
+    on a log scale, the lecture's ~1e-3 marked and the healthy band shaded.
+    """
     from babysit.diagnostics.curves import smooth
+    from babysit.diagnostics.train import UPDATE_RATIO_HIGH, UPDATE_RATIO_LOW
     from babysit.plots import label_axes, new_figure
 
     loss = np.asarray(log.history.get("iteration", {}).get("loss", []), dtype=np.float64)
     epochs = log.history.get("epoch", {})
     if not len(loss):
         return None
-    figure, (left, right) = new_figure(1, 2, width=11, height=4)
+    figure, (loss_ax, acc_ax, ratio_ax) = new_figure(1, 3, width=15, height=4.4)
     per_epoch = max(1, int(log.attrs.get("iterations_per_epoch") or 1))
     x = np.arange(1, len(loss) + 1) / per_epoch
-    left.plot(x, loss, color="tab:blue", alpha=0.35, linewidth=0.8, label="per iteration")
-    if len(loss) >= 20:
+    loss_ax.plot(x, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="train (per iteration)")
+    if len(loss) >= 20 and np.all(np.isfinite(loss)):
         smoothed = smooth(loss)
-        left.plot(x[len(x) - len(smoothed):], smoothed, color="tab:blue", label="smoothed")
-    left.legend()
-    label_axes(left, f"{log.name}: training loss", "epoch", "loss")
+        loss_ax.plot(x[len(x) - len(smoothed):], smoothed, color="tab:blue", label="train (smoothed)")
+    if len(epochs.get("epoch", [])) and np.any(np.isfinite(epochs["val_loss"])):
+        loss_ax.plot(epochs["epoch"], epochs["val_loss"], "o-", color="tab:orange", label="val")
+    positive = bool(np.all(loss[np.isfinite(loss)] > 0))
+    label_axes(loss_ax, "loss", "epoch", "loss" + (" (log)" if log_loss and positive else ""),
+               logy=log_loss and positive)
+    loss_ax.legend(fontsize="small")
     if len(epochs.get("epoch", [])):
-        right.plot(epochs["epoch"], epochs["train_accuracy"], "o-", label="train")
-        right.plot(epochs["epoch"], epochs["val_accuracy"], "o-", label="val")
-        right.legend()
-    label_axes(right, "accuracy", "epoch", "accuracy")
+        acc_ax.plot(epochs["epoch"], epochs["train_accuracy"], "o-", label="train")
+        acc_ax.plot(epochs["epoch"], epochs["val_accuracy"], "o-", label="val")
+        acc_ax.legend(fontsize="small")
+    label_axes(acc_ax, "accuracy", "epoch", "accuracy")
+    ratios = log.history.get("monitors", {}).get("update_ratio", {})
+    ratio_ax.axhspan(UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH, color="tab:green", alpha=0.08,
+                     label=f"healthy {UPDATE_RATIO_LOW:g}..{UPDATE_RATIO_HIGH:g}")
+    ratio_ax.axhline(1e-3, color="tab:green", linestyle="--", linewidth=1.2, label="~1e-3 (lecture)")
+    for name, values in ratios.items():
+        values = np.asarray(values, dtype=np.float64)
+        keep = np.isfinite(values) & (values > 0)
+        if np.any(keep):
+            ratio_ax.plot(np.asarray(epochs["epoch"])[:len(values)][keep], values[keep], "o-",
+                          markersize=3, label=name)
+    label_axes(ratio_ax, "update/weight ratio ||lr*update|| / ||W||", "epoch", "ratio (log)",
+               logy=True)
+    ratio_ax.legend(fontsize="x-small", ncol=2)
+    figure.suptitle(f"{log.name}: {log.status}, {log.attrs.get('epochs_run', 0)} of "
+                    f"{log.attrs.get('epochs', '?')} epochs", fontweight="bold")
     return figure

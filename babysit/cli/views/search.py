@@ -2,7 +2,7 @@
 
 :func:`trials_tables` and :func:`stages_tables` are the tables, :func:`render_log`
 the whole report of a :class:`babysit.search_store.SearchLog`, and
-:func:`plot_trials` the PNG (validation accuracy against each numeric key).
+:func:`plot_trials` the PNG (validation accuracy against each key, lr x reg).
 """
 
 from __future__ import annotations
@@ -120,27 +120,107 @@ def render_log(console, log) -> None:
         console.print(Text(f"the search {how}: only finished trials are shown", style="yellow"))
 
 
-def plot_trials(ranked: list, space: dict):
-    """Validation accuracy against each numeric key (the classic coarse-search scatter)."""
+def plot_trials(ranked: list, space: dict, title: str = "search"):
+    """The PNG: validation accuracy against every key, the best trial marked.
+
+    Numeric keys get the classic coarse-search scatter (log axis for ``log``
+    keys), choice keys one column of points per value; with exactly two
+    numeric keys (lr and reg, the lectures' search) a first panel plots one
+    against the other, coloured by validation accuracy. Diverged trials are red
+    crosses at 0. None when there is no trial.
+    """
     from babysit.plots import label_axes, new_figure
 
-    keys = [k for k, d in space.items() if d["kind"] != "choice"]
+    keys = list(space)
     if not keys or not ranked:
         return None
-    figure, axes = new_figure(1, len(keys), width=4.5 * len(keys), height=3.8)
-    axes = [axes] if len(keys) == 1 else list(axes)
+    numeric = [k for k in keys if space[k]["kind"] != "choice"]
+    pair = numeric if len(numeric) == 2 else None
+    panels = len(keys) + (1 if pair else 0)
+    figure, axes = new_figure(1, panels, width=4.6 * panels, height=4.2)
+    axes = [axes] if panels == 1 else list(axes)
+    best = next((t for t in ranked if t["status"] == "ok"), None)
+    if pair:
+        _pair_panel(axes.pop(0), ranked, space, pair, best)
     for ax, key in zip(axes, keys):
-        for stage in sorted({t["stage"] for t in ranked}):
-            ok = [t for t in ranked if t["stage"] == stage and t["status"] == "ok"]
-            ax.scatter([t["params"][key] for t in ok], [t["val_accuracy"] for t in ok],
-                       s=18, label=f"stage {stage}")
-        diverged = [t for t in ranked if t["status"] != "ok"]
-        if diverged:
-            ax.scatter([t["params"][key] for t in diverged], [0.0] * len(diverged),
-                       marker="x", color="red", s=18, label="diverged")
         dist = space[key]
-        ax.set_xlim(dist["low"], dist["high"])
-        label_axes(ax, title=key, xlabel=key, ylabel="val accuracy",
+        if dist["kind"] == "choice":
+            _choice_panel(ax, ranked, key, [str(v) for v in dist["options"]], best)
+        else:
+            _numeric_panel(ax, ranked, key, dist, best)
+        label_axes(ax, title=f"val accuracy vs {key}", xlabel=key, ylabel="val accuracy",
                    logx=dist["kind"] == "log")
+        ax.set_ylim(-0.03, 1.03)
     axes[0].legend(loc="best", fontsize="small")
+    ok = [t for t in ranked if t["status"] == "ok"]
+    summary = (f"best val acc {best['val_accuracy']:.1%} (trial {best['index']})"
+               if best else "every trial diverged")
+    figure.suptitle(f"{title}: {len(ranked)} trials, {len(ranked) - len(ok)} diverged; {summary}",
+                    fontweight="bold")
     return figure
+
+
+def _best_label(best, key) -> str:
+    value = best["params"][key]
+    return f"best: {value:.3g}" if isinstance(value, float) else f"best: {value}"
+
+
+def _numeric_panel(ax, ranked, key, dist, best) -> None:
+    for stage in sorted({t["stage"] for t in ranked}):
+        ok = [t for t in ranked if t["stage"] == stage and t["status"] == "ok"]
+        ax.scatter([t["params"][key] for t in ok], [t["val_accuracy"] for t in ok],
+                   s=20, label=f"stage {stage}")
+    diverged = [t for t in ranked if t["status"] != "ok"]
+    if diverged:
+        ax.scatter([t["params"][key] for t in diverged], [0.0] * len(diverged),
+                   marker="x", color="red", s=24, label="diverged")
+    if best is not None:
+        ax.scatter([best["params"][key]], [best["val_accuracy"]], marker="*", s=260,
+                   facecolor="gold", edgecolor="black", zorder=5, label=_best_label(best, key))
+    ax.set_xlim(dist["low"], dist["high"])
+
+
+def _choice_panel(ax, ranked, key, options, best) -> None:
+    """One column per option; points jittered deterministically so they do not overlap."""
+    positions = {option: i for i, option in enumerate(options)}
+    for status, marker, colour in (("ok", "o", "tab:blue"), ("diverged", "x", "red")):
+        chosen = [t for t in ranked if (t["status"] == "ok") == (status == "ok")]
+        xs = [positions[str(t["params"][key])] + 0.15 * ((t["index"] * 7919) % 11 / 10 - 0.5)
+              for t in chosen]
+        ys = [t["val_accuracy"] if t["status"] == "ok" else 0.0 for t in chosen]
+        if chosen:
+            ax.scatter(xs, ys, marker=marker, color=colour, s=20,
+                       label="trials" if status == "ok" else "diverged")
+    if best is not None:
+        ax.scatter([positions[str(best["params"][key])]], [best["val_accuracy"]], marker="*",
+                   s=260, facecolor="gold", edgecolor="black", zorder=5,
+                   label=_best_label(best, key))
+    ax.set_xticks(range(len(options)), options)
+    ax.set_xlim(-0.6, len(options) - 0.4)
+
+
+def _pair_panel(ax, ranked, space, pair, best) -> None:
+    """The two numeric keys against each other, coloured by validation accuracy."""
+    from babysit.plots import label_axes
+
+    x_key, y_key = pair
+    ok = [t for t in ranked if t["status"] == "ok"]
+    accuracies = [t["val_accuracy"] for t in ok]
+    # colours span the accuracies reached: the contrast is between trials, not against 0..1
+    low, high = (min(accuracies), max(accuracies)) if accuracies else (0.0, 1.0)
+    points = ax.scatter([t["params"][x_key] for t in ok], [t["params"][y_key] for t in ok],
+                        c=accuracies, cmap="viridis", vmin=low, vmax=high if high > low else low + 1e-9,
+                        s=40, edgecolor="0.3", linewidth=0.5)
+    diverged = [t for t in ranked if t["status"] != "ok"]
+    if diverged:
+        ax.scatter([t["params"][x_key] for t in diverged], [t["params"][y_key] for t in diverged],
+                   marker="x", color="red", s=30, label="diverged")
+    if best is not None:
+        ax.scatter([best["params"][x_key]], [best["params"][y_key]], marker="*", s=300,
+                   facecolor="gold", edgecolor="black", zorder=5, label="best")
+        ax.legend(loc="best", fontsize="small")
+    ax.figure.colorbar(points, ax=ax, label="val accuracy")
+    for key, setter in ((x_key, ax.set_xlim), (y_key, ax.set_ylim)):
+        setter(space[key]["low"], space[key]["high"])
+    label_axes(ax, title=f"{y_key} vs {x_key}", xlabel=x_key, ylabel=y_key,
+               logx=space[x_key]["kind"] == "log", logy=space[y_key]["kind"] == "log")
