@@ -113,13 +113,6 @@ class App:
         line.append(message)
         self.err.print(line, soft_wrap=True)
 
-    def progress(self, **kwargs):
-        """A Rich Progress bound to stderr, disabled by --quiet."""
-        from rich.progress import Progress
-
-        kwargs.setdefault("transient", True)
-        return Progress(console=self.err, disable=self.quiet, **kwargs)
-
     # -- inputs -----------------------------------------------------------
 
     def load_recipe(self, recipe_arg: str | None = None):

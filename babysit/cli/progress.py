@@ -32,7 +32,25 @@ def worth_a_line(done: int, total: int, last: int | None) -> bool:
     return last is None or bucket > last * PLAIN_LINES // total
 
 
-class StepDisplay:
+class Display:
+    """A progress display used as ``with``: ``start()`` on entry, ``stop()`` on exit."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self) -> None:
+        """Begin drawing (nothing by default)."""
+
+    def stop(self) -> None:
+        """Stop drawing (nothing by default)."""
+
+
+class StepDisplay(Display):
     """Shows :class:`~babysit.diagnostics.progress.Step` s of a command called ``title``."""
 
     def __init__(self, app, title: str):
@@ -44,17 +62,12 @@ class StepDisplay:
         self.tasks: dict = {}          # None (the command's own steps) or a part -> task id
         self.printed: dict = {}        # key -> last step printed as a plain line
 
-    def __enter__(self):
+    def start(self) -> None:
         if self.live:
             self.bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[label]}"),
                                  TimeElapsedColumn(), console=self.console, transient=True)
             self.bars.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def stop(self) -> None:
         if self.bars is not None:
@@ -90,4 +103,4 @@ class StepDisplay:
                            soft_wrap=True, highlight=False)
 
 
-__all__ = ["StepDisplay", "worth_a_line", "PLAIN_LINES"]
+__all__ = ["Display", "StepDisplay", "worth_a_line", "PLAIN_LINES"]

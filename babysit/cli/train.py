@@ -7,6 +7,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
+from babysit.cli.progress import Display
 from babysit.cli.render import fmt, percent
 from babysit.cli.views import run as run_view
 
@@ -57,7 +58,7 @@ def command(app, recipe, out_path, resume_path, log_loss):
                     plot=lambda r: run_view.run_figure(log, log_loss=log_loss))
 
 
-class LiveProgress:
+class LiveProgress(Display):
     """Training progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
 
     In a terminal a live Rich bar; when stderr is not a terminal (CI logs) one
@@ -79,13 +80,8 @@ class LiveProgress:
             console=app.err, transient=True, disable=not self.enabled)
         self.task = None
 
-    def __enter__(self):
+    def start(self) -> None:
         self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def stop(self) -> None:
         self.progress.stop()
