@@ -11,8 +11,8 @@ own training run, at least 50 and at most 300 steps, and never more than the
 whole run) at LRs on a log lattice of ``per_decade`` points per decade (4 by
 default), visited by a walk:
 
-1. the recipe's LR, then whole decades up and down from it while the
-   progress grows (to find the decade of the best LR),
+1. the recipe's LR (the lattice is anchored on it), then whole decades up
+   and down from it while the progress grows (to find the decade of the best LR),
 2. lattice points on both sides of the best until each side fails.
 
 A run is judged on every mini-batch loss by training's own divergence rule
@@ -51,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from babysit.diagnostics import common
-from babysit.engine.solver import Callback, Divergence, Solver
+from babysit.diagnostics.progress import SolverProgress, notify
+from babysit.engine.solver import Callback, Divergence, Solver, resolve_batch_size
 from babysit.errors import BabysitError
 from babysit.validation import POSITIVE, POSITIVE_INT
 
@@ -80,9 +81,9 @@ def same_lr(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
 
 
-def lattice_lr(k: int, per_decade: int) -> float:
-    """The ``k``-th point of the lattice ``10 ** (k / per_decade)``, to 3 digits."""
-    return float(f"{10 ** (k / per_decade):.3g}")
+def lattice_lr(k: int, per_decade: int, anchor: float = 1.0) -> float:
+    """The ``k``-th point of the lattice ``anchor * 10 ** (k / per_decade)``, to 3 digits."""
+    return float(f"{anchor * 10 ** (k / per_decade):.3g}")
 
 
 def _fmt(lr: float) -> str:
@@ -116,14 +117,15 @@ class Prober:
     """Trains fresh copies of a recipe's model at chosen LRs, all else equal."""
 
     def __init__(self, recipe, data, seed: int, steps: int, eval_examples: int,
-                 sweep_steps: int = DEFAULT_SWEEP_STEPS):
+                 sweep_steps: int = DEFAULT_SWEEP_STEPS, progress=None):
         self.recipe = recipe
         self.data = data
         self.seed = seed
         self.sweep_steps = sweep_steps
         self.optim = common.section_dict(recipe.optim)
-        self.batch_size = int(common.section_dict(recipe.train).get("batch_size") or 100)
+        self.batch_size = common.section_dict(recipe.train).get("batch_size") or 100  # int or "full"
         self.steps = steps
+        self.progress = progress
         self.X_eval, self.y_eval = common.subset(data.X_train, data.y_train, eval_examples,
                                                  common.stream(seed, "subset"))
         self.trials: dict[float, Trial] = {}
@@ -145,11 +147,12 @@ class Prober:
         which on a busy machine costs up to 100x more than it saves.
         """
         total, n = 0.0, len(self.X_eval)
+        chunk = resolve_batch_size(self.batch_size, len(self.data.X_train))
         with np.errstate(all="ignore"):
-            for start in range(0, n, self.batch_size):
-                X = self.X_eval[start:start + self.batch_size]
+            for start in range(0, n, chunk):
+                X = self.X_eval[start:start + chunk]
                 scores = model.forward(X, train=False)
-                total += float(model.loss_fn(scores, self.y_eval[start:start + self.batch_size])[0]) * len(X)
+                total += float(model.loss_fn(scores, self.y_eval[start:start + chunk])[0]) * len(X)
             return total / n + model.reg_loss()[0]
 
     def trial(self, lr: float) -> Trial:
@@ -164,6 +167,8 @@ class Prober:
         end = self.objective(model) if not state.diverged else math.nan
         trial = Trial(lr, start, end, state.iteration, state.iteration if state.diverged else None)
         self.trials[lr] = trial
+        # the walk's length is not known ahead: at least one more run per open side
+        notify(self.progress, len(self.trials), len(self.trials) + 2, f"lr {lr:.3g}")
         return trial
 
     def sweep(self, lr_min: float, lr_max: float) -> list[dict]:
@@ -171,9 +176,11 @@ class Prober:
         model, solver = self.fresh()
         lrs = np.geomspace(lr_min, lr_max, self.sweep_steps)
         watch = SmoothedSweep()
+        steps = SolverProgress(self.progress, self.sweep_steps,
+                               label=lambda state: f"range test: lr {state.lr:.3g}")
         solver.run(self.data.X_train, self.data.y_train, steps=self.sweep_steps,
                    lr=lambda state: float(lrs[state.iteration]), divergence=Divergence(),
-                   callbacks=[watch])
+                   callbacks=[watch, steps])
         return watch.points
 
 
@@ -210,23 +217,39 @@ def judge_trials(trials: list[Trial]) -> Trial | None:
     return best
 
 
-def walk(prober: Prober, recipe_lr: float, lr_min: float, lr_max: float, per_decade: int):
-    """Probe the lattice around the best LR (see the module doc); returns the best lattice index."""
-    lo_k = math.ceil(math.log10(lr_min) * per_decade - 1e-9)
-    hi_k = math.floor(math.log10(lr_max) * per_decade + 1e-9)
-    clamp = lambda k: min(max(k, lo_k), hi_k)  # noqa: E731
-    probe = lambda k: prober.trial(lattice_lr(k, per_decade))  # noqa: E731
-    best_k = clamp(round(math.log10(recipe_lr) * per_decade))
+class Lattice:
+    """The LRs ``recipe_lr * 10 ** (k / per_decade)`` between ``lr_min`` and ``lr_max``.
+
+    Anchored on the recipe's LR, so the recipe's own run is a lattice point.
+    """
+
+    def __init__(self, anchor: float, lr_min: float, lr_max: float, per_decade: int):
+        self.anchor, self.per_decade = anchor, per_decade
+        self.lo = math.ceil(math.log10(lr_min / anchor) * per_decade - 1e-9)
+        self.hi = math.floor(math.log10(lr_max / anchor) * per_decade + 1e-9)
+
+    def lr(self, k: int) -> float:
+        return self.anchor if k == 0 else lattice_lr(k, self.per_decade, self.anchor)
+
+    def __contains__(self, k: int) -> bool:
+        return self.lo <= k <= self.hi
+
+
+def walk(prober: Prober, lattice: Lattice) -> int:
+    """Probe the lattice around the best LR (see the module doc); returns the best index."""
+    probe = lambda k: prober.trial(lattice.lr(k))  # noqa: E731
+    best_k = min(max(0, lattice.lo), lattice.hi)   # the recipe's LR, or the nearest limit
+    decade = lattice.per_decade
     for direction in (+1, -1):  # whole decades while the progress grows
         k = best_k
-        while lo_k <= k + direction * per_decade <= hi_k:
-            k += direction * per_decade
+        while k + direction * decade in lattice:
+            k += direction * decade
             if probe(k).progress <= probe(best_k).progress:
                 break
             best_k = k
     for direction in (+1, -1):  # every lattice point until each side fails
         k = best_k
-        while lo_k <= k + direction <= hi_k:
+        while k + direction in lattice:
             k += direction
             trial, best = probe(k), probe(best_k)
             if trial.progress > best.progress:
@@ -237,14 +260,13 @@ def walk(prober: Prober, recipe_lr: float, lr_min: float, lr_max: float, per_dec
     return best_k
 
 
-def good_lattice_run(prober: Prober, best_k: int, per_decade: int) -> list[Trial]:
+def good_lattice_run(prober: Prober, best_k: int, lattice: Lattice) -> list[Trial]:
     """The contiguous good lattice trials around the best one."""
     run = []
     for direction in (-1, +1):
         k = best_k if direction == -1 else best_k + 1
         while True:
-            trial = next((t for lr, t in prober.trials.items()
-                          if same_lr(lr, lattice_lr(k, per_decade))), None)
+            trial = next((t for lr, t in prober.trials.items() if same_lr(lr, lattice.lr(k))), None)
             if trial is None or trial.verdict != "good":
                 break
             run.append(trial)
@@ -254,6 +276,7 @@ def good_lattice_run(prober: Prober, best_k: int, per_decade: int) -> list[Trial
 
 def run_grid(result, prober: Prober, recipe_lr: float, update: str, lr_min: float,
              lr_max: float, per_decade: int):
+    lattice = Lattice(recipe_lr, lr_min, lr_max, per_decade)
     recipe_trial = prober.trial(recipe_lr)
     if not math.isfinite(recipe_trial.loss_start):
         result.add("loss_not_finite", "fail",
@@ -261,17 +284,15 @@ def run_grid(result, prober: Prober, recipe_lr: float, update: str, lr_min: floa
                    "run sanity-loss: the init or the data makes the loss blow up")
         judge_trials(list(prober.trials.values()))
         return None, None
-    best_k = walk(prober, recipe_lr, lr_min, lr_max, per_decade)
+    best_k = walk(prober, lattice)
     best = judge_trials(list(prober.trials.values()))
-    run = good_lattice_run(prober, best_k, per_decade) if best is not None else []
+    run = good_lattice_run(prober, best_k, lattice) if best is not None else []
     good_range = [run[0].lr, run[-1].lr] if run else None
     suggested = (float(f"{math.sqrt(good_range[0] * good_range[1]):.3g}") if good_range else None)
     judge_recipe_lr(result, recipe_lr, recipe_trial, good_range, update, (lr_min, lr_max))
     if run:
-        lo_k = math.ceil(math.log10(lr_min) * per_decade - 1e-9)
-        hi_k = math.floor(math.log10(lr_max) * per_decade + 1e-9)
-        edge = ("lowest" if same_lr(run[0].lr, lattice_lr(lo_k, per_decade)) else
-                "highest" if same_lr(run[-1].lr, lattice_lr(hi_k, per_decade)) else None)
+        edge = ("lowest" if same_lr(run[0].lr, lattice.lr(lattice.lo)) else
+                "highest" if same_lr(run[-1].lr, lattice.lr(lattice.hi)) else None)
         if edge:
             result.add("lr_range_edge", "warn",
                        f"the good range reaches the {edge} LR probed: it may extend beyond it",
@@ -351,7 +372,7 @@ def run_sweep(result, prober: Prober, lr_min: float, lr_max: float, recipe_lr: f
 def training_steps(recipe, data) -> int:
     """How many steps ``babysit train`` takes on this recipe (epochs x batches per epoch)."""
     train = common.section_dict(recipe.train)
-    batch = int(train.get("batch_size") or 100)
+    batch = resolve_batch_size(train.get("batch_size") or 100, len(data.X_train))
     return int(train.get("epochs") or 1) * math.ceil(len(data.X_train) / batch)
 
 
@@ -363,8 +384,11 @@ def default_steps(recipe, data) -> int:
 
 def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DEFAULT_LR_MAX,
              per_decade=DEFAULT_PER_DECADE, steps=None, sweep_steps=DEFAULT_SWEEP_STEPS,
-             eval_examples=DEFAULT_EVAL_EXAMPLES):
+             eval_examples=DEFAULT_EVAL_EXAMPLES, progress=None):
     """Probe the learning-rate range of a recipe (see the module doc). Returns a Result.
+
+    ``progress`` (optional) gets a :class:`babysit.diagnostics.progress.Step` per
+    short run, and per step of the range test.
 
     Metrics: ``mode``, ``update``, ``recipe_lr``, ``steps``, ``batch_size``,
     ``reg_used``, ``good_range`` ([lo, hi] or None), ``suggested_lr``,
@@ -386,13 +410,20 @@ def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DE
     recipe_lr = POSITIVE.check(common.section_dict(recipe.optim).get("lr"), "the recipe's optim.lr")
     update = str(common.section_dict(recipe.optim).get("update") or "sgd")
     result = common.new_result("lr-probe", recipe, seed, CHECKS)
+    if update == "lbfgs":
+        # L-BFGS's line search sets its own steps; the LR only scales the first one
+        result.metrics = {"mode": mode, "update": update, "recipe_lr": recipe_lr,
+                          "good_range": None, "suggested_lr": None, "trials": [],
+                          "note": "L-BFGS chooses every step by its line search (optim.lr only "
+                                  "scales the first): there is no learning-rate range to probe"}
+        return result
     data = common.load(recipe)
     steps = POSITIVE_INT.check(steps if steps is not None else default_steps(recipe, data), "steps")
     sweep_steps = POSITIVE_INT.check(sweep_steps, "sweep_steps")
-    prober = Prober(recipe, data, seed, steps, eval_examples, sweep_steps)
+    prober = Prober(recipe, data, seed, steps, eval_examples, sweep_steps, progress)
     metrics = {"mode": mode, "update": update, "recipe_lr": recipe_lr, "steps": steps,
                "training_steps": training_steps(recipe, data),
-               "batch_size": prober.batch_size,
+               "batch_size": resolve_batch_size(prober.batch_size, len(data.X_train)),
                "reg_used": float(common.section_dict(recipe.model).get("reg") or 0.0)}
     if mode == "grid":
         good_range, suggested = run_grid(result, prober, recipe_lr, update, lr_min, lr_max, per_decade)

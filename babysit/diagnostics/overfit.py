@@ -47,6 +47,7 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats
+from babysit.diagnostics.progress import SolverProgress
 from babysit.engine.solver import Callback, Divergence, Solver, evaluate
 from babysit.validation import POSITIVE_INT
 
@@ -127,18 +128,22 @@ class Attempt:
                 "train_accuracy": self.accuracy, "memorized": self.memorized}
 
 
-def attempt(tiny, data, X, y, seed: int, lr: float, max_epochs: int) -> Attempt:
+def attempt(tiny, data, X, y, seed: int, lr: float, max_epochs: int, progress=None) -> Attempt:
     """Train a fresh model (the seed's init) on ``(X, y)`` at ``lr`` until memorized."""
     model = common.build(tiny, data, seed)
-    solver = Solver(model, tiny.optim.to_dict(), min(int(tiny.train.batch_size), len(X)),
-                    common.stream(seed, "batches"))
+    # a batch size above len(X) (or "full") draws the same one shuffled batch as len(X) does
+    solver = Solver(model, tiny.optim.to_dict(), tiny.train.batch_size, common.stream(seed, "batches"))
     initial_loss, accuracy = evaluate(model, X, y, batch_size=len(X))
     target = LOSS_NEAR_ZERO * initial_loss
     watch = UntilMemorized(model, X, y, initial_loss, accuracy, target)
     # Only a non-finite step loss counts as blowing up here: a memorizing run
     # may pass through losses above its start.
+    epochs = SolverProgress(progress, max_epochs, per="epoch",
+                            label=lambda state: f"lr {lr:g}, epoch {state.epoch}: loss "
+                                                f"{watch.loss:.3g}, accuracy {watch.accuracy:.0%}",
+                            values=lambda state: {"loss": watch.loss, "accuracy": watch.accuracy})
     state = solver.run(X, y, epochs=max_epochs, lr=lr, divergence=Divergence(math.inf),
-                       callbacks=[watch])
+                       callbacks=[watch, epochs])
     if state.diverged:
         blew_up, loss, epochs_run = (state.epoch + 1, state.loss), state.loss, state.epoch + 1
     else:
@@ -175,8 +180,11 @@ def tiny_set(data, examples: int, seed: int):
 
 
 def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
-                 max_epochs: int = DEFAULT_MAX_EPOCHS):
+                 max_epochs: int = DEFAULT_MAX_EPOCHS, progress=None):
     """Train on ``examples`` training examples with reg 0 and no dropout -> Result.
+
+    ``progress`` (optional) gets a :class:`babysit.diagnostics.progress.Step` per
+    epoch, with the tiny set's ``loss`` and ``accuracy`` in its values.
 
     Stops as soon as accuracy is 1.0 and the loss is near zero. Metrics:
     ``train_accuracy``, ``final_loss``, ``epochs_run``, ``initial_loss``,
@@ -193,10 +201,11 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
     data = common.load(tiny)
     X, y, left_out = tiny_set(data, examples, seed)
     lr = float(tiny.optim.lr)
-    attempts = [attempt(tiny, data, X, y, seed, lr, max_epochs)]
+    attempts = [attempt(tiny, data, X, y, seed, lr, max_epochs, progress)]
     while (not attempts[-1].memorized and attempts[-1].blew_up is None
            and len(attempts) <= RETRIES):
-        attempts.append(attempt(tiny, data, X, y, seed, attempts[-1].lr * RETRY_FACTOR, max_epochs))
+        attempts.append(attempt(tiny, data, X, y, seed, attempts[-1].lr * RETRY_FACTOR, max_epochs,
+                                progress))
     first, memorized = attempts[0], next((a for a in attempts if a.memorized), None)
     result.metrics.update(train_accuracy=first.accuracy, final_loss=first.loss,
                           epochs_run=first.epochs_run, initial_loss=first.initial_loss,

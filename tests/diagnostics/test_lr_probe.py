@@ -34,7 +34,7 @@ def test_default_recipe_lr_is_good_and_inside_the_range(default_result):
     # half the recipe's 225 training steps per run
     assert m["training_steps"] == 225 and m["steps"] == 112
     lrs = [t["lr"] for t in m["trials"]]
-    assert lrs == sorted(lrs) and 0.03 in lrs
+    assert lrs == sorted(lrs) and 0.03 in lrs and 0.0316 not in lrs  # lattice anchored at 0.03
     for trial in m["trials"]:
         assert trial["verdict"] in VERDICTS
         assert trial["loss_start"] == m["trials"][0]["loss_start"]  # same init, same eval batch
@@ -47,7 +47,7 @@ def test_default_recipe_lr_is_good_and_inside_the_range(default_result):
 def test_the_range_is_a_contiguous_run_of_lattice_points(default_result):
     m = default_result.metrics
     lo, hi = m["good_range"]
-    lattice = {lattice_lr(k, 4) for k in range(-28, 5)}
+    lattice = {lattice_lr(k, 4, anchor=0.03) for k in range(-28, 5)} | {0.03}
     assert lo in lattice and hi in lattice
     inside = [t for t in m["trials"] if lo <= t["lr"] <= hi and t["lr"] in lattice]
     assert inside and all(t["verdict"] == "good" for t in inside)
