@@ -21,6 +21,7 @@ stderr with exit 2 and exits with the code ``emit`` returned.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,7 +34,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from babysit.atomic import write_bytes
+from babysit.atomic import WriteError, write_bytes
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -70,6 +71,14 @@ class App:
         self.err = Console(stderr=True, highlight=False)
         self.options = options or CommonOptions()
         self.exit_code = EXIT_OK
+        # What the documents of a command that stops (exit 2/130) say: see stop_documents.
+        self.command: str | None = None         # set by output_options
+        self.recipe = None                      # the recipe, once load_recipe succeeded
+        self.recipe_arg: str | None = None      # RECIPE as given, before it is loaded
+        self.partial_result: Callable | None = None  # (status, message) -> Result (doctor)
+        self._emitted = None                    # the Result emit was reporting, if any
+        self._to_stdout = False                 # a document already went to stdout
+        self._stopping = False
 
     @property
     def quiet(self) -> bool:
@@ -87,11 +96,24 @@ class App:
     # -- messages ---------------------------------------------------------
 
     def abort(self, message: str, code: int = EXIT_USAGE):
-        """Print ``error: <message>`` on stderr (one line, no traceback) and exit."""
+        """Print ``error: <message>`` on stderr (one line, no traceback) and exit.
+
+        The --json/--junit documents say so too (:meth:`stop_documents`).
+        """
         line = Text("error: ", style="bold red")
         line.append(str(message))
         self.err.print(line, soft_wrap=True)
+        self.stop_documents("error", str(message))
         raise SystemExit(code)
+
+    def interrupted(self, message: str = "interrupted"):
+        """Ctrl-C or SIGTERM: ``message`` on stderr, documents with status interrupted, exit 130."""
+        from babysit import interrupts
+
+        interrupts.ignore()  # a second signal must not cut the report short
+        self.err.print(Text(message, style="bold red"))
+        self.stop_documents("interrupted", message)
+        raise SystemExit(EXIT_INTERRUPTED)
 
     def info(self, message: str) -> None:
         """Progress note on stderr (silenced by --quiet); never mixes with --json -."""
@@ -122,12 +144,14 @@ class App:
         """
         from babysit.recipes import load_recipe
 
+        self.recipe_arg = recipe_arg or DEFAULT_RECIPE
         try:
             overrides = [check_set(text) for text in self.options.sets]
         except ValueError as exc:  # an App built in code: click checked the command line
             raise click.UsageError(f"--set: {exc}") from None
         recipe = load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
-        return recipe.with_seed(self.options.seed)
+        self.recipe = recipe.with_seed(self.options.seed)
+        return self.recipe
 
     # -- outputs ----------------------------------------------------------
 
@@ -144,6 +168,7 @@ class App:
         from babysit.cli.junit import junit_xml
 
         opts = self.options
+        self._emitted = result
         if not self.quiet:
             if render is not None:
                 render(self.report, result)
@@ -162,6 +187,7 @@ class App:
     def write_output(self, path: str, data: bytes, what: str) -> None:
         """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
         if path == "-":
+            self._to_stdout = True
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
@@ -169,6 +195,56 @@ class App:
             write_bytes(path, data)
         except OSError as exc:
             self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
+
+    # -- a command that stops (exit 2 or 130) ----------------------------------
+
+    def stopped_result(self, status: str, message: str):
+        """The Result of a command that stopped: ``status`` error|interrupted, ``message``.
+
+        A command with parts sets ``partial_result`` to report those already
+        finished; a command that stopped while emitting (an output could not be
+        written) keeps its findings and metrics.
+        """
+        from babysit.diagnostics.result import Result
+
+        if self._emitted is not None:
+            return dataclasses.replace(self._emitted, stopped=status, error=message)
+        if self.partial_result is not None:
+            return self.partial_result(status, message)
+        recipe = self.recipe
+        label = (getattr(recipe, "path", None) or getattr(recipe, "name", None)) if recipe \
+            else self.recipe_arg
+        seed = recipe.seed if recipe is not None else self.options.seed
+        return Result(command=self.command or "babysit", recipe=label, seed=seed,
+                      stopped=status, error=message)
+
+    def stop_documents(self, status: str, message: str) -> None:
+        """Write the --json and --junit documents of a command that stopped.
+
+        CI reporters then find their files on exit 2 and 130 too, and what they
+        read agrees with the exit code (a file ``emit`` already wrote is
+        rewritten; stdout, once written, is not written twice). A document that
+        cannot be written is skipped: the error line is already on stderr.
+        """
+        from babysit.cli.junit import junit_xml
+
+        opts = self.options
+        if self._stopping or not (opts.json_path or opts.junit_path):
+            return
+        self._stopping = True
+        result = self.stopped_result(status, message)
+        documents = ((opts.json_path, lambda: result_json(result).encode("utf-8")),
+                     (opts.junit_path, lambda: junit_xml(result, strict=self.strict)))
+        for path, document in documents:
+            if not path or (path == "-" and self._to_stdout):
+                continue
+            with contextlib.suppress(OSError):
+                if path == "-":
+                    self._to_stdout = True
+                    sys.stdout.write(document().decode("utf-8"))
+                    sys.stdout.flush()
+                else:
+                    write_bytes(path, document())
 
     def _save_plot(self, result, plot: Callable | None, path: str) -> None:
         if plot is None:
@@ -278,7 +354,8 @@ def output_options(plot: bool = False):
             app = current_app()
             app.options = CommonOptions(**{name: kwargs.pop(name) for name in _COMMON_NAMES
                                            if name in kwargs})
-            with guard(app):
+            app.command = click.get_current_context().command.name
+            with guard(app), quiet_numpy():
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
                                          app.options.plot_path))
                 if app.options.plot_path:
@@ -311,6 +388,23 @@ def output_options(plot: bool = False):
     return decorate
 
 
+@contextlib.contextmanager
+def quiet_numpy():
+    """Keep NumPy's floating-point RuntimeWarnings (overflow, invalid value) off stderr.
+
+    The diagnoses judge non-finite numbers themselves and report them as
+    findings (``loss_not_finite``, ``loss_diverged`` ...); the warnings would
+    only be noise around the report (``bias: 1e300`` overflowing a float32).
+    """
+    import warnings
+
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+        yield
+
+
 class guard:
     """Turn user errors into ``error: <message>`` + exit 2, Ctrl-C into exit 130.
 
@@ -330,8 +424,7 @@ class guard:
         if issubclass(exc_type, BabysitError):
             self.app.abort(str(exc), getattr(exc, "exit_code", EXIT_USAGE))
         if issubclass(exc_type, KeyboardInterrupt):
-            self.app.err.print(Text("interrupted", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED)
+            self.app.interrupted()
         if issubclass(exc_type, BrokenPipeError):
             return False  # `babysit ... | head`: click exits quietly
         if issubclass(exc_type, OSError):
@@ -343,6 +436,8 @@ class guard:
 
 def describe_os_error(exc: OSError) -> str:
     """One line for an OSError: what failed and on which file."""
+    if isinstance(exc, WriteError):  # says itself: "cannot write <file>: <reason>"
+        return str(exc)
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.filename:
         return f"{exc.filename}: {reason}"

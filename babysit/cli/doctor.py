@@ -27,17 +27,43 @@ def command(app, recipe, stop_early):
     from babysit.diagnostics.doctor import PARTS, doctor
 
     spec = app.load_recipe(recipe)
+    started, finished = [], {}
+    app.partial_result = lambda status, message: stopped_doctor(spec, started, finished,
+                                                                status, message)
     with app.progress() as progress:
         task = progress.add_task("doctor", total=len(PARTS))
 
         def before_part(name):
+            started.append(name)
             progress.update(task, description=f"doctor: {name}")
 
         def on_part(name, part):
+            finished[name] = part
             progress.advance(task)
 
         result = doctor(spec, stop_early=stop_early, before_part=before_part, on_part=on_part)
     return app.emit(result, render)
+
+
+def stopped_doctor(spec, started: list, finished: dict, status: str, message: str):
+    """The doctor Result of a run that stopped (exit 2 or 130), for --json and --junit.
+
+    The parts already finished are kept whole; the part that was running gets
+    the stop's status (error|interrupted) in ``metrics["statuses"]``; the rest
+    are not run.
+    """
+    from babysit.diagnostics.common import new_result
+    from babysit.diagnostics.doctor import NOT_RUN, PARTS
+
+    result = new_result("doctor", spec, spec.seed)
+    result.stopped, result.error = status, message
+    result.parts = dict(finished)
+    running = next((name for name in started if name not in finished), None)
+    statuses = {name: finished[name].status if name in finished else
+                status if name == running else NOT_RUN for name in PARTS}
+    result.metrics = {"statuses": statuses,
+                      "not_run": [name for name, value in statuses.items() if value == NOT_RUN]}
+    return result
 
 
 # -- the consolidated table -------------------------------------------------------

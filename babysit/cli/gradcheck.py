@@ -17,7 +17,8 @@ VERDICT_STYLES = {"excellent": "green", "good": "green", "suspicious": "yellow",
 @click.argument("recipe", required=False)
 @click.option("--layer", "layer", metavar="PKG.MODULE:CLASS", default=None,
               help="Check a custom layer instead of a recipe's model (importable from "
-                   "the current directory or PYTHONPATH).")
+                   "PYTHONPATH or the current directory). Its module is imported and run as "
+                   "code: only check layers you trust.")
 @click.option("--input-shape", metavar="N,D|N,C,H,W", default=None,
               help="Input shape for --layer, batch size first (e.g. 4,10).")
 @click.option("--kwargs", "kwargs_json", metavar="JSON", default=None,
