@@ -18,7 +18,7 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         from babysit import interrupts
 
-        interrupts.ignore()
+        interrupts.stopping()
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     cli_main(argv)

@@ -108,19 +108,50 @@ def _not_a_directory(real: Path) -> Path | None:
     return None
 
 
-def _target(path, missing_parent_ok: bool = False) -> tuple[Path, os.stat_result | None]:
-    """The file a write to ``path`` lands on (symlinks followed) and its stat (None: missing).
+def _through_proc(path) -> bool:
+    """True when ``path`` reaches its file through ``/proc`` (``/dev/stdout``, ``/dev/fd/3``).
 
-    WriteError when a parent is a file, or (unless ``missing_parent_ok``) missing."""
-    real = Path(os.path.realpath(path))
+    Such a path names an open descriptor, not a file: renaming over the file it
+    points to would throw away what else the process wrote there (``babysit ...
+    --json /dev/stdout > log`` would lose the report).
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on symlink hops
+        parent = os.path.realpath(os.path.dirname(current))
+        current = os.path.join(parent, os.path.basename(current))
+        if current.startswith("/proc/"):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.join(parent, os.readlink(current))
+    return False
+
+
+def _target(path, missing_parent_ok: bool = False) -> tuple[Path | None, os.stat_result | None]:
+    """Where a write to ``path`` lands: ``(file, stat)``, stat None when nothing is there yet.
+
+    ``file`` is the real path (symlinks resolved) of a regular or missing file,
+    which is replaced by a rename. It is None when the target exists but is no
+    such file: a device, FIFO, socket or directory, or a regular file reached only
+    through a ``/proc`` link (``/dev/stdout`` redirected to a file); those are
+    written through ``path`` itself, or refused. WriteError when a parent is a
+    file, or (unless ``missing_parent_ok``) missing.
+    """
     try:
-        return real, os.stat(real)
-    except FileNotFoundError:
-        pass
-    except NotADirectoryError:
-        pass
+        st = os.stat(path)  # follows symlinks, /proc's magic links included
+    except (FileNotFoundError, NotADirectoryError):
+        st = None
     except OSError as exc:
         raise WriteError(exc.errno, exc.strerror, str(path)) from None
+    real = Path(os.path.realpath(path))
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode) or _through_proc(path):
+            return None, st
+        try:
+            here = os.stat(real)
+        except OSError:
+            return None, st
+        return (real if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino) else None), st
     blocker = _not_a_directory(real)
     if blocker is not None:
         raise WriteError(errno.ENOTDIR, f"{blocker} is a file, not a directory", str(path))
@@ -134,8 +165,7 @@ def check_target(path, stream_ok: bool = True) -> None:
     a parent that is a file, a directory, or (unless ``stream_ok``) a device or FIFO.
     For failing before a long computation rather than after it."""
     real, st = _target(path, missing_parent_ok=True)
-    if st is not None and (stat.S_ISDIR(st.st_mode) or
-                           (not stream_ok and not stat.S_ISREG(st.st_mode))):
+    if real is None and (not stream_ok or stat.S_ISDIR(st.st_mode)):
         _refuse_non_regular(path, st)
 
 
@@ -162,8 +192,9 @@ def _fsync(path: Path) -> None:
 def _refuse_non_regular(path, st) -> None:
     if stat.S_ISDIR(st.st_mode):
         raise WriteError(errno.EISDIR, "it is a directory; give a file name", str(path))
-    raise WriteError(errno.EINVAL, "it is not a regular file (a device, FIFO or socket); "
-                                   "give a file name", str(path))
+    what = "a /proc link" if stat.S_ISREG(st.st_mode) else "a device, FIFO or socket"
+    raise WriteError(errno.EINVAL, f"it is not a regular file ({what}); give a file name",
+                     str(path))
 
 
 @contextlib.contextmanager
@@ -179,7 +210,7 @@ def replacing(path):
     naming ``path``.
     """
     real, st = _target(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
+    if real is None:
         _refuse_non_regular(path, st)
     if real.parent not in _cleaned:
         _cleaned.add(real.parent)
@@ -204,11 +235,11 @@ def write_bytes(path, data, stream_ok: bool = True) -> None:
     (``/dev/stdout``, a FIFO) instead of refusing it.
     """
     real, st = _target(path)
-    if st is not None and not stat.S_ISREG(st.st_mode):
+    if real is None:
         if not stream_ok or stat.S_ISDIR(st.st_mode):
             _refuse_non_regular(path, st)
-        try:
-            with open(real, "wb") as handle:
+        try:  # appending: /dev/stdout redirected to a file keeps what was printed before
+            with open(os.open(path, os.O_WRONLY | os.O_APPEND), "wb") as handle:
                 _write_all(handle, data)
         except OSError as exc:
             raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from None

@@ -8,17 +8,20 @@ at any moment (imports, data loading, a diagnosis) the same way: one line
 ``interrupted`` on stderr and exit 130, never a traceback or a silent exit 143.
 Loops that must finish a step first (``train``, ``search``) install their own
 handlers for their duration and put these back afterwards. Once the command is
-stopping, :func:`ignore` keeps a second signal from interrupting the report.
+stopping, :func:`stopping` makes a second signal exit at once instead of
+interrupting the report with a traceback.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
 from babysit.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_INTERRUPTED = 130
 
 
 def _raise(signum, frame):
@@ -40,9 +43,11 @@ def install() -> dict:
 
 
 def restore(previous: dict) -> None:
-    """Put back the handlers :func:`install` returned."""
+    """Put back the handlers :func:`install` returned (a caller's own, for a CLI run
+    in-process); babysit's own are left as they are now (:func:`stopping` may have
+    replaced them while the process exits)."""
     for sig, handler in previous.items():
-        if handler is not None:
+        if handler is not None and handler is not _raise:
             signal.signal(sig, handler)
 
 
@@ -51,14 +56,19 @@ def installed() -> bool:
     return signal.getsignal(signal.SIGINT) is _raise or signal.getsignal(signal.SIGTERM) is _raise
 
 
-def ignore() -> None:
-    """Ignore further SIGINT/SIGTERM while a stopping command reports and exits.
+def _exit_now(signum, frame):
+    os._exit(EXIT_INTERRUPTED)
+
+
+def stopping() -> None:
+    """The command is stopping (it reports and exits): a further SIGINT/SIGTERM ends
+    the process at once with exit 130, with no traceback and no waiting.
 
     Only where :func:`install` put its handlers: a program that called the CLI
     in-process (tests, an embedding tool) keeps its own."""
     if _main_thread() and installed():
         for sig in SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, _exit_now)
 
 
 class Deferred:
@@ -102,4 +112,4 @@ class Deferred:
             raise Interrupted(signal.Signals(signum).name)
 
 
-__all__ = ["Deferred", "install", "restore", "installed", "ignore", "Interrupted", "SIGNALS"]
+__all__ = ["Deferred", "install", "restore", "installed", "stopping", "Interrupted", "SIGNALS"]

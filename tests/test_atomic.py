@@ -74,6 +74,24 @@ def test_a_fifo_is_written_through(tmp_path):
     assert fifo.is_fifo() and listing(tmp_path) == ["pipe"]
 
 
+def test_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
+    # /dev/fd/1 rather than /dev/stdout: the same /proc link, but code that renames
+    # over its target cannot clobber the machine's /dev/stdout when this runs as root.
+    log = tmp_path / "ci.log"
+    log.write_text("before\n")
+    inode = log.stat().st_ino
+    with open(log, "a") as stdout:
+        done = subprocess.run([sys.executable, "-m", "babysit", "sanity-loss", "--json",
+                               "/dev/fd/1"], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert done.returncode == 0, done.stderr
+    text = log.read_text()
+    assert log.stat().st_ino == inode and listing(tmp_path) == ["ci.log"]
+    assert text.startswith("before\n") and "sanity-loss" in text       # the report is kept
+    assert text.index("PASS") < text.index('"babysit": ')               # ... then the JSON
+
+
 def test_logs_refuse_what_is_not_a_regular_file(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

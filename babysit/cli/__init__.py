@@ -96,7 +96,7 @@ def main(argv=None) -> None:
         exc.show()
         code = exc.exit_code
     except (click.Abort, KeyboardInterrupt):  # click.Abort: Ctrl-C while click was parsing
-        interrupts.ignore()
+        interrupts.stopping()
         App().err.print("interrupted")
         code = EXIT_INTERRUPTED
     finally:

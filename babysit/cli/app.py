@@ -110,7 +110,7 @@ class App:
         """Ctrl-C or SIGTERM: ``message`` on stderr, documents with status interrupted, exit 130."""
         from babysit import interrupts
 
-        interrupts.ignore()  # a second signal must not cut the report short
+        interrupts.stopping()  # a second signal exits at once, no traceback
         self.err.print(Text(message, style="bold red"))
         self.stop_documents("interrupted", message)
         raise SystemExit(EXIT_INTERRUPTED)
