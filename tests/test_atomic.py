@@ -182,6 +182,37 @@ def test_train_out_onto_a_full_tmpfs_is_one_line_and_no_temporary(tiny_tmpfs):
     assert os.listdir(tiny_tmpfs) == []
 
 
+def test_a_read_only_file_system_names_the_file(tiny_tmpfs):
+    (tiny_tmpfs / "r.json").write_text("old")
+    done = subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {done.stderr.decode().strip()}")
+    for target, write in ((tiny_tmpfs / "r.json", lambda p: write_bytes(p, b"{}")),
+                          (tiny_tmpfs / "r.h5", lambda p: write_hdf5(p, lambda handle: None))):
+        with pytest.raises(WriteError) as exc:
+            write(target)
+        assert str(exc.value) == f"cannot write {target}: Read-only file system"
+    assert (tiny_tmpfs / "r.json").read_text() == "old"
+
+
+def test_a_search_on_a_full_disk_is_one_line_and_keeps_its_last_log(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from babysit.cli import cli
+    from babysit.search_store import read_search_log
+
+    out = tmp_path / "s.h5"
+    full_disk_after(monkeypatch, 2)          # the log's creation and its first stage fit
+    result = CliRunner().invoke(cli, ["search", "--param", "optim.lr=log:1e-3:1e-1", "--trials",
+                                      "3", "--epochs", "1", "--workers", "1", "--out", str(out),
+                                      "-q"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"error: cannot write {out}: No space left on device"]
+    log = read_search_log(out)
+    assert log.status == "running" and log.trials == [] and len(log.stage_spaces) == 1
+    assert listing(tmp_path) == ["s.h5"]
+
+
 # -- stale temporary files (item 12) ----------------------------------------------
 
 def dead_pid():
