@@ -55,3 +55,18 @@ def device_node(directory, name):
     except OSError as exc:  # a nodev mount, no CAP_MKNOD
         pytest.skip(f"cannot make a device node here: {exc}")
     return path
+
+
+def child_env(**extra):
+    """The environment for a child ``python -m babysit``: it imports the babysit this
+    test process imported (the installed copy in CI, the worktree here), one BLAS thread."""
+    import os
+    from pathlib import Path
+
+    import babysit
+
+    home = str(Path(babysit.__file__).resolve().parents[1])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env

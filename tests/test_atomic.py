@@ -14,7 +14,7 @@ import pytest
 from babysit import atomic
 from babysit.atomic import write_bytes
 from babysit.store import read_run_log, write_hdf5
-from tests.helpers import device_node
+from tests.helpers import child_env, device_node
 
 # babysit.atomic.WriteError is an OSError whose str() names the target; tests catch
 # OSError so that they run (and fail) against code without it.
@@ -84,7 +84,7 @@ def test_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
         done = subprocess.run([sys.executable, "-m", "babysit", "sanity-loss", "--json",
                                "/dev/fd/1"], stdout=stdout, stderr=subprocess.PIPE, text=True,
                               cwd=tmp_path, timeout=120,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+                              env=child_env())
     assert done.returncode == 0, done.stderr
     text = log.read_text()
     assert log.stat().st_ino == inode and listing(tmp_path) == ["ci.log"]
@@ -176,7 +176,7 @@ def test_train_out_onto_a_full_tmpfs_is_one_line_and_no_temporary(tiny_tmpfs):
         [sys.executable, "-m", "babysit", "train", "--out", str(out), "-q",
          "--set", "train.epochs=2", "--set", "model.layers.0.affine.out=400"],
         capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        env=child_env())
     assert done.returncode == EXIT_USAGE, done.stderr
     assert done.stderr.splitlines() == [f"error: cannot write {out}: No space left on device"]
     assert os.listdir(tiny_tmpfs) == []

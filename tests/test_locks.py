@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from babysit.cli import cli
 from babysit.search_store import SearchLogWriter, read_search_log
 from babysit.store import read_run_log
+from tests.helpers import child_env
 
 pytest.importorskip("fcntl")
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPENBLAS_NUM_THREADS="1")
+ENV = child_env()
 
 
 def run(*args):

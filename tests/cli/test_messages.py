@@ -2,16 +2,15 @@
 package's): the wrong kind of log, a parent that is a file, absurd layer sizes, and NumPy
 warnings that leaked to stderr."""
 
-import os
 import subprocess
 import sys
 
 from click.testing import CliRunner
 
 from babysit.cli import cli
-from tests.helpers import device_node
+from tests.helpers import child_env, device_node
 
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPENBLAS_NUM_THREADS="1")
+ENV = child_env()
 
 
 def run(*args):

@@ -13,12 +13,12 @@ import time
 import pytest
 
 from babysit.search_store import read_search_log
+from tests.helpers import child_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 LR = "optim.lr=log:1e-4:1e-1"
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OPENBLAS_NUM_THREADS="1",
-           OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+ENV = child_env()
 
 
 def babysit(*args, cwd):
