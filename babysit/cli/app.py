@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.text import Text
 
 from babysit.atomic import WriteError, write_bytes
+from babysit.cli import stopped
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -71,14 +72,14 @@ class App:
         self.err = Console(stderr=True, highlight=False)
         self.options = options or CommonOptions()
         self.exit_code = EXIT_OK
-        # What the documents of a command that stops (exit 2/130) say: see stop_documents.
+        # What the documents of a command that stops (exit 2/130) say: see cli/stopped.py.
         self.command: str | None = None         # set by output_options
         self.recipe = None                      # the recipe, once load_recipe succeeded
         self.recipe_arg: str | None = None      # RECIPE as given, before it is loaded
         self.partial_result: Callable | None = None  # (status, message) -> Result (doctor)
-        self._emitted = None                    # the Result emit was reporting, if any
-        self._to_stdout = False                 # a document already went to stdout
-        self._stopping = False
+        self.emitted = None                     # the Result emit was reporting, if any
+        self.wrote_stdout = False               # a document already went to stdout
+        self.stopping = False
 
     @property
     def quiet(self) -> bool:
@@ -98,12 +99,12 @@ class App:
     def abort(self, message: str, code: int = EXIT_USAGE):
         """Print ``error: <message>`` on stderr (one line, no traceback) and exit.
 
-        The --json/--junit documents say so too (:meth:`stop_documents`).
+        The --json/--junit documents say so too (:mod:`babysit.cli.stopped`).
         """
         line = Text("error: ", style="bold red")
         line.append(str(message))
         self.err.print(line, soft_wrap=True)
-        self.stop_documents("error", str(message))
+        stopped.write_documents(self, "error", str(message))
         raise SystemExit(code)
 
     def interrupted(self, message: str = "interrupted"):
@@ -112,7 +113,7 @@ class App:
 
         interrupts.stopping()  # a second signal exits at once, no traceback
         self.err.print(Text(message, style="bold red"))
-        self.stop_documents("interrupted", message)
+        stopped.write_documents(self, "interrupted", message)
         raise SystemExit(EXIT_INTERRUPTED)
 
     def info(self, message: str) -> None:
@@ -168,7 +169,7 @@ class App:
         from babysit.cli.junit import junit_xml
 
         opts = self.options
-        self._emitted = result
+        self.emitted = result
         if not self.quiet:
             if render is not None:
                 render(self.report, result)
@@ -187,7 +188,7 @@ class App:
     def write_output(self, path: str, data: bytes, what: str) -> None:
         """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
         if path == "-":
-            self._to_stdout = True
+            self.wrote_stdout = True
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
@@ -195,56 +196,6 @@ class App:
             write_bytes(path, data)
         except OSError as exc:
             self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
-
-    # -- a command that stops (exit 2 or 130) ----------------------------------
-
-    def stopped_result(self, status: str, message: str):
-        """The Result of a command that stopped: ``status`` error|interrupted, ``message``.
-
-        A command with parts sets ``partial_result`` to report those already
-        finished; a command that stopped while emitting (an output could not be
-        written) keeps its findings and metrics.
-        """
-        from babysit.diagnostics.result import Result
-
-        if self._emitted is not None:
-            return dataclasses.replace(self._emitted, stopped=status, error=message)
-        if self.partial_result is not None:
-            return self.partial_result(status, message)
-        recipe = self.recipe
-        label = (getattr(recipe, "path", None) or getattr(recipe, "name", None)) if recipe \
-            else self.recipe_arg
-        seed = recipe.seed if recipe is not None else self.options.seed
-        return Result(command=self.command or "babysit", recipe=label, seed=seed,
-                      stopped=status, error=message)
-
-    def stop_documents(self, status: str, message: str) -> None:
-        """Write the --json and --junit documents of a command that stopped.
-
-        CI reporters then find their files on exit 2 and 130 too, and what they
-        read agrees with the exit code (a file ``emit`` already wrote is
-        rewritten; stdout, once written, is not written twice). A document that
-        cannot be written is skipped: the error line is already on stderr.
-        """
-        from babysit.cli.junit import junit_xml
-
-        opts = self.options
-        if self._stopping or not (opts.json_path or opts.junit_path):
-            return
-        self._stopping = True
-        result = self.stopped_result(status, message)
-        documents = ((opts.json_path, lambda: result_json(result).encode("utf-8")),
-                     (opts.junit_path, lambda: junit_xml(result, strict=self.strict)))
-        for path, document in documents:
-            if not path or (path == "-" and self._to_stdout):
-                continue
-            with contextlib.suppress(OSError):
-                if path == "-":
-                    self._to_stdout = True
-                    sys.stdout.write(document().decode("utf-8"))
-                    sys.stdout.flush()
-                else:
-                    write_bytes(path, document())
 
     def _save_plot(self, result, plot: Callable | None, path: str) -> None:
         if plot is None:
