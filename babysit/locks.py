@@ -33,6 +33,7 @@ except ImportError:  # Windows
     fcntl = None
 
 _LOCK_NAME = re.compile(r"^\..+\.babysit\.lock$")
+_held: dict = {}  # sidecar -> how many nested exclusive() blocks of this process hold it
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
@@ -123,22 +124,33 @@ def exclusive(path):
 
     ``path`` must be (or become) a regular file: a directory, device or FIFO is
     refused with a WriteError. Creates missing parent directories. Raises
-    :class:`OutputLocked` when another live process holds the lock.
+    :class:`OutputLocked` when another live process holds the lock. Re-entrant
+    within a process (an ensemble run holds its log while its first member's
+    run takes the same lock).
     """
     check_target(path, stream_ok=False)
     if fcntl is None:
         yield
         return
-    make_parents(path)
     sidecar = lock_path(path)
+    if _held.get(sidecar):
+        _held[sidecar] += 1
+        try:
+            yield
+        finally:
+            _held[sidecar] -= 1
+        return
+    make_parents(path)
     remove_stale_locks(sidecar.parent)
     fd = _acquire(path, sidecar)
+    _held[sidecar] = 1
     try:
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.write(fd, _owner().encode("utf-8", "replace"))
         yield
     finally:
+        del _held[sidecar]
         with contextlib.suppress(OSError):
             sidecar.unlink()
         os.close(fd)

@@ -76,15 +76,25 @@ def test_a_second_search_on_the_same_log_is_exit_2(tmp_path):
     assert not out.exists()
 
 
+def locked_for_another_process(path) -> bool:
+    code = ("import sys; from babysit.locks import OutputLocked, exclusive\n"
+            "try:\n"
+            f"    with exclusive({str(path)!r}): pass\n"
+            "except OutputLocked: sys.exit(3)\n")
+    return subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60).returncode == 3
+
+
 def test_the_search_log_writer_holds_the_lock_until_closed(tmp_path):
-    from babysit.locks import OutputLocked, exclusive, lock_path
+    from babysit.locks import exclusive, lock_path
 
     path = tmp_path / "s.h5"
     writer = SearchLogWriter(path, {"seed": 0}, {})
-    with pytest.raises(OutputLocked):
-        with exclusive(path):
-            pass
+    assert locked_for_another_process(path)
+    with exclusive(path):             # re-entrant in the process that holds it
+        assert lock_path(path).exists()
+    assert locked_for_another_process(path)
     writer.close("complete")
+    assert not locked_for_another_process(path)
     with exclusive(path):
         assert lock_path(path).exists()
     assert read_search_log(path).status == "complete"

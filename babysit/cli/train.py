@@ -18,20 +18,34 @@ from babysit.cli.views import run as run_view
 @click.option("--resume", "resume_path", metavar="RUN.h5", default=None,
               help="Continue the run in RUN.h5 with its own recipe (change it with --set, "
                    "e.g. --set train.epochs=20).")
+@click.option("--ensemble", "members", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train N independent models (seeds SEED..SEED+N-1, one data split) and compare "
+                   "their averaged predictions with the best single model, its Polyak average and "
+                   "its checkpoint ensemble.")
+@click.option("--checkpoint-ensemble", "checkpoints", type=click.IntRange(min=1), default=None,
+              metavar="K", help="Average the predictions of each model's last K epoch checkpoints "
+                                "(default 5 with --ensemble; alone, it implies --ensemble 1).")
 @recipe_options
 @output_options(plot=True)
-def command(app, recipe, out_path, resume_path):
+def command(app, recipe, out_path, resume_path, members, checkpoints):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
     Live progress on stderr (not with --quiet or when stderr is not a
     terminal). Every epoch: update/weight ratios, gradient norms, dead and
     saturated units; stops early when the loss diverges. At the end the loss
     and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
-    and exits 130; --resume continues bit for bit.
+    and exits 130; --resume continues bit for bit. --ensemble N trains N
+    models and reports their averaged predictions next to the best single
+    model, its Polyak average and its checkpoint ensemble (not resumable).
     """
-    from babysit.diagnostics.train import TrainingInterrupted, recipe_for_resume, train
+    from babysit.diagnostics.train import TrainingInterrupted, recipe_for_resume, train, train_ensemble
+    from babysit.diagnostics.train.ensemble import DEFAULT_CHECKPOINTS
     from babysit.store import read_run_log
 
+    ensemble = members is not None or checkpoints is not None
+    if resume_path and ensemble:
+        app.abort("--resume continues a single run: ensembles cannot be resumed; drop "
+                  "--ensemble/--checkpoint-ensemble")
     if resume_path:
         if recipe:
             app.abort("--resume continues the run log's own recipe: drop RECIPE "
@@ -45,12 +59,17 @@ def command(app, recipe, out_path, resume_path):
         spec = app.load_recipe(recipe)
     with LiveProgress(app) as live:
         try:
-            result = train(spec, out=out_path, resume=resume_path, progress=live.update)
+            if ensemble:
+                result = train_ensemble(spec, members or 1, checkpoints or DEFAULT_CHECKPOINTS,
+                                        out=out_path, progress=live.update)
+            else:
+                result = train(spec, out=out_path, resume=resume_path, progress=live.update)
         except TrainingInterrupted as stop:
             live.stop()
+            then = (f"continue with `babysit train --resume {stop.run_log}`" if stop.resumable else
+                    "it keeps the finished ensemble members; an ensemble cannot be resumed")
             app.interrupted(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
-                            f"checkpoint saved to {stop.run_log}; continue with "
-                            f"`babysit train --resume {stop.run_log}`")
+                            f"checkpoint saved to {stop.run_log}; {then}")
     log = read_run_log(result.metrics["run_log"])
     return app.emit(result, lambda console, r: run_view.render_run(console, log),
                     plot=lambda r: run_view.run_figure(log))

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babysit.diagnostics import common
-from babysit.engine.solver import Callback, Solver
+from babysit.engine.solver import Callback, Solver, resolve_batch_size
 from babysit.errors import BabysitError
 from babysit.validation import POSITIVE, POSITIVE_INT
 
@@ -123,7 +123,7 @@ class Prober:
         self.seed = seed
         self.optim = common.section_dict(recipe.optim)
         train = common.section_dict(recipe.train)
-        self.batch_size = int(train.get("batch_size") or 100)
+        self.batch_size = train.get("batch_size") or 100   # an int or "full"
         self.steps = steps
         self.eval_every = eval_every
         self.X_eval, self.y_eval = common.subset(data.X_train, data.y_train, eval_examples,
@@ -146,11 +146,12 @@ class Prober:
         which on a busy machine costs up to 100x more than it saves.
         """
         total, n = 0.0, len(self.X_eval)
+        chunk = resolve_batch_size(self.batch_size, len(self.data.X_train))
         with np.errstate(all="ignore"):
-            for start in range(0, n, self.batch_size):
-                X = self.X_eval[start:start + self.batch_size]
+            for start in range(0, n, chunk):
+                X = self.X_eval[start:start + chunk]
                 scores = model.forward(X, train=False)
-                total += float(model.loss_fn(scores, self.y_eval[start:start + self.batch_size])[0]) * len(X)
+                total += float(model.loss_fn(scores, self.y_eval[start:start + chunk])[0]) * len(X)
             return total / n + model.reg_loss()[0]
 
     def grid_trial(self, lr: float) -> Trial:

@@ -101,8 +101,8 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
     data = common.load(tiny)
     X, y = common.subset(data.X_train, data.y_train, examples, common.stream(seed, "subset"))
     model = common.build(tiny, data, seed)
-    solver = Solver(model, tiny.optim.to_dict(), min(int(tiny.train.batch_size), len(X)),
-                    common.stream(seed, "batches"))
+    # a batch size above len(X) draws the same one shuffled batch as len(X) does
+    solver = Solver(model, tiny.optim.to_dict(), tiny.train.batch_size, common.stream(seed, "batches"))
     lr = float(tiny.optim.lr)
 
     initial_loss, accuracy = evaluate(model, X, y, batch_size=len(X))

@@ -1,7 +1,8 @@
 """How a run log looks: shared by ``babysit train`` (after training) and ``babysit report``.
 
 :func:`render_run` prints the header, summary, per-epoch table and terminal
-curves of a :class:`babysit.store.RunLog`; :func:`run_figure` is its PNG.
+curves of a :class:`babysit.store.RunLog`, and for an ensemble run
+(``train --ensemble``) the comparison and the members; :func:`run_figure` is its PNG.
 """
 
 from __future__ import annotations
@@ -34,6 +35,57 @@ def render_run(console, log) -> None:
     console.print(epoch_table(log))
     for chart in curves(log):
         console.print(chart)
+    if log.ensemble is not None and log.ensemble.comparison:
+        console.print(ensemble_table(log.ensemble.comparison))
+        console.print(ensemble_gain(log.ensemble.comparison))
+        console.print(members_table(log.ensemble.comparison))
+
+
+def ensemble_table(comparison: dict) -> Table:
+    """Validation accuracy: the ensemble next to the single models, their Polyak averages
+    and their checkpoint ensembles (best member and mean over members)."""
+    count = comparison["members"]
+    table = Table(title=f"Ensemble of {count} model{'s' if count != 1 else ''}: validation accuracy",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("", "best member", "mean over members"):
+        table.add_column(name, justify="left" if not name else "right", no_wrap=True)
+    best = comparison["best_member"]
+    table.add_row("final weights", f"{percent(comparison['single']['best'])} (member {best})",
+                  percent(comparison["single"]["mean"]))
+    table.add_row(f"Polyak average (beta {fmt(comparison['polyak_beta'])})",
+                  percent(comparison["polyak"]["best"]), percent(comparison["polyak"]["mean"]))
+    table.add_row(f"checkpoint ensemble (last {comparison['checkpoint_ensemble']} epochs)",
+                  percent(comparison["checkpoints"]["best"]), percent(comparison["checkpoints"]["mean"]))
+    used = comparison["used"]
+    table.add_row(Text(f"ensemble of {used} member{'s' if used != 1 else ''}", style="bold"),
+                  Text(percent(comparison["val_accuracy"]), style="bold"), "")
+    return table
+
+
+def ensemble_gain(comparison: dict) -> Text:
+    gain = comparison["gain_points"]
+    return Text(f"ensemble gain: {_signed(gain)} points over the best member, "
+                f"{_signed(comparison['gain_points_over_mean'])} over the mean member",
+                style="green" if math.isfinite(gain) and gain > 0 else "")
+
+
+def members_table(comparison: dict) -> Table:
+    """One row per member: seed, status and its validation accuracies."""
+    table = Table(title="Members: validation accuracy of the final weights, the best epoch, the "
+                        "Polyak average and the last K checkpoints", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for name in ("#", "seed", "status", "epochs", "final", "best", "Polyak",
+                 f"last {comparison['checkpoint_ensemble']}"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for index, member in enumerate(comparison["per_member"]):
+        table.add_row(str(index), fmt(member["seed"]), member["status"], fmt(member["epochs_run"]),
+                      percent(member["val_accuracy"]), percent(member["best_val_accuracy"]),
+                      percent(member["average_val_accuracy"]), percent(member["checkpoint_val_accuracy"]))
+    return table
+
+
+def _signed(points) -> str:
+    return "-" if points is None or not math.isfinite(points) else f"{points:+.2f}"
 
 
 def status_note(log) -> Text:
@@ -42,7 +94,10 @@ def status_note(log) -> Text:
     done = f"{attrs.get('epochs_run', 0)} of {attrs.get('epochs', '?')} epochs, " \
            f"{attrs.get('iterations', 0)} iterations"
     note = Text(f"{status}: {done}", style=RUN_STATUS_STYLES.get(status, "yellow"))
-    if status == "interrupted":
+    if log.ensemble is not None:
+        note.append(f" (the first of {log.ensemble.attrs.get('members', '?')} ensemble members; "
+                    f"{len(log.ensemble.members)} stored)", style="dim")
+    elif status == "interrupted":
         note.append(f"; continue with `babysit train --resume {log.path}`", style="dim")
     return note
 

@@ -60,7 +60,7 @@ def burn_in(model, recipe, data, steps: int, seed: int) -> float:
 
     optim = common.section_dict(recipe.optim)
     train = common.section_dict(recipe.train)
-    solver = Solver(model, optim, int(train.get("batch_size") or 100), common.stream(seed, "batches"))
+    solver = Solver(model, optim, train.get("batch_size") or 100, common.stream(seed, "batches"))
     state = solver.run(data.X_train, data.y_train, steps=steps, lr=float(solver.lr_at(0)))
     return float(state.loss)
 

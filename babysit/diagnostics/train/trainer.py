@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -57,12 +58,14 @@ RESUME_USE = ("--resume continues a run log written by `babysit train` "
 
 
 class TrainingInterrupted(Interrupted):
-    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (``resumable``
+    False: an ensemble run, whose log keeps the finished members but cannot resume)."""
 
-    def __init__(self, run_log: Path, epoch: int, iteration: int):
+    def __init__(self, run_log: Path | None, epoch: int, iteration: int, resumable: bool = True):
         super().__init__(f"interrupted at epoch {epoch}, iteration {iteration}; "
                          f"checkpoint saved to {run_log}")
         self.run_log, self.epoch, self.iteration = run_log, epoch, iteration
+        self.resumable = resumable
 
 
 @dataclass
@@ -166,6 +169,9 @@ class Checkpointer(Callback):
             trainer.best = Checkpoint(params=trainer.last.params, buffers=trainer.last.buffers,
                                       attrs={"epoch": state.epoch, "score": score,
                                              "val_accuracy": val_accuracy})
+        if trainer.snapshots is not None:   # a checkpoint ensemble's members
+            trainer.snapshots.append((state.epoch, Checkpoint(params=trainer.last.params,
+                                                              buffers=trainer.last.buffers)))
         # Rewriting the whole log costs more than a short epoch: at most every
         # SAVE_INTERVAL seconds (the content of the final log does not depend on it).
         if trainer.saved_at is None or time.monotonic() - trainer.saved_at >= SAVE_INTERVAL:
@@ -206,19 +212,30 @@ class StopOnSignal(Callback):
 
 
 class Trainer:
-    """One training run of a recipe, resumable; :meth:`run` returns the Result."""
+    """One training run of a recipe, resumable; :meth:`run` returns the Result.
+
+    For ensembles (:mod:`babysit.diagnostics.train.ensemble`): ``member_seed``
+    (default: the recipe seed) seeds the initial weights and the batch order
+    while the recipe seed keeps the data split; ``data`` reuses loaded data;
+    ``persist=False`` writes no file; ``keep_last=K`` keeps the last K epoch
+    checkpoints in ``snapshots`` (``(epoch, Checkpoint)`` pairs).
+    """
 
     def __init__(self, recipe, seed=None, out=None, resume=None,
-                 progress: Callable | None = None, train_eval_size: int = TRAIN_EVAL_SIZE):
+                 progress: Callable | None = None, train_eval_size: int = TRAIN_EVAL_SIZE, *,
+                 member_seed: int | None = None, data=None, persist: bool = True, keep_last: int = 0):
         self.recipe = common.seeded(recipe, seed)
         self.seed = self.recipe.seed
+        self.member_seed = self.seed if member_seed is None else int(member_seed)
+        self.persist = persist
+        self.snapshots = deque(maxlen=keep_last) if keep_last else None
         self.progress = progress or (lambda event: None)
-        self.data = common.load(self.recipe)
-        self.model = common.build(self.recipe, self.data, self.seed)
+        self.data = data if data is not None else common.load(self.recipe)
+        self.model = common.build(self.recipe, self.data, self.member_seed)
         train = self.recipe.train
         self.epochs = int(train.epochs)
-        self.solver = Solver(self.model, self.recipe.optim.to_dict(), int(train.batch_size),
-                             common.stream(self.seed, "batches"), average=train.average)
+        self.solver = Solver(self.model, self.recipe.optim.to_dict(), train.batch_size,
+                             common.stream(self.member_seed, "batches"), average=train.average)
         self.X_eval, self.y_eval = common.subset(
             self.data.X_train, self.data.y_train,
             POSITIVE_INT.check(train_eval_size, "train eval size"), common.stream(self.seed, "subset"))
@@ -234,14 +251,15 @@ class Trainer:
             self._restore(read_run_log(resume, RESUME_USE))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(self.recipe))
-        if self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
+        if persist and self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
             raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
                                f"give a file name such as {self.path / 'run.h5'}")
-        check_target(self.path, stream_ok=False)  # /dev/null, a FIFO: refused before any work
+        if persist:  # /dev/null, a FIFO: refused before any work
+            check_target(self.path, stream_ok=False)
 
     @property
     def iterations_per_epoch(self) -> int:
-        return math.ceil(len(self.data.X_train) / self.solver.batch_size)
+        return self.solver.batches_per_epoch(len(self.data.X_train))
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -257,6 +275,9 @@ class Trainer:
                           average=average.state_dict() if average is not None else None)
 
     def _restore(self, log: RunLog) -> None:
+        if log.ensemble is not None:
+            raise BabysitError(f"{log.path}: an ensemble run ({len(log.ensemble.members)} members "
+                               f"stored) cannot be resumed; train it again with --ensemble")
         last = log.checkpoints.get("last")
         if last is None or last.optimizer is None:
             raise BabysitError(f"{log.path}: the run log has no resumable 'last' checkpoint")
@@ -287,7 +308,10 @@ class Trainer:
         self.best = log.checkpoints.get("best")
         self.last = last
 
-    def save(self, status: str, last: Checkpoint | None = None, result=None) -> Path:
+    def save(self, status: str, last: Checkpoint | None = None, result=None,
+             ensemble=None) -> Path | None:
+        if not self.persist:
+            return None
         checkpoints = {"last": last or self.last, "best": self.best}
         if self.solver.average is not None:
             checkpoints["average"] = Checkpoint(params={k: v.copy() for k, v in
@@ -300,7 +324,8 @@ class Trainer:
                  "recipe_path": common.recipe_label(self.recipe) or "",
                  "recipe_base_dir": self.recipe.data.base_dir or ""}
         log = RunLog(recipe_yaml=self.recipe_yaml, attrs=attrs, history=self.history.to_tree(),
-                     checkpoints=checkpoints, result=result.to_dict() if result is not None else None)
+                     checkpoints=checkpoints, result=result.to_dict() if result is not None else None,
+                     ensemble=ensemble)
         path = log.save(self.path)
         self.saved_at = time.monotonic()
         return path
@@ -308,7 +333,8 @@ class Trainer:
     def interrupt(self):
         path = self.save("interrupted", last=self.checkpoint())
         state = self.state
-        raise TrainingInterrupted(path, state.epoch + (1 if state.batch else 0), state.iteration)
+        raise TrainingInterrupted(path, state.epoch + (1 if state.batch else 0), state.iteration,
+                                  resumable=self.persist)
 
     # -- the loop --------------------------------------------------------------
     def event(self, kind: str, lr: float, loss=None) -> None:
@@ -330,6 +356,8 @@ class Trainer:
         The run log is locked for the whole run (:func:`babysit.locks.exclusive`):
         a second writer of the same file fails with OutputLocked (exit 2).
         """
+        if not self.persist:  # writes no file, locks none
+            return self._run()
         with exclusive(self.path):
             return self._run()
 
@@ -383,6 +411,8 @@ class Trainer:
             self.model.set_params(average.params)
             metrics["average_val_accuracy"] = evaluate(self.model, *self.validation())[1]
             self.model.set_params(current)
+        if self.solver.optimizer.full_batch:   # L-BFGS: whether it reached its convergence test
+            metrics["converged"] = bool(self.solver.optimizer.converged)
         return metrics
 
 
@@ -410,8 +440,9 @@ def train(recipe, seed=None, out=None, resume=None, progress: Callable | None = 
 
     Metrics: epochs_run, iterations, final_loss (mean training loss of the last
     epoch), train_accuracy (on a fixed subset of ``train_eval_size`` training
-    examples), val_accuracy, best_val_accuracy, best_epoch, run_log, and
-    average_val_accuracy when ``train.average`` is set.
+    examples), val_accuracy, best_val_accuracy, best_epoch, run_log,
+    average_val_accuracy when ``train.average`` is set, and converged for a
+    full-batch optimizer (L-BFGS). Ensembles: :func:`train_ensemble`.
     """
     return Trainer(recipe, seed, out, resume, progress, train_eval_size).run()
 
