@@ -119,7 +119,8 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
         init = get_initializer(init_spec if init_spec is not None else default_init)
         bias_value = default_bias if bias is None else float(bias)
         if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
-            layer.rng = rng
+            with fenced(f"{where}: setting rng failed:"):
+                layer.rng = rng
         build = getattr(layer, "build", None)
         if build is not None and kind == "custom":
             with fenced(f"{where}: build failed:"):

@@ -284,9 +284,15 @@ class Model:
     def kink_state(self) -> list:
         """Branch taken at every kink during the last forward pass and loss (see Layer.kink_state)."""
         states = []
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             fn = getattr(layer, "kink_state", None)
-            states.append(fn() if fn is not None else None)
+            if fn is None:
+                states.append(None)
+            elif index in self.user_layers:
+                with fenced(f"{self._where(index)}: kink_state raised"):
+                    states.append(fn())
+            else:
+                states.append(fn())
         fn = getattr(self.loss_fn, "kink_state", None)
         states.append(fn() if fn is not None else None)
         return states
