@@ -15,6 +15,8 @@ def main(argv=None) -> None:
 
         interrupts.install()
         from babysit.cli import main as cli_main
+
+        interrupts.raise_if_received()
     except KeyboardInterrupt:
         from babysit import interrupts
 

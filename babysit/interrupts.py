@@ -24,8 +24,23 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_INTERRUPTED = 130
 
 
+_received: list = []  # signals _raise has seen (an exception can be swallowed, the record not)
+
+
 def _raise(signum, frame):
+    _received.append(signum)
     raise Interrupted(signal.Signals(signum).name)
+
+
+def raise_if_received() -> None:
+    """Raise Interrupted if a signal arrived but its exception was lost.
+
+    A KeyboardInterrupt that lands in a ``__del__``, a weakref callback or a
+    library's bare ``except:`` during the imports is printed or swallowed there,
+    and the command would carry on; checked at the points where it starts.
+    """
+    if _received:
+        raise Interrupted(signal.Signals(_received[-1]).name)
 
 
 def _main_thread() -> bool:
@@ -112,4 +127,4 @@ class Deferred:
             raise Interrupted(signal.Signals(signum).name)
 
 
-__all__ = ["Deferred", "install", "restore", "installed", "stopping", "Interrupted", "SIGNALS"]
+__all__ = ["Deferred", "raise_if_received", "install", "restore", "installed", "stopping", "Interrupted", "SIGNALS"]

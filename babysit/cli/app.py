@@ -34,6 +34,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from babysit import interrupts
 from babysit.atomic import WriteError, write_bytes
 from babysit.cli import stopped
 from babysit.errors import BabysitError
@@ -109,8 +110,6 @@ class App:
 
     def interrupted(self, message: str = "interrupted"):
         """Ctrl-C or SIGTERM: ``message`` on stderr, documents with status interrupted, exit 130."""
-        from babysit import interrupts
-
         interrupts.stopping()  # a second signal exits at once, no traceback
         self.err.print(Text(message, style="bold red"))
         stopped.write_documents(self, "interrupted", message)
@@ -307,6 +306,7 @@ def output_options(plot: bool = False):
                                            if name in kwargs})
             app.command = click.get_current_context().command.name
             with guard(app), quiet_numpy():
+                interrupts.raise_if_received()  # a signal whose exception an import swallowed
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
                                          app.options.plot_path))
                 if app.options.plot_path:
