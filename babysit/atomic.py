@@ -100,8 +100,10 @@ def remove_stale_temporaries(directory) -> list[Path]:
     return removed
 
 
-def _not_a_directory(real: Path) -> Path | None:
-    """The first ancestor of ``real`` that exists but is not a directory, if any."""
+def blocking_file(path) -> Path | None:
+    """The existing non-directory standing where a directory above ``path`` should be
+    (``out.txt`` in ``out.txt/r.json``), or None. Symlinks are followed."""
+    real = Path(os.path.realpath(path))
     for parent in reversed(real.parents):
         if parent.exists() and not parent.is_dir():
             return parent
@@ -152,7 +154,7 @@ def _target(path, missing_parent_ok: bool = False) -> tuple[Path | None, os.stat
         except OSError:
             return None, st
         return (real if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino) else None), st
-    blocker = _not_a_directory(real)
+    blocker = blocking_file(real)
     if blocker is not None:
         raise WriteError(errno.ENOTDIR, f"{blocker} is a file, not a directory", str(path))
     if not missing_parent_ok and not real.parent.is_dir():
@@ -172,7 +174,7 @@ def check_target(path, stream_ok: bool = True) -> None:
 def make_parents(path) -> None:
     """Create the missing directories above ``path``; WriteError naming ``path`` otherwise."""
     real = Path(os.path.realpath(path))
-    blocker = _not_a_directory(real)
+    blocker = blocking_file(real)
     if blocker is not None:
         raise WriteError(errno.ENOTDIR, f"{blocker} is a file, not a directory", str(path))
     try:
@@ -253,5 +255,5 @@ def _write_all(handle, data) -> None:
     handle.write(data)
 
 
-__all__ = ["WriteError", "file_stem", "replacing", "write_bytes", "make_parents", "remove_stale_temporaries",
+__all__ = ["WriteError", "blocking_file", "check_target", "file_stem", "replacing", "write_bytes", "make_parents", "remove_stale_temporaries",
            "temporary_name"]

@@ -34,6 +34,15 @@ def new_figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float
     return figure, figure.subplots(nrows, ncols, squeeze=True)
 
 
+def new_canvas(width: float = 7.0, height: float = 4.0):
+    """An empty figure without pyplot, for layouts ``new_figure``'s grid cannot give
+    (``figure.add_gridspec``)."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), constrained_layout=True)
+
+
 def label_axes(ax, title: str = "", xlabel: str = "", ylabel: str = "",
                logx: bool = False, logy: bool = False) -> None:
     """Title, axis labels, log scales and a light grid: the house style."""

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.text import Text
 
 from babysit import interrupts
-from babysit.atomic import WriteError, write_bytes
+from babysit.atomic import WriteError, blocking_file, make_parents, write_bytes
 from babysit.cli import stopped
 from babysit.errors import BabysitError
 
@@ -63,14 +63,22 @@ class CommonOptions:
 _COMMON_NAMES = tuple(field.name for field in dataclasses.fields(CommonOptions))
 
 
+class PipeConsole(Console):
+    """A Rich console that ends the command with :func:`closed_pipe` when its reader goes away
+    (Rich's own default is exit code 1, which reads as "a diagnosis failed")."""
+
+    def on_broken_pipe(self) -> None:
+        closed_pipe()
+
+
 class App:
     """One invocation of ``babysit``: consoles, flags, recipe loading, output."""
 
     def __init__(self, options: CommonOptions | None = None):
         # Console(file=None) resolves sys.stdout/sys.stderr at write time, so
         # redirected streams (tests, `2>log`) are honoured.
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = PipeConsole(highlight=False)
+        self.err = PipeConsole(stderr=True, highlight=False)
         self.options = options or CommonOptions()
         self.exit_code = EXIT_OK
         # What the documents of a command that stops (exit 2/130) say: see cli/stopped.py.
@@ -92,8 +100,9 @@ class App:
 
     @property
     def report(self) -> Console:
-        """Where the human report goes: stdout, or stderr when --json - owns stdout."""
-        return self.err if self.options.json_path == "-" else self.out
+        """Where the human report goes: stdout, or stderr when ``--json -`` or
+        ``--junit -`` owns stdout (stdout then carries that one document only)."""
+        return self.err if "-" in (self.options.json_path, self.options.junit_path) else self.out
 
     # -- messages ---------------------------------------------------------
 
@@ -125,13 +134,6 @@ class App:
         line = Text("warning: ", style="bold yellow")
         line.append(message)
         self.err.print(line, soft_wrap=True)
-
-    def progress(self, **kwargs):
-        """A Rich Progress bound to stderr, disabled by --quiet."""
-        from rich.progress import Progress
-
-        kwargs.setdefault("transient", True)
-        return Progress(console=self.err, disable=self.quiet, **kwargs)
 
     # -- inputs -----------------------------------------------------------
 
@@ -192,6 +194,7 @@ class App:
             sys.stdout.flush()
             return
         try:
+            make_parent_dirs(path)
             write_bytes(path, data)
         except OSError as exc:
             self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
@@ -208,6 +211,7 @@ class App:
             self.warn(f"{result.command} has nothing to plot; {path} not written")
             return
         try:
+            make_parent_dirs(path)
             plots.save_png(figure, path)
         except OSError as exc:
             self.abort(f"cannot write plot to {path}: {exc.strerror or exc}")
@@ -254,15 +258,30 @@ def current_app() -> App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+def make_parent_dirs(path) -> None:
+    """Create the missing folders above an output file (as pytest's --junitxml does)."""
+    make_parents(path)  # babysit.atomic: a WriteError naming the output when it cannot
+
+
+def blocked_parent(path) -> str | None:
+    """The existing non-folder that stands where a folder above ``path`` should be, or None.
+
+    Missing folders are created when the output is written; a file in their
+    place cannot be (``--json out.txt/r.json`` with ``out.txt`` a file).
+    """
+    blocker = blocking_file(path)
+    return None if blocker is None else str(blocker)
+
+
 def _check_output_dirs(app: App, paths) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
     if sum(path == "-" for path in paths) > 1:
         app.abort("only one output can go to stdout ('-')")
     for path in paths:
         if path and path != "-":
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                app.abort(f"cannot write {path}: directory {directory} does not exist")
+            blocker = blocked_parent(path)
+            if blocker is not None:
+                app.abort(f"cannot write {path}: {blocker} is not a directory")
             if os.path.isdir(path):
                 app.abort(f"cannot write {path}: it is a directory; give a file name")
 
@@ -322,8 +341,8 @@ def output_options(plot: bool = False):
         options = [
             click.option("--json", "json_path", metavar="PATH|-", default=None,
                          help="Write the result as JSON to PATH ('-' = stdout only)."),
-            click.option("--junit", "junit_path", metavar="PATH", default=None,
-                         help="Write a JUnit XML report to PATH (for CI)."),
+            click.option("--junit", "junit_path", metavar="PATH|-", default=None,
+                         help="Write a JUnit XML report to PATH (for CI; '-' = stdout only)."),
         ]
         if plot:
             options.append(click.option("--plot", "plot_path", metavar="PATH.png",
@@ -377,12 +396,29 @@ class guard:
         if issubclass(exc_type, KeyboardInterrupt):
             self.app.interrupted()
         if issubclass(exc_type, BrokenPipeError):
-            return False  # `babysit ... | head`: click exits quietly
+            closed_pipe()  # `babysit ... | head`
         if issubclass(exc_type, OSError):
             self.app.abort(describe_os_error(exc))
         if issubclass(exc_type, MemoryError):  # sizes come from the user's data, shapes, options
             self.app.abort(f"out of memory: {exc or 'the input is too large'}")
         return False
+
+
+EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
+
+
+def closed_pipe():
+    """The reader of stdout went away (``babysit report run.h5 | head``): exit 141, quietly.
+
+    Whatever is still buffered for stdout goes to /dev/null, so the flush at
+    interpreter exit raises no second BrokenPipeError.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout has no file descriptor (tests)
+        pass
+    raise SystemExit(EXIT_CLOSED_PIPE)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import click
-from rich.table import Table
+from rich import box
 from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
-from babysit.cli.render import fmt, line_plot
+from babysit.cli.render import fitted_tables, fmt, line_plot
 from babysit.diagnostics.lr_probe import (DEFAULT_EVAL_EVERY, DEFAULT_EVAL_EXAMPLES, DEFAULT_LR_MAX,
                                           DEFAULT_LR_MIN, DEFAULT_PER_DECADE, same_lr)
 
@@ -45,11 +45,14 @@ def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, eval_every, ev
     one run until the smoothed loss diverges. Fails unless the recipe's own LR
     is inside the good range.
     """
+    from babysit.cli.progress import StepDisplay
     from babysit.diagnostics.lr_probe import lr_probe
 
     spec = app.load_recipe(recipe)
-    result = lr_probe(spec, mode=mode, lr_min=lr_min, lr_max=lr_max, per_decade=per_decade,
-                      steps=steps, eval_every=eval_every, eval_examples=eval_examples)
+    with StepDisplay(app, "lr-probe") as show:
+        result = lr_probe(spec, mode=mode, lr_min=lr_min, lr_max=lr_max, per_decade=per_decade,
+                          steps=steps, eval_every=eval_every, eval_examples=eval_examples,
+                          progress=show)
     return app.emit(result, render, plot=figure)
 
 
@@ -76,21 +79,31 @@ def render(console, result) -> None:
                        f"{m['update']}, reg {fmt(m['reg_used'])}, batch {m['batch_size']}, "
                        f"{m['steps']} steps" + (" per LR" if m["mode"] == "grid" else ""),
                        style="bold"))
-    table = Table(title="Learning rates", title_justify="left")
-    columns = ["lr", "verdict", "loss start", "loss end"]
-    columns += ["lowest", "steps", ""] if m["mode"] == "grid" else ["raw loss", ""]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("verdict", "") else "right",
-                         no_wrap=True)
     trials = m["trials"] if m["mode"] == "grid" else _sweep_rows(m["trials"])
+    # Every grid LR starts from the same weights on the same batch: one start, said once.
+    starts = {fmt(t["loss_start"], 4) for t in trials}
+    shared_start = len(starts) == 1
+    columns = [("lr", "right"), ("verdict", "left")]
+    columns += [] if shared_start else [("loss\nstart", "right")]
+    columns += [("loss\nend", "right")]
+    columns += [("lowest", "right"), ("steps", "right")] if m["mode"] == "grid" \
+        else [("raw\nloss", "right")]
+    rows = []
     for t in trials:
-        row = [fmt(t["lr"]), Text(t["verdict"], style=VERDICT_STYLES[t["verdict"]]),
-               fmt(t["loss_start"], 4), fmt(t["loss_end"], 4)]
+        verdict = Text(t["verdict"], style=VERDICT_STYLES[t["verdict"]])
+        marks = _marks(m, t["lr"])
+        if marks:
+            verdict.append(f" ({marks})", style="bold")
+        row = [fmt(t["lr"]), verdict]
+        row += [] if shared_start else [fmt(t["loss_start"], 4)]
+        row += [fmt(t["loss_end"], 4)]
         row += [fmt(t["loss_min"], 4), str(t["steps"])] if m["mode"] == "grid" else [fmt(t["loss"], 4)]
-        row.append(Text(_marks(m, t["lr"]), style="bold"))
-        table.add_row(*row)
-    console.print(table)
-    console.print(terminal_plot(m))
+        rows.append(row)
+    title = "Learning rates" + (f" (loss at the start: {starts.pop()})" if shared_start else "")
+    for table in fitted_tables(columns, rows, console.width, keep=1, title=title,
+                               box=box.SIMPLE_HEAD, pad_edge=False):
+        console.print(table)
+    console.print(terminal_plot(m, width=min(72, console.width)))
     good = m["good_range"]
     line = Text("good range: ", style="bold")
     line.append(f"{fmt(good[0])} .. {fmt(good[1])}" if good else "none", style="green" if good else "red")
@@ -104,43 +117,23 @@ def _series(m):
     return [t["lr"] for t in trials], [t["loss_end"] for t in trials]
 
 
-def terminal_plot(m) -> Text:
+def terminal_plot(m, width: int = 72) -> Text:
     lrs, losses = _series(m)
     start = m["trials"][0]["loss_start"] if m["trials"] else 1.0
     finite = [v for v in losses if isinstance(v, (int, float)) and math.isfinite(v)]
     top = min(max(finite, default=1.0), 3 * start) if isinstance(start, (int, float)) else None
     label = "final loss" if m["mode"] == "grid" else "smoothed loss"
-    return line_plot({label: (lrs, losses)}, logx=True, xlabel="learning rate",
+    return line_plot({label: (lrs, losses)}, width=width, logx=True, xlabel="learning rate",
                      title=f"{label} vs learning rate (clipped at 3x the start)",
                      ylim=(0.0, top) if top else None)
 
 
 def figure(result):
     """The PNG: loss vs LR, verdicts coloured, the good range shaded, recipe/suggested marked."""
-    from babysit.plots import label_axes, new_figure
+    from babysit.cli.views.panels import draw_lr_probe
+    from babysit.plots import new_figure
 
     m = result.metrics
     fig, ax = new_figure()
-    lrs, losses = _series(m)
-    start = m["trials"][0]["loss_start"]
-    colours = {"good": "tab:green", "too_low": "tab:blue", "unstable": "tab:orange",
-               "too_high": "tab:red"}
-    clipped = [min(v, 3 * start) if isinstance(v, float) and math.isfinite(v) else 3 * start
-               for v in losses]
-    ax.plot(lrs, clipped, color="0.6", linewidth=1, zorder=1)
-    for verdict, colour in colours.items():
-        points = [(lr, v) for lr, v, t in zip(lrs, clipped, m["trials"]) if t["verdict"] == verdict]
-        if points:
-            ax.scatter(*zip(*points), color=colour, label=verdict.replace("_", " "), zorder=2,
-                       s=18 if m["mode"] == "sweep" else 36)
-    if m["good_range"]:
-        ax.axvspan(*m["good_range"], color="tab:green", alpha=0.12, label="good range")
-    ax.axvline(m["recipe_lr"], color="black", linestyle="--", linewidth=1, label="recipe lr")
-    if m["suggested_lr"] is not None:
-        ax.axvline(m["suggested_lr"], color="tab:green", linestyle=":", linewidth=1.5,
-                   label="suggested lr")
-    ylabel = "final loss on the eval batch" if m["mode"] == "grid" else "smoothed training loss"
-    label_axes(ax, title=f"lr-probe ({m['mode']}, {m['update']}): {result.recipe}",
-               xlabel="learning rate", ylabel=ylabel + " (clipped at 3x start)", logx=True)
-    ax.legend(fontsize="small")
+    draw_lr_probe(ax, m, title=f"lr-probe ({m['mode']}, {m['update']}): {result.recipe}")
     return fig

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from babysit.diagnostics import common
+from babysit.diagnostics.progress import SolverProgress, notify
 from babysit.engine.solver import Callback, Solver, resolve_batch_size
 from babysit.errors import BabysitError
 from babysit.validation import POSITIVE, POSITIVE_INT
@@ -163,13 +164,14 @@ class Prober:
         trial.verdict = classify(trial.curve)
         return trial
 
-    def sweep(self, lr_min: float, lr_max: float) -> list[dict]:
+    def sweep(self, lr_min: float, lr_max: float, progress=None) -> list[dict]:
         """One run with exponentially growing LR; a point per step until divergence."""
         model, solver = self.fresh()
         lrs = np.geomspace(lr_min, lr_max, self.steps)
         watch = SmoothedSweep()
+        steps = SolverProgress(progress, self.steps, label=lambda state: f"lr {state.lr:.3g}")
         solver.run(self.data.X_train, self.data.y_train, steps=self.steps,
-                   lr=lambda state: float(lrs[state.iteration]), callbacks=[watch])
+                   lr=lambda state: float(lrs[state.iteration]), callbacks=[watch, steps])
         return watch.points
 
 
@@ -273,10 +275,14 @@ def _recipe_lr(recipe) -> float:
     return POSITIVE.check(common.section_dict(recipe.optim).get("lr"), "the recipe's optim.lr")
 
 
-def _run_grid(result, prober: Prober, lrs: list[float], recipe_lr: float, update: str):
+def _run_grid(result, prober: Prober, lrs: list[float], recipe_lr: float, update: str,
+              progress=None):
     if not any(same_lr(lr, recipe_lr) for lr in lrs):
         lrs = sorted(lrs + [recipe_lr])
-    trials = [prober.grid_trial(lr) for lr in lrs]
+    trials = []
+    for lr in lrs:
+        trials.append(prober.grid_trial(lr))
+        notify(progress, len(trials), len(lrs), f"lr {lr:.3g}: {trials[-1].verdict}")
     if not math.isfinite(trials[0].loss_start):
         result.add("loss_not_finite", "fail",
                    f"the loss at init is {trials[0].loss_start}: no LR can be judged",
@@ -317,8 +323,8 @@ def _sweep_verdicts(points: list[dict]) -> tuple:
 
 
 def _run_sweep(result, prober: Prober, lr_min: float, lr_max: float, recipe_lr: float,
-               update: str):
-    points = prober.sweep(lr_min, lr_max)
+               update: str, progress=None):
+    points = prober.sweep(lr_min, lr_max, progress)
     if not math.isfinite(points[0]["smoothed"]):
         result.add("loss_not_finite", "fail",
                    f"the loss at the first step is {points[0]['loss']}: no LR can be judged",
@@ -348,8 +354,12 @@ def _run_sweep(result, prober: Prober, lr_min: float, lr_max: float, recipe_lr: 
 
 def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DEFAULT_LR_MAX,
              per_decade=DEFAULT_PER_DECADE, steps=None, eval_every=DEFAULT_EVAL_EVERY,
-             eval_examples=DEFAULT_EVAL_EXAMPLES):
-    """Probe the learning-rate range of a recipe (see the module doc). Returns a Result."""
+             eval_examples=DEFAULT_EVAL_EXAMPLES, progress=None):
+    """Probe the learning-rate range of a recipe (see the module doc). Returns a Result.
+
+    ``progress`` (optional) gets a :class:`babysit.diagnostics.progress.Step` per
+    probed LR (grid) or per step (sweep).
+    """
     if mode not in ("grid", "sweep"):
         raise BabysitError(f"lr-probe mode must be 'grid' or 'sweep', got {mode!r}")
     lr_min = POSITIVE.check(lr_min, "lr_min")
@@ -373,13 +383,14 @@ def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DE
                    common.section_dict(recipe.model).get("reg") or 0.0)}
     if mode == "grid":
         trials, good_range, suggested = _run_grid(result, prober, lr_grid(lr_min, lr_max, per_decade),
-                                                  recipe_lr, update)
+                                                  recipe_lr, update, progress)
         metrics.update(good_range=good_range, suggested_lr=suggested,
                        trials=[t.to_metrics() for t in trials], eval_every=eval_every,
                        eval_examples=int(len(prober.X_eval)), lr_min=lr_min, lr_max=lr_max,
                        per_decade=per_decade)
     else:
-        points, good_range, suggested = _run_sweep(result, prober, lr_min, lr_max, recipe_lr, update)
+        points, good_range, suggested = _run_sweep(result, prober, lr_min, lr_max, recipe_lr, update,
+                                                   progress)
         start = points[0]["smoothed"]
         metrics.update(good_range=good_range, suggested_lr=suggested, lr_min=lr_min, lr_max=lr_max,
                        trials=[{"lr": p["lr"], "verdict": p.get("verdict", "too_high"),

@@ -28,6 +28,7 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats
+from babysit.diagnostics.progress import SolverProgress
 from babysit.engine.solver import Callback, Divergence, Solver, evaluate
 from babysit.validation import POSITIVE_INT
 
@@ -85,8 +86,11 @@ class UntilMemorized(Callback):
 
 
 def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
-                 max_epochs: int = DEFAULT_MAX_EPOCHS):
+                 max_epochs: int = DEFAULT_MAX_EPOCHS, progress=None):
     """Train on ``examples`` training examples with reg 0 and no dropout -> Result.
+
+    ``progress`` (optional) gets a :class:`babysit.diagnostics.progress.Step` per
+    epoch, with the tiny set's ``loss`` and ``accuracy`` in its values.
 
     Stops as soon as accuracy is 1.0 and the loss is near zero. Metrics:
     ``train_accuracy``, ``final_loss``, ``epochs_run``, ``initial_loss``,
@@ -110,8 +114,12 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
     watch = UntilMemorized(model, X, y, initial_loss, accuracy, target)
     # Only a non-finite step loss counts as blowing up here: a memorizing run
     # may pass through losses above its start.
+    epochs = SolverProgress(progress, max_epochs, per="epoch",
+                            label=lambda state: f"epoch {state.epoch}: loss {watch.loss:.3g}, "
+                                                f"accuracy {watch.accuracy:.0%}",
+                            values=lambda state: {"loss": watch.loss, "accuracy": watch.accuracy})
     state = solver.run(X, y, epochs=max_epochs, lr=lr, divergence=Divergence(math.inf),
-                       callbacks=[watch])
+                       callbacks=[watch, epochs])
     if state.diverged:
         blew_up, loss, epochs_run = (state.epoch + 1, state.loss), state.loss, state.epoch + 1
     else:

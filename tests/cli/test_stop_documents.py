@@ -3,6 +3,7 @@ document saying error/interrupted, with the message and, for doctor, the parts a
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,17 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
+SCHEMA = Path(__file__).resolve().parents[1] / "data" / "junit-jenkins-subset.xsd"
+
+
 def junit(path):
+    """The parsed JUnit document, checked against the Jenkins schema when xmlschema is there."""
+    try:
+        import xmlschema
+    except ImportError:
+        pass
+    else:
+        xmlschema.XMLSchema(str(SCHEMA)).validate(str(path))
     return ET.parse(path).getroot()
 
 
