@@ -8,7 +8,7 @@ leak memory across a long search and no GUI backend to pick.
 
 from __future__ import annotations
 
-from babysit.atomic import replacing
+from babysit.atomic import write_bytes
 from babysit.errors import BabysitError
 
 MISSING = "--plot needs matplotlib: pip install 'babysit[plot]'"
@@ -58,7 +58,10 @@ def label_axes(ax, title: str = "", xlabel: str = "", ylabel: str = "",
 
 
 def save_png(figure, path) -> None:
-    """Write ``figure`` as PNG to ``path`` atomically (temp file beside it, then rename)."""
-    with replacing(path) as tmp, open(tmp, "xb") as handle:
-        # No "Software" stamp: the same figure gives the same bytes.
-        figure.savefig(handle, format="png", dpi=100, metadata={"Software": None})
+    """Write ``figure`` as PNG to ``path`` atomically (see :mod:`babysit.atomic`)."""
+    import io
+
+    image = io.BytesIO()
+    # No "Software" stamp: the same figure gives the same bytes.
+    figure.savefig(image, format="png", dpi=100, metadata={"Software": None})
+    write_bytes(path, image.getbuffer())

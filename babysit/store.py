@@ -36,13 +36,16 @@ Layout of a run log (spec §6)::
     /ensemble/members/<k>/snapshots/<epoch> its last K epoch checkpoints (checkpoint groups)
     /ensemble/members/<k>/history/<metric>  (E,) its per-epoch metrics (as history/epoch)
 
-Writes are atomic: the whole file is written to a temporary file in the same
-directory, then moved over the target with ``os.replace``, so a reader (or a
-crash) never sees half a log.
+Writes are atomic: the whole file is built in memory, then written with
+:func:`babysit.atomic.write_bytes` (a temporary file in the same directory,
+renamed over the target), so a reader (or a crash) never sees half a log, and
+a full or read-only disk is one clear OSError naming the log, raised by plain
+file I/O rather than from inside HDF5's own writer.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from babysit.atomic import replacing
+from babysit.atomic import make_parents, write_bytes
 from babysit.errors import BabysitError
 
 FORMAT_ATTR = "babysit_format"
@@ -66,19 +69,21 @@ class StoreError(BabysitError):
 
 
 def write_hdf5(path, fill: Callable) -> Path:
-    """Create ``path`` by calling ``fill(h5file)`` on a temporary file, then renaming it.
+    """Create ``path`` by calling ``fill(h5file)`` on an in-memory file, then writing it atomically.
 
-    The temporary file lives in the target's directory (``os.replace`` is only
-    atomic within one file system) and is removed when ``fill`` fails or is
-    interrupted, so the target is either the old file or the complete new one.
+    The target is either the old file or the complete new one (see
+    :mod:`babysit.atomic`); missing parent directories are created. A target
+    that is not a regular file (``/dev/null``) is refused: a log must be a
+    file babysit can read back. Disk errors are :class:`babysit.atomic.WriteError`.
     """
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        with h5py.File(tmp, "x") as handle:
-            fill(handle)
+    make_parents(path)
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
+        fill(handle)
+    write_bytes(path, image.getbuffer(), stream_ok=False)
     return path
 
 
@@ -179,9 +184,17 @@ def register_reader(kind: str, reader: Callable) -> None:
     READERS[kind] = reader
 
 
-def read_log(path):
-    """Read any babysit log (dispatch on its kind). Raises StoreError for bad files."""
+def read_log(path, kind_wanted: str | None = None, use: str = ""):
+    """Read any babysit log (dispatch on its kind). Raises StoreError for bad files.
+
+    ``kind_wanted``: refuse a log of another kind before reading it, saying what
+    it is and what ``use`` (e.g. "train --resume") needs.
+    """
     handle, kind = open_log(path)
+    if kind_wanted is not None and kind != kind_wanted:
+        handle.close()
+        raise StoreError(f"{str(path)!r} is a babysit {kind} log, not a {kind_wanted} log"
+                         f"{': ' + use if use else ''}")
     try:
         reader = READERS.get(kind)
         if reader is None:
@@ -373,12 +386,9 @@ class RunLog:
 register_reader(RunLog.kind, RunLog.from_h5)
 
 
-def read_run_log(path) -> RunLog:
-    """Read a run log; StoreError when ``path`` is not one."""
-    log = read_log(path)
-    if not isinstance(log, RunLog):
-        raise StoreError(f"{str(path)!r} is a babysit {log.kind} log, not a run log")
-    return log
+def read_run_log(path, use: str = "") -> RunLog:
+    """Read a run log; StoreError when ``path`` is not one (``use`` says what needs it)."""
+    return read_log(path, RunLog.kind, use)
 
 
 def rng_state_json(rng: np.random.Generator) -> str:

@@ -43,6 +43,12 @@ Every command takes a RECIPE: a bundled name (see `babysit recipes`) or a
 YAML path; the default is two-layer-digits. Common options: --seed N,
 --set KEY=VALUE, --json PATH|-, --junit PATH|-, --plot PATH.png, --quiet,
 --strict (warnings fail too).
+
+\b
+A custom layer (`custom: pkg.module:Class` in a recipe, a --set, a run log's
+recipe, or gradcheck --layer) is imported and run as code: use only recipes
+and run logs you trust. Anything else babysit reads (YAML, HDF5, NPZ,
+CIFAR-10 pickles) is data and never runs code. Ctrl-C or SIGTERM: exit 130.
 """
 
 
@@ -92,13 +98,23 @@ register_commands(cli)
 
 
 def main(argv=None) -> None:
-    """Console-script entry point (``babysit = babysit.cli:main``)."""
+    """Run the command line (the console script is :func:`babysit.__main__.main`).
+
+    SIGINT and SIGTERM end it with exit 130 (:mod:`babysit.interrupts`); the
+    caller's handlers are back when it returns (a program calling it in-process).
+    """
+    from babysit import interrupts
+
+    previous = interrupts.install()
     try:
         code = cli.main(args=argv, prog_name="babysit", standalone_mode=False)
     except click.ClickException as exc:  # usage errors: click's message, exit 2
         exc.show()
         code = exc.exit_code
     except (click.Abort, KeyboardInterrupt):  # click.Abort: Ctrl-C while click was parsing
+        interrupts.stopping()
         App().err.print("interrupted")
         code = EXIT_INTERRUPTED
+    finally:
+        interrupts.restore(previous)
     sys.exit(code if isinstance(code, int) else 0)

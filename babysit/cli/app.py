@@ -21,6 +21,7 @@ stderr with exit 2 and exits with the code ``emit`` returned.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,7 +34,9 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from babysit.atomic import write_bytes
+from babysit import interrupts
+from babysit.atomic import WriteError, blocking_file, make_parents, write_bytes
+from babysit.cli import stopped
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -78,6 +81,14 @@ class App:
         self.err = PipeConsole(stderr=True, highlight=False)
         self.options = options or CommonOptions()
         self.exit_code = EXIT_OK
+        # What the documents of a command that stops (exit 2/130) say: see cli/stopped.py.
+        self.command: str | None = None         # set by output_options
+        self.recipe = None                      # the recipe, once load_recipe succeeded
+        self.recipe_arg: str | None = None      # RECIPE as given, before it is loaded
+        self.partial_result: Callable | None = None  # (status, message) -> Result (doctor)
+        self.emitted = None                     # the Result emit was reporting, if any
+        self.wrote_stdout = False               # a document already went to stdout
+        self.stopping = False
 
     @property
     def quiet(self) -> bool:
@@ -96,11 +107,22 @@ class App:
     # -- messages ---------------------------------------------------------
 
     def abort(self, message: str, code: int = EXIT_USAGE):
-        """Print ``error: <message>`` on stderr (one line, no traceback) and exit."""
+        """Print ``error: <message>`` on stderr (one line, no traceback) and exit.
+
+        The --json/--junit documents say so too (:mod:`babysit.cli.stopped`).
+        """
         line = Text("error: ", style="bold red")
         line.append(str(message))
         self.err.print(line, soft_wrap=True)
+        stopped.write_documents(self, "error", str(message))
         raise SystemExit(code)
+
+    def interrupted(self, message: str = "interrupted"):
+        """Ctrl-C or SIGTERM: ``message`` on stderr, documents with status interrupted, exit 130."""
+        interrupts.stopping()  # a second signal exits at once, no traceback
+        self.err.print(Text(message, style="bold red"))
+        stopped.write_documents(self, "interrupted", message)
+        raise SystemExit(EXIT_INTERRUPTED)
 
     def info(self, message: str) -> None:
         """Progress note on stderr (silenced by --quiet); never mixes with --json -."""
@@ -124,12 +146,14 @@ class App:
         """
         from babysit.recipes import load_recipe
 
+        self.recipe_arg = recipe_arg or DEFAULT_RECIPE
         try:
             overrides = [check_set(text) for text in self.options.sets]
         except ValueError as exc:  # an App built in code: click checked the command line
             raise click.UsageError(f"--set: {exc}") from None
         recipe = load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
-        return recipe.with_seed(self.options.seed)
+        self.recipe = recipe.with_seed(self.options.seed)
+        return self.recipe
 
     # -- outputs ----------------------------------------------------------
 
@@ -146,6 +170,7 @@ class App:
         from babysit.cli.junit import junit_xml
 
         opts = self.options
+        self.emitted = result
         if not self.quiet:
             if render is not None:
                 render(self.report, result)
@@ -164,6 +189,7 @@ class App:
     def write_output(self, path: str, data: bytes, what: str) -> None:
         """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
         if path == "-":
+            self.wrote_stdout = True
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
@@ -234,8 +260,7 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 def make_parent_dirs(path) -> None:
     """Create the missing folders above an output file (as pytest's --junitxml does)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    make_parents(path)  # babysit.atomic: a WriteError naming the output when it cannot
 
 
 def blocked_parent(path) -> str | None:
@@ -244,13 +269,8 @@ def blocked_parent(path) -> str | None:
     Missing folders are created when the output is written; a file in their
     place cannot be (``--json out.txt/r.json`` with ``out.txt`` a file).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(directory):
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            return None
-        directory = parent
-    return None if os.path.isdir(directory) else directory
+    blocker = blocking_file(path)
+    return None if blocker is None else str(blocker)
 
 
 def _check_output_dirs(app: App, paths) -> None:
@@ -303,7 +323,9 @@ def output_options(plot: bool = False):
             app = current_app()
             app.options = CommonOptions(**{name: kwargs.pop(name) for name in _COMMON_NAMES
                                            if name in kwargs})
-            with guard(app):
+            app.command = click.get_current_context().command.name
+            with guard(app), quiet_numpy():
+                interrupts.raise_if_received()  # a signal whose exception an import swallowed
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
                                          app.options.plot_path))
                 if app.options.plot_path:
@@ -336,6 +358,23 @@ def output_options(plot: bool = False):
     return decorate
 
 
+@contextlib.contextmanager
+def quiet_numpy():
+    """Keep NumPy's floating-point RuntimeWarnings (overflow, invalid value) off stderr.
+
+    The diagnoses judge non-finite numbers themselves and report them as
+    findings (``loss_not_finite``, ``loss_diverged`` ...); the warnings would
+    only be noise around the report (``bias: 1e300`` overflowing a float32).
+    """
+    import warnings
+
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+        yield
+
+
 class guard:
     """Turn user errors into ``error: <message>`` + exit 2, Ctrl-C into exit 130.
 
@@ -355,8 +394,7 @@ class guard:
         if issubclass(exc_type, BabysitError):
             self.app.abort(str(exc), getattr(exc, "exit_code", EXIT_USAGE))
         if issubclass(exc_type, KeyboardInterrupt):
-            self.app.err.print(Text("interrupted", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED)
+            self.app.interrupted()
         if issubclass(exc_type, BrokenPipeError):
             closed_pipe()  # `babysit ... | head`
         if issubclass(exc_type, OSError):
@@ -385,6 +423,8 @@ def closed_pipe():
 
 def describe_os_error(exc: OSError) -> str:
     """One line for an OSError: what failed and on which file."""
+    if isinstance(exc, WriteError):  # says itself: "cannot write <file>: <reason>"
+        return str(exc)
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.filename:
         return f"{exc.filename}: {reason}"

@@ -60,8 +60,13 @@ def command(app, recipe, only, skip, stop_early):
     if not parts:
         app.abort(f"--skip leaves no part to run (the parts are {','.join(PARTS)})")
     spec = app.load_recipe(recipe)
+    started, finished = [], {}
+    app.partial_result = lambda status, message: stopped_doctor(spec, parts, started, finished,
+                                                                status, message)
     with StepDisplay(app, "doctor") as show:
-        result = doctor(spec, stop_early=stop_early, parts=parts, progress=show)
+        result = doctor(spec, stop_early=stop_early, parts=parts, progress=show,
+                        before_part=started.append,
+                        on_part=lambda name, part: finished.__setitem__(name, part))
     return app.emit(result, render, plot=figure)
 
 
@@ -70,6 +75,27 @@ def figure(result):
     from babysit.cli.views.panels import doctor_figure
 
     return doctor_figure(result)
+
+
+def stopped_doctor(spec, parts: list, started: list, finished: dict, status: str, message: str):
+    """The doctor Result of a run that stopped (exit 2 or 130), for --json and --junit.
+
+    Of the selected ``parts``, those already finished are kept whole; the part
+    that was running gets the stop's status (error|interrupted) in
+    ``metrics["statuses"]``; the rest are not run.
+    """
+    from babysit.diagnostics.common import new_result
+    from babysit.diagnostics.doctor import NOT_RUN
+
+    result = new_result("doctor", spec, spec.seed)
+    result.stopped, result.error = status, message
+    result.parts = dict(finished)
+    running = next((name for name in started if name not in finished), None)
+    statuses = {name: finished[name].status if name in finished else
+                status if name == running else NOT_RUN for name in parts}
+    result.metrics = {"statuses": statuses,
+                      "not_run": [name for name, value in statuses.items() if value == NOT_RUN]}
+    return result
 
 
 # -- the consolidated table -------------------------------------------------------

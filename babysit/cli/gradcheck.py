@@ -16,7 +16,8 @@ from babysit.diagnostics.gradcheck import DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, D
 @click.argument("recipe", required=False)
 @click.option("--layer", "layer", metavar="PKG.MODULE:CLASS", default=None,
               help="Check a custom layer instead of a recipe's model (importable from "
-                   "the current directory or PYTHONPATH).")
+                   "PYTHONPATH or the current directory). Its module is imported and run as "
+                   "code: only check layers you trust.")
 @click.option("--input-shape", metavar="N,D|N,C,H,W", default=None,
               help="Input shape for --layer, batch size first (e.g. 4,10).")
 @click.option("--kwargs", "kwargs_json", metavar="JSON", default=None,

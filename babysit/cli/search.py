@@ -12,7 +12,7 @@ import time
 import click
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import percent
 from babysit.cli.views.search import plot_trials, stages_tables, trials_tables
 
@@ -100,11 +100,9 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
         try:
             result = search(spec, space, seed=search_seed, trials=trials, epochs=epochs,
                             stages=stages, backend=backend, log=log, on_trial=on_trial)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             show.stop()
-            app.err.print(Text(f"interrupted: {len(log.trials)} finished trial(s) kept in "
-                               f"{out_path}", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            app.interrupted(f"interrupted: {len(log.trials)} finished trial(s) kept in {out_path}")
     seconds = {t["index"]: t["seconds"] for t in log.trials}
 
     def render(console, result):
@@ -137,4 +135,7 @@ def lectures_space(app, spec) -> tuple:
 
 
 def default_log_path(name: str) -> str:
-    return os.path.join("runs", f"{name}-search-{time.strftime('%Y%m%d-%H%M%S')}.h5")
+    """``runs/<name>-search-<time>.h5``, the recipe name made safe as a file name."""
+    from babysit.atomic import file_stem
+
+    return os.path.join("runs", f"{file_stem(name)}-search-{time.strftime('%Y%m%d-%H%M%S')}.h5")

@@ -6,7 +6,7 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
+from babysit.cli.app import output_options, recipe_options
 from babysit.cli.progress import Display
 from babysit.cli.render import fmt, percent
 from babysit.cli.views import run as run_view
@@ -56,6 +56,8 @@ def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
         if app.options.seed is not None:
             app.abort("--resume continues with the run's own seed: drop --seed")
         spec = recipe_for_resume(resume_path, list(app.options.sets) or None)
+        app.recipe = spec
+        announce_custom_code(app, spec, resume_path)
     else:
         spec = app.load_recipe(recipe)
     with LiveProgress(app) as live:
@@ -69,12 +71,23 @@ def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
             live.stop()
             then = (f"continue with `babysit train --resume {stop.run_log}`" if stop.resumable else
                     "it keeps the finished ensemble members; an ensemble cannot be resumed")
-            app.err.print(Text(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
-                               f"checkpoint saved to {stop.run_log}; {then}", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            app.interrupted(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
+                            f"checkpoint saved to {stop.run_log}; {then}")
     log = read_run_log(result.metrics["run_log"])
     return app.emit(result, lambda console, r: run_view.render_run(console, log),
                     plot=lambda r: run_view.run_figure(log, log_loss=log_loss))
+
+
+def announce_custom_code(app, spec, resume_path) -> None:
+    """Say which modules resuming will import: a run log's recipe may name custom layers,
+    whose code runs (README, "Security and safety"). Shown even with --quiet."""
+    from babysit.engine.user_code import custom_layer_modules
+
+    modules = custom_layer_modules(spec.model.to_dict())
+    if modules:
+        app.warn(f"the recipe stored in {resume_path} names custom layer code: resuming imports "
+                 f"and runs the Python module(s) {', '.join(modules)} (from the installed packages "
+                 f"or the current directory)")
 
 
 class LiveProgress(Display):

@@ -118,7 +118,7 @@ def test_train_out_onto_a_directory_fails_before_training(tmp_path):
 def test_a_failed_rename_names_the_target_not_the_temporary_file(tmp_path):
     result = run("search", "--out", tmp_path, "--param", "optim.lr=log:1e-3:1e-1", "--trials", "1",
                  "--epochs", "1", "--workers", "1", "--quiet")
-    assert_usage_error(result, f"{tmp_path}: Is a directory")
+    assert_usage_error(result, f"cannot write {tmp_path}: it is a directory")
     assert ".tmp" not in result.stderr and list(tmp_path.iterdir()) == []
 
 

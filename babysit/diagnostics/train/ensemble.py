@@ -36,6 +36,7 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.train.trainer import TRAIN_EVAL_SIZE, Trainer, TrainingInterrupted
+from babysit.locks import exclusive
 from babysit.store import Checkpoint, Ensemble, EnsembleMember
 from babysit.validation import POSITIVE_INT
 
@@ -126,7 +127,14 @@ class EnsembleRun:
 
     def run(self):
         """Train every member, then compare -> the first member's Result plus
-        ``metrics["ensemble"]`` (and the failing findings of the other members)."""
+        ``metrics["ensemble"]`` (and the failing findings of the other members).
+
+        The run log is locked from the first member to the last save
+        (:func:`babysit.locks.exclusive`)."""
+        with exclusive(self.first.path):
+            return self._run()
+
+    def _run(self):
         result = None
         for index in range(self.count):
             trainer = self.member_trainer(index)

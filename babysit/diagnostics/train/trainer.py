@@ -29,8 +29,6 @@ dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epoch
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -39,22 +37,27 @@ from typing import Callable
 
 import numpy as np
 
+from babysit.atomic import check_target, file_stem
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats, param_grad_norms, update_ratios
 from babysit.diagnostics.result import Finding
 from babysit.diagnostics.train.history import History
 from babysit.diagnostics.train.verdicts import CHECKS, history_findings
 from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evaluate
-from babysit.errors import BabysitError, ModelError
+from babysit.errors import BabysitError, Interrupted, ModelError
+from babysit.interrupts import Deferred
+from babysit.locks import exclusive
 from babysit.store import Checkpoint, RunLog, read_run_log, restore_rng, rng_state_json
 from babysit.validation import POSITIVE_INT
 
 SAVE_INTERVAL = 5.0   # seconds between run-log rewrites at epoch ends (always at the end,
                       # on interruption and on divergence)
 TRAIN_EVAL_SIZE = 1000
+RESUME_USE = ("--resume continues a run log written by `babysit train` "
+              "(`babysit report` shows any log)")
 
 
-class TrainingInterrupted(KeyboardInterrupt):
+class TrainingInterrupted(Interrupted):
     """Training stopped by SIGINT/SIGTERM after saving a checkpoint (``resumable``
     False: an ensemble run, whose log keeps the finished members but cannot resume)."""
 
@@ -84,36 +87,15 @@ class ProgressEvent:
     val_accuracy: float | None = None
 
 
-class StopRequests:
+class StopRequests(Deferred):
     """While active, SIGINT/SIGTERM ask the loop to stop after the current step.
 
     Stopping mid-step would leave half-updated parameters, so the handler only
-    records the request; a second Ctrl-C stops at once. Handlers can only be
-    installed from the main thread; elsewhere (a worker thread) this does nothing.
+    records the request (``requested``); a second Ctrl-C stops at once.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self):
-        self.requested = None
-        self._previous = {}
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-        return False
+        super().__init__(second_ctrl_c_stops=True)
 
 
 def weight_norms(model) -> dict:
@@ -126,7 +108,8 @@ def weight_norms(model) -> dict:
 
 
 def default_run_path(recipe) -> Path:
-    return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
+    """``runs/<name>-<time>.h5``, the recipe name made safe as a file name (never outside runs/)."""
+    return Path("runs") / f"{file_stem(recipe.name)}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
 
 
 # ---------------------------------------------------------------------------
@@ -275,12 +258,14 @@ class Trainer:
         self.recipe_yaml = self.recipe.to_yaml()
         self.saved_at = None           # time.monotonic() of the last save
         if resume is not None:
-            self._restore(read_run_log(resume))
+            self._restore(read_run_log(resume, RESUME_USE))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(self.recipe))
         if persist and self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
             raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
                                f"give a file name such as {self.path / 'run.h5'}")
+        if persist:  # /dev/null, a FIFO: refused before any work
+            check_target(self.path, stream_ok=False)
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -377,7 +362,17 @@ class Trainer:
         return X, y
 
     def run(self):
-        """Train to ``train.epochs`` (from where a resumed log left off) -> Result."""
+        """Train to ``train.epochs`` (from where a resumed log left off) -> Result.
+
+        The run log is locked for the whole run (:func:`babysit.locks.exclusive`):
+        a second writer of the same file fails with OutputLocked (exit 2).
+        """
+        if not self.persist:  # writes no file, locks none
+            return self._run()
+        with exclusive(self.path):
+            return self._run()
+
+    def _run(self):
         result = common.new_result("train", self.recipe, self.seed, CHECKS)
         if self.last is None:
             self.last = self.checkpoint()  # the initial state, for a log saved before epoch 1 ends
@@ -440,7 +435,7 @@ def recipe_for_resume(path, overrides=None):
     """The recipe stored in run log ``path``, with ``overrides`` (e.g. ``{"train.epochs": 4}``)."""
     from babysit.recipes import recipe_from_yaml
 
-    log = read_run_log(path)
+    log = read_run_log(path, RESUME_USE)
     return recipe_from_yaml(log.recipe_yaml, origin=f"{path} (its recipe)", overrides=overrides,
                             path=log.attrs.get("recipe_path") or None,
                             base_dir=log.attrs.get("recipe_base_dir") or None,
