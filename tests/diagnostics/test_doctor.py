@@ -100,3 +100,34 @@ def test_progress_hooks_see_every_part_in_order():
            before_part=lambda name: seen.append(("before", name)),
            on_part=lambda name, part: seen.append(("after", name, part.status)))
     assert seen == [("before", "sanity-loss"), ("after", "sanity-loss", "fail")]
+
+
+# -- one report, one verdict (calibration issue) -------------------------------------------
+
+def test_spiral_doctor_passes_on_the_seed_that_drew_the_origin_twice():
+    from babysit.diagnostics.doctor import doctor
+    from babysit.recipes import load_recipe
+
+    result = doctor(load_recipe("spiral-mlp"), seed=4, parts=["overfit-tiny"])
+    assert result.status == "pass"
+
+
+def test_overfit_tiny_and_lr_probe_agree_on_a_slow_but_sound_lr(tmp_path):
+    # Adam at 1e-3 on overlapping blobs: lr-probe finds it good for training; overfit-tiny
+    # used to fail with "raise the learning rate". One report, one piece of advice.
+    import numpy as np
+
+    from babysit.diagnostics.doctor import doctor
+    from babysit.recipes import load_recipe
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    X = (rng.standard_normal((3, 2))[y] + rng.standard_normal((900, 2))).astype(np.float32)
+    np.savez(tmp_path / "blobs.npz", X_train=X, y_train=y)
+    spec = load_recipe("two-layer-digits", overrides={
+        "data.source": str(tmp_path / "blobs.npz"), "model.init": "he",
+        "model.layers.2.affine.out": 3, "optim.update": "adam", "optim.lr": 1e-3,
+        "train.batch_size": 50})
+    result = doctor(spec, parts=["overfit-tiny", "lr-probe"])
+    assert {name: part.status for name, part in result.parts.items()} == {
+        "overfit-tiny": "pass", "lr-probe": "pass"}
