@@ -129,6 +129,7 @@ class Prober:
         self.X_eval, self.y_eval = common.subset(data.X_train, data.y_train, eval_examples,
                                                  common.stream(seed, "subset"))
         self.trials: dict[float, Trial] = {}
+        self.start: float | None = None   # the objective at the initial weights
 
     def fresh(self):
         """The model at its initial weights and an optimizer with empty state.
@@ -161,7 +162,9 @@ class Prober:
             if same_lr(known, lr):
                 return trial
         model, solver = self.fresh()
-        start = self.objective(model)
+        if self.start is None:  # every run starts from the same weights: measure it once
+            self.start = self.objective(model)
+        start = self.start
         state = solver.run(self.data.X_train, self.data.y_train, steps=self.steps, lr=lr,
                            divergence=Divergence())
         end = self.objective(model) if not state.diverged else math.nan
