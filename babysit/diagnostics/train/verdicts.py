@@ -135,29 +135,26 @@ def update_ratio_findings(ratios: dict, layer_of) -> list[Finding]:
     return findings
 
 
+# (code, layer statistic, threshold, what it says, fix) of the last epoch's activation checks
+ACTIVATION_CHECKS = (
+    ("dead_relu", "dead", DEAD_WARN, "units never fire on the training subset",
+     "lower the learning rate; use a small positive bias, He init or leaky_relu"),
+    ("activation_saturation", "saturated", SATURATION_FAIL, "outputs are saturated",
+     "lower the learning rate or the init scale; standardize the inputs; add batchnorm"),
+)
+
+
 def activation_findings(layers: dict) -> list[Finding]:
-    """dead_relu / activation_saturation from the last epoch's layer statistics."""
+    """dead_relu / activation_saturation (warnings) from the last epoch's layer statistics."""
     findings = []
-    dead = {name: stats["dead"][-1] for name, stats in layers.items()
-            if stats.get("dead") and math.isfinite(stats["dead"][-1])}
-    over = {name: value for name, value in dead.items() if value > DEAD_WARN}
-    if over:
-        first = next(iter(over))
-        findings.append(Finding(
-            "dead_relu", "warn",
-            f"after training {100 * over[first]:.0f}% of {first}'s units never fire on the "
-            "training subset", "lower the learning rate; use a small positive bias, He init "
-            "or leaky_relu", first, {"fractions": dead}))
-    saturated = {name: stats["saturated"][-1] for name, stats in layers.items()
-                 if stats.get("saturated") and math.isfinite(stats["saturated"][-1])}
-    over = {name: value for name, value in saturated.items() if value > SATURATION_FAIL}
-    if over:
-        first = next(iter(over))
-        findings.append(Finding(
-            "activation_saturation", "warn",
-            f"after training {100 * over[first]:.0f}% of {first}'s outputs are saturated",
-            "lower the learning rate or the init scale; standardize the inputs; add batchnorm",
-            first, {"fractions": saturated}))
+    for code, statistic, threshold, says, fix in ACTIVATION_CHECKS:
+        values = {name: stats[statistic][-1] for name, stats in layers.items()
+                  if stats.get(statistic) and math.isfinite(stats[statistic][-1])}
+        over = {name: value for name, value in values.items() if value > threshold}
+        if over:
+            first = next(iter(over))
+            findings.append(Finding(code, "warn", f"after training {100 * over[first]:.0f}% of "
+                                    f"{first}'s {says}", fix, first, {"fractions": values}))
     return findings
 
 
