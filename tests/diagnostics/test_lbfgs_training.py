@@ -49,3 +49,11 @@ def test_gradcheck_burn_in_and_lr_probe_accept_lbfgs():
     probe = lr_probe(lbfgs(), lr_min=0.1, lr_max=10.0, steps=10)
     assert probe.status == "pass" and probe.metrics["trials"] == []
     assert "line search" in probe.metrics["note"]
+
+
+def test_train_does_not_judge_lbfgs_update_ratios_as_a_learning_rate(tmp_path):
+    # L-BFGS's line search sets every step: "lower the learning rate" would be wrong advice
+    from babysit.diagnostics.train import train
+
+    result = train(lbfgs().with_overrides({"train.epochs": 6}), out=tmp_path / "run.h5")
+    assert not {f.code for f in result.findings} & {"update_ratio_high", "update_ratio_low"}

@@ -268,6 +268,11 @@ class Trainer:
             check_target(self.path, stream_ok=False)
 
     @property
+    def line_search(self) -> bool:
+        """The optimizer picks its own steps (L-BFGS): the LR-based checks do not apply."""
+        return bool(getattr(self.solver.optimizer, "needs_closure", False))
+
+    @property
     def iterations_per_epoch(self) -> int:
         return self.solver.batches_per_epoch(len(self.data.X_train))
 
@@ -332,6 +337,7 @@ class Trainer:
                  "iterations": self.state.iteration, "start_loss": self.divergence.reference,
                  "iterations_per_epoch": self.iterations_per_epoch,
                  "num_classes": self.data.num_classes, "reg": self.model.reg,
+                 "line_search": self.line_search,
                  "recipe_path": common.recipe_label(self.recipe) or "",
                  "recipe_base_dir": self.recipe.data.base_dir or ""}
         log = RunLog(recipe_yaml=self.recipe_yaml, attrs=attrs, history=self.history.to_tree(),
@@ -404,7 +410,7 @@ class Trainer:
         if self.state.diverged:
             return [self.diverged_finding()]
         return history_findings(self.history, self.model.layer_of, 1.0 / self.data.num_classes,
-                                self.model.reg)
+                                self.model.reg, self.line_search)
 
     def metrics(self) -> dict:
         history = self.history

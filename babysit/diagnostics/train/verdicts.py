@@ -52,12 +52,18 @@ CHECKS = {
 }
 
 
-def history_findings(history: History, layer_of, chance: float, reg: float) -> list[Finding]:
+def history_findings(history: History, layer_of, chance: float, reg: float,
+                     line_search: bool = False) -> list[Finding]:
     """Every finding of a run that did not diverge; ``layer_of(param) -> layer name``,
-    ``chance`` the accuracy of guessing (1/C), ``reg`` the run's L2 strength."""
+    ``chance`` the accuracy of guessing (1/C), ``reg`` the run's L2 strength.
+
+    ``line_search``: the optimizer chooses its own step sizes (L-BFGS), so the
+    update/weight ratio says nothing about the learning rate and is not judged.
+    """
     findings = diagnose_curves(history.loss, history.last("train_accuracy"),
                                history.last("val_accuracy"))
-    findings += update_ratio_findings(history.monitors.get("update_ratio", {}), layer_of)
+    if not line_search:
+        findings += update_ratio_findings(history.monitors.get("update_ratio", {}), layer_of)
     findings += activation_findings(history.layers)
     findings += reg_findings(history, layer_of, reg)
     return judge_outcome(findings, history, chance)
@@ -183,7 +189,8 @@ def result_from_run_log(log) -> Result:
     if history.epochs:
         chance = 1.0 / attrs["num_classes"] if attrs.get("num_classes") else 0.0
         result.findings.extend(history_findings(history, layer_by_index(list(history.layers)),
-                                                chance, float(attrs.get("reg") or 0.0)))
+                                                chance, float(attrs.get("reg") or 0.0),
+                                                bool(attrs.get("line_search"))))
     result.metrics.update(epochs_run=history.epochs, iterations=len(history.loss),
                           final_loss=history.last("train_loss"),
                           train_accuracy=history.last("train_accuracy"),
