@@ -35,13 +35,14 @@ def split_layer_entry(entry):
     raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
 
 
-def import_object(path: str):
-    """Import ``"pkg.module:Name"`` (the current directory is importable)."""
+def import_object(path: str, what: str = "custom layer"):
+    """Import ``"pkg.module:Name"`` (the current directory is importable); ``what`` names
+    the object in error messages (a torch model factory is imported the same way)."""
     import sys
     import os
 
     if not isinstance(path, str) or ":" not in path:
-        raise ModelError(f"custom layer {path!r} must look like 'pkg.module:Class'")
+        raise ModelError(f"{what} {path!r} must look like 'pkg.module:Class'")
     module_name, _, attr = path.partition(":")
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -49,7 +50,7 @@ def import_object(path: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # any import-time error in user code is the user's input
-        raise ModelError(f"cannot import custom layer module {module_name!r}: "
+        raise ModelError(f"cannot import {what} module {module_name!r}: "
                          f"{type(exc).__name__}: {exc}") from None
     obj = module
     for part in attr.split("."):

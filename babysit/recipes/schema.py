@@ -55,9 +55,15 @@ OPTIM = {"lr": (1e-3, engine_optim.LR_RULE), **engine_optim.HYPERPARAMETERS}
 DECAYS = engine_optim.DECAYS
 DTYPES = ("float32", "float64")
 
+# A PyTorch model (extra babysit[torch]): ``torch: pkg.module:factory`` instead
+# of ``layers``. ``init: module`` (the default) keeps the module's own init.
+TORCH = "torch"
+TORCH_MODEL_KEYS = ("torch", "kwargs", "init", "loss", "reg", "dropout")
+MODULE_INIT = "module"
+
 __all__ = ["TOP_LEVEL", "BUILTINS", "SOURCE_PREFIXES", "HDF5_SUFFIXES", "NPZ_SUFFIXES", "PREPROCESS",
            "COMPONENTS", "POSITIVE_INT_OR_NULL", "OPEN_UNIT_OR_NULL", "source_kind", "LAYERS",
            "LAYER_EXTRAS", "CUSTOM", "CLASS_PATH", "INITS", "INIT_WITH_STD", "INIT_STD", "LOSSES",
-           "UPDATES", "OPTIM", "DECAYS", "DTYPES", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
+           "UPDATES", "OPTIM", "DECAYS", "DTYPES", "TORCH", "TORCH_MODEL_KEYS", "MODULE_INIT", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
            "OPEN_UNIT", "HALF_OPEN_UNIT", "KEEP_PROB", "POSITIVE_INT", "NON_NEGATIVE_INT",
            "CLASS_COUNT"]

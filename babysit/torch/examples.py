@@ -1,0 +1,38 @@
+"""Factories of the bundled torch recipes (``torch-two-layer-digits``, ``torch-convnet-digits``).
+
+A factory takes the per-example input shape and the class count (plus the
+recipe's ``kwargs``) and returns an ``nn.Module``; these are also the
+templates for your own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch.nn as nn
+
+
+def two_layer(input_shape, num_classes, hidden: int = 50) -> nn.Module:
+    """The lecture's two-layer net: flatten - Linear(hidden) - ReLU - Linear(classes)."""
+    return nn.Sequential(OrderedDict(
+        flatten=nn.Flatten(),
+        fc1=nn.Linear(math.prod(input_shape), hidden),
+        relu=nn.ReLU(),
+        fc2=nn.Linear(hidden, num_classes),
+    ))
+
+
+def convnet(input_shape, num_classes, filters: int = 16, hidden: int = 64) -> nn.Module:
+    """conv 3x3 (same padding) - ReLU - 2x2 max pool, then Linear(hidden) - ReLU - Linear(classes).
+
+    Layers are named by module path: ``features.0`` (the conv) ... ``classifier.3``.
+    """
+    channels, height, width = input_shape
+    features = nn.Sequential(nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(filters * (height // 2) * (width // 2), hidden),
+                               nn.ReLU(), nn.Linear(hidden, num_classes))
+    return nn.Sequential(OrderedDict(features=features, classifier=classifier))
+
+
+__all__ = ["two_layer", "convnet"]
