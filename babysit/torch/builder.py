@@ -173,6 +173,7 @@ def build_torch_model(model, input_shape, num_classes, rng=None, dtype=np.float3
     init_seed, generator_seed = spawn_seeds(rng, 2)
     kwargs = as_mapping(section.get("kwargs") or {}, "model.kwargs", ModelError)
     module = call_factory(path, factory, tuple(input_shape), num_classes, kwargs, init_seed)
+    module.to(TORCH_DTYPES[dtype])
     init = section.get("init", MODULE_INIT)
     if init is not None and init != MODULE_INIT:
         apply_init(module, init, rng)
@@ -180,7 +181,6 @@ def build_torch_model(model, input_shape, num_classes, rng=None, dtype=np.float3
         for sub in module.modules():
             if is_dropout(sub):
                 sub.p = 0.0
-    module.to(TORCH_DTYPES[dtype])
     tap, output_layer, draws, out = trace(module, tuple(input_shape), TORCH_DTYPES[dtype], label)
     expected = (TRACE_BATCH, int(num_classes))
     if tuple(out.shape) != expected:

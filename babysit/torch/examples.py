@@ -13,14 +13,18 @@ from collections import OrderedDict
 import torch.nn as nn
 
 
-def two_layer(input_shape, num_classes, hidden: int = 50) -> nn.Module:
-    """The lecture's two-layer net: flatten - Linear(hidden) - ReLU - Linear(classes)."""
-    return nn.Sequential(OrderedDict(
-        flatten=nn.Flatten(),
-        fc1=nn.Linear(math.prod(input_shape), hidden),
-        relu=nn.ReLU(),
-        fc2=nn.Linear(hidden, num_classes),
-    ))
+def two_layer(input_shape, num_classes, hidden: int = 50, dropout: float = 0.0) -> nn.Module:
+    """The lecture's two-layer net: flatten - Linear(hidden) - ReLU - Linear(classes).
+
+    ``dropout`` > 0 adds ``nn.Dropout(dropout)`` after the ReLU (the probability of
+    dropping a unit, torch's convention; babysit's engine speaks of keeping one).
+    """
+    layers = [("flatten", nn.Flatten()), ("fc1", nn.Linear(math.prod(input_shape), hidden)),
+              ("relu", nn.ReLU())]
+    if dropout > 0:
+        layers.append(("dropout", nn.Dropout(dropout)))
+    layers.append(("fc2", nn.Linear(hidden, num_classes)))
+    return nn.Sequential(OrderedDict(layers))
 
 
 def convnet(input_shape, num_classes, filters: int = 16, hidden: int = 64) -> nn.Module:
