@@ -24,18 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch.nn as nn
 
+from babysit.diagnostics.doctor import PARTS
 from babysit.errors import BabysitError, ModelError
 from babysit.torch.builder import deterministic_torch
 
-COMMANDS = {
-    "doctor": ("babysit.diagnostics.doctor", "doctor"),
-    "sanity-loss": ("babysit.diagnostics.sanity", "sanity_loss"),
-    "gradcheck": ("babysit.diagnostics.gradcheck", "gradcheck_recipe"),
-    "overfit-tiny": ("babysit.diagnostics.overfit", "overfit_tiny"),
-    "init-stats": ("babysit.diagnostics.init_stats", "init_stats"),
-    "lr-probe": ("babysit.diagnostics.lr_probe", "lr_probe"),
-    "train": ("babysit.diagnostics.train", "train"),
-}
+# command -> (module, function): doctor, its parts, and train
+COMMANDS = {"doctor": ("babysit.diagnostics.doctor", "doctor"), **PARTS,
+            "train": ("babysit.diagnostics.train", "train")}
 FACTORY = "babysit.torch.api:registered"
 
 _REGISTRY: dict[str, object] = {}

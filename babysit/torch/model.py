@@ -26,8 +26,8 @@ module unchanged. The contract, as the torch side meets it:
   not), so ``random_state()`` / ``set_random_state()`` give bit-identical
   resumes and ``replay_randomness()`` restarts every train-mode pass from the
   state the last free one started from (the same dropout masks).
-* kinks: ``kink_state()`` is the branch record of the last hooked pass
-  (``recording()``, ``forward_from``) plus the loss's.
+* kinks: ``kink_state()`` is the branch record of the last ``forward_from``
+  pass (or recorded pass under ``replay_randomness()``) plus the loss's.
 * the optimizer: ``make_optimizer(section)`` gives torch.optim behind the
   engine's optimizer interface (:mod:`babysit.torch.optim`); the Solver asks
   for it.
@@ -178,7 +178,8 @@ class TorchModel:
 
     def forward(self, X, train: bool = False) -> np.ndarray:
         """Class scores ``(N, C)``; test mode by default. A train-mode forward keeps its graph."""
-        tap = Tap(self.calls, record=True, kinks=self._has_kinks) if self._recording else None
+        kinks = self._has_kinks and self._replaying   # gradient checks: see kink_state
+        tap = Tap(self.calls, record=True, kinks=kinks) if self._recording else None
         scores = self._pass(X, train, grad=train, tap=tap)
         if tap is not None:
             self.outputs, self.output_grads = tap.outputs, tap.output_grads
@@ -287,7 +288,12 @@ class TorchModel:
         return self._has_kinks
 
     def kink_state(self) -> list:
-        """Branch records of the last hooked pass, then the loss's (see kinds.KINK_RULES)."""
+        """Branch records of the last pass that took them, then the loss's (kinds.KINK_RULES).
+
+        ``forward_from`` passes take them, and recorded passes inside
+        ``replay_randomness()`` (what gradient checks compare); other passes
+        do not pay for them.
+        """
         return list(self._kinks) + [self.loss_fn.kink_state()]
 
     # -- names ---------------------------------------------------------------------

@@ -22,10 +22,11 @@ same calls (:class:`Tap` raises ModelError otherwise).
 
 What a :class:`Tap` does at each layer call: count it, optionally replace its
 input (``forward_from``'s substitution: any graph, not only chains), record
-its input and output (NumPy copies, taken before any in-place op), and hook
-the gradients arriving at both: at the output the total gradient of that
-tensor, at the input the gradient through this layer alone (the input is
-aliased with ``view_as``, so a skip connection's share is not counted).
+its output (a NumPy copy, taken before any in-place op) and, in passes that
+build a graph, its input, and hook the gradients arriving at both: at the
+output the total gradient of that tensor, at the input the gradient through
+this layer alone (the input is aliased with ``view_as``, so a skip
+connection's share is not counted).
 """
 
 from __future__ import annotations
@@ -117,9 +118,9 @@ class Tap:
         x = args[0]
         if self.substitute is not None and self.substitute[0] == position:
             x = self.substitute[1]
-        if self.record and call.visible:
+        if self.record and call.visible and torch.is_grad_enabled():   # inputs: for gradient checks
             self.inputs[call.name] = to_numpy(x)
-            if torch.is_grad_enabled() and x.requires_grad:
+            if x.requires_grad:
                 x = x.view_as(x)
                 x.register_hook(self._keeper(self.input_grads, call.name))
         token = (position, call, x)

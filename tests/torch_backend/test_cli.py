@@ -7,27 +7,17 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-from babysit.cli import cli  # noqa: E402
 from babysit.search_store import read_search_log  # noqa: E402
 from babysit.store import read_run_log  # noqa: E402
+from tests.cli.test_monitor_cli import run, run_json  # noqa: E402  (CliRunner at 120 columns)
 
 TWO_LAYER = "torch-two-layer-digits"
 PARTS = ["sanity-loss", "gradcheck", "overfit-tiny", "init-stats", "lr-probe"]
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "120"})
-
-
-def run_json(*args):
-    result = run(*args, "--json", "-")
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result, (json.loads(result.stdout) if result.stdout.strip() else None)
 
 
 def test_the_broken_function_fails_gradcheck_by_name_with_json_and_junit(tmp_path):
