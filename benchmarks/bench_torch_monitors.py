@@ -20,8 +20,9 @@ process with one torch thread (babysit's setting; see ``babysit.torch.builder``)
   step, and is reported separately, per step of the epoch.
 
 Each round runs both sides (alternating which goes first) for ``--steps`` steps
-after ``--warmup`` untimed ones and takes each side's median step; the overhead
-is the median over rounds of ``babysit / torch - 1``.
+after ``--warmup`` untimed ones and takes each side's median step (``--stat min``:
+its fastest, steadier while other jobs load the machine); the overhead is the
+median over rounds of ``babysit / torch - 1``.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def torch_steps(recipe, warmup: int) -> list[float]:
     return times[warmup:]
 
 
-def measure(nets, rounds: int, steps: int, warmup: int) -> dict:
+def measure(nets, rounds: int, steps: int, warmup: int, stat=statistics.median) -> dict:
     from babysit.torch.builder import configure_torch
 
     configure_torch()   # one thread for both sides
@@ -152,10 +153,10 @@ def measure(nets, rounds: int, steps: int, warmup: int) -> dict:
                 got = {}
                 for side in order:
                     if side == "torch":
-                        got["torch"] = statistics.median(torch_steps(recipe, warmup))
+                        got["torch"] = stat(torch_steps(recipe, warmup))
                     else:
                         times, epoch_end = babysit_steps(recipe, folder, warmup)
-                        got["babysit"] = statistics.median(times)
+                        got["babysit"] = stat(times)
                         got["epoch_end"] = epoch_end / (steps + warmup)
                 rows.append(got)
             results[net] = {"batch": batch, "rounds": rows}
@@ -165,7 +166,8 @@ def measure(nets, rounds: int, steps: int, warmup: int) -> dict:
 def render(results: dict, args) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     lines = [f"torch {torch.__version__}, 1 torch thread; {args.rounds} round(s) of {args.steps} timed "
-             f"steps after {args.warmup} warm-up; 1-minute load average {load:.1f}", "",
+             f"steps after {args.warmup} warm-up, {args.stat} step per side and round; 1-minute load "
+             f"average {load:.1f}", "",
              "| net | batch | plain torch step ms | babysit step ms | overhead (range) | target | "
              "epoch-end work per step ms |", "|---|---|---|---|---|---|---|"]
     for net, result in results.items():
@@ -189,12 +191,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per side and round")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="each side's step time per round: its median or its fastest step")
     parser.add_argument("--quick", action="store_true", help="1 round of 8 steps")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps = 1, 8
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
-    print(render(measure(nets, args.rounds, args.steps, args.warmup), args))
+    stat = statistics.median if args.stat == "median" else min
+    print(render(measure(nets, args.rounds, args.steps, args.warmup, stat), args))
 
 
 if __name__ == "__main__":

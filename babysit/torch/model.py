@@ -9,8 +9,9 @@ module unchanged. The contract, as the torch side meets it:
   (CPU): optimizers update them in place, checkpoints read and write them.
 * passes: ``forward(X, train)`` (test mode under ``no_grad``), ``loss``
   (a train-mode forward keeping the graph, the engine's loss function on the
-  scores, then ``scores.backward(dscores)``; the L2 term and its gradient
-  ``reg * W`` are added in NumPy, as the engine does), ``forward_from(i, x)``
+  scores, then ``scores.backward(dscores)``; a plain training step takes the
+  same loss in torch; the L2 term and its gradient ``reg * W`` are added in
+  NumPy, as the engine does), ``forward_from(i, x)``
   (a whole hooked pass with layer ``i``'s input replaced by ``x``: exact for
   any graph, see :mod:`babysit.torch.passes`).
 * names: layers are the leaf-module and custom-Function calls in execution
@@ -47,6 +48,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from babysit.engine.model import Model
 from babysit.errors import BabysitError, ModelError
@@ -58,6 +60,14 @@ from babysit.torch.passes import OUTPUT, Tap, hooked, to_numpy
 _GENERATOR_LOCK = threading.RLock()
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+# babysit's losses (babysit.engine.losses) in torch, for plain training steps: the mean
+# softmax cross-entropy, and the multiclass SVM with margin 1, sum_{j != y} max(0,
+# s_j - s_y + 1) (torch's multi_margin_loss divides that sum by the class count).
+TORCH_LOSSES = {
+    "softmax": lambda scores, y: F.cross_entropy(scores, y),
+    "svm": lambda scores, y: F.multi_margin_loss(scores, y, margin=1.0) * scores.shape[1],
+}
 
 
 def generator_text(state: torch.Tensor) -> str:
@@ -131,11 +141,8 @@ class TorchModel:
             self._train_mode = train
 
     @contextlib.contextmanager
-    def _randomness(self, train: bool):
+    def _randomness(self):
         """Swap the model's generator in for a train-mode pass of a module that draws."""
-        if not (train and self.draws):
-            yield
-            return
         with _GENERATOR_LOCK:
             start = self._last_draw if self._replaying else self._generator
             saved = torch.get_rng_state()
@@ -153,8 +160,9 @@ class TorchModel:
         if grad and self._wants_input_grad:
             x.requires_grad_(True)
         self._set_mode(train)
+        randomness = self._randomness() if train and self.draws else contextlib.nullcontext()
         try:
-            with self._randomness(train), torch.set_grad_enabled(grad):
+            with randomness, torch.set_grad_enabled(grad):
                 if tap is None:
                     scores = self.module(x)
                 else:
@@ -211,10 +219,15 @@ class TorchModel:
         scores, self._scores = self._scores, None
         if scores is None:
             raise ModelError("backward needs a train-mode forward first")
+        return self._backprop(lambda: scores.backward(
+            torch.from_numpy(np.ascontiguousarray(dscores, dtype=self.dtype))), input_grad)
+
+    def _backprop(self, run, input_grad: bool) -> dict[str, np.ndarray]:
+        """``run()`` backpropagates into fresh ``.grad`` tensors; returns them as NumPy views."""
         for tensor in self._tensors.values():
             tensor.grad = None
         try:
-            scores.backward(torch.from_numpy(np.ascontiguousarray(dscores, dtype=self.dtype)))
+            run()
         except BabysitError:
             raise
         except Exception as exc:   # a custom Function's backward is user code
@@ -231,12 +244,34 @@ class TorchModel:
         return grads
 
     def loss(self, X, y, reg: float | None = None, input_grad: bool = True):
-        """Train-mode loss and gradients ``(loss, grads)``, the L2 term included (see Model.loss)."""
+        """Train-mode loss and gradients ``(loss, grads)``, the L2 term included (see Model.loss).
+
+        What diagnostics look at (passes that record or replay) is the engine's
+        own loss on the NumPy scores, as for NumPy models. A plain training step
+        computes the same formula in torch (:data:`TORCH_LOSSES`) and
+        backpropagates from it: no NumPy round trip for the scores (a tenth of a
+        millisecond a step, which is what a small net's step costs in all).
+        """
         self._wants_input_grad = input_grad
         try:
-            return Model.loss(self, X, y, reg, input_grad)
+            torch_loss = TORCH_LOSSES.get(getattr(self.loss_fn, "kind", None))
+            if self._recording or self._replaying or torch_loss is None:
+                return Model.loss(self, X, y, reg, input_grad)
+            scores = self._pass(X, True, grad=True, tap=None)
+            self._scores = None
+            try:
+                data_loss = torch_loss(scores, torch.from_numpy(np.asarray(y, dtype=np.int64)))
+            except (IndexError, RuntimeError, ValueError) as exc:
+                raise ModelError(f"the {self.loss_fn.kind} loss failed on these scores and labels: "
+                                 f"{exc}") from None
+            grads = dict(self._backprop(data_loss.backward, input_grad))
         finally:
             self._wants_input_grad = True
+        reg_value, reg_grads = self.reg_loss(reg)
+        for name, g in reg_grads.items():   # fresh arrays: add in place
+            g += grads[name]
+            grads[name] = g
+        return data_loss.item() + reg_value, grads
 
     reg_loss = Model.reg_loss
     copy_params = Model.copy_params

@@ -152,6 +152,11 @@ def test_loss_and_gradients_are_autograd_plus_the_l2_term(loss):
     assert value == pytest.approx(total.item(), rel=1e-12)
     for (name, _), g in zip(module.named_parameters(), expected):
         np.testing.assert_allclose(grads[name], g.numpy(), rtol=1e-10, atol=1e-12)
+    with model.recording():   # what diagnostics see: the engine's loss on NumPy scores
+        engine_value, engine_grads = model.loss(X, y)
+    assert engine_value == pytest.approx(value, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(engine_grads[name], grads[name], rtol=1e-10, atol=1e-13)
     data_grads = model.data_grads()   # the data loss alone, for the monitors
     np.testing.assert_allclose(data_grads["classifier.3.bias"], grads["classifier.3.bias"], rtol=1e-12)
     assert not np.allclose(data_grads["features.0.weight"], grads["features.0.weight"])
