@@ -180,7 +180,6 @@ class TorchModel:
             shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
             raise ModelError(f"the torch module returned {shape} for a batch of {len(x)}; it must "
                              f"return shape {expected}")
-        self._last_X = X
         self._input = x
         return scores
 
@@ -189,6 +188,7 @@ class TorchModel:
         kinks = self._has_kinks and self._replaying   # gradient checks: see kink_state
         tap = Tap(self.calls, record=True, kinks=kinks) if self._recording else None
         scores = self._pass(X, train, grad=train, tap=tap)
+        self._last_X = X
         if tap is not None:
             self.outputs, self.output_grads = tap.outputs, tap.output_grads
             self.layer_inputs, self.layer_input_grads = tap.inputs, tap.input_grads
@@ -205,6 +205,8 @@ class TorchModel:
         substitute = None
         X = out
         if start > 0:
+            if self._last_X is None:
+                raise ModelError("forward_from needs a forward pass first (it reruns that pass's input)")
             X = self._last_X
             substitute = (self._positions[start],
                           torch.from_numpy(np.ascontiguousarray(out, dtype=self.dtype)))
