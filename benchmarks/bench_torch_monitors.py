@@ -14,15 +14,15 @@ process with one torch thread (babysit's setting; see ``babysit.torch.builder``)
 * **babysit step under its monitors**: ``babysit train``'s own run
   (``babysit.diagnostics.train.Trainer`` on a torch recipe: ``Solver.run`` with
   the Monitor, Checkpointer, Progress and StopOnSignal callbacks), each step timed
-  from the end of the previous one, so the loop, the batch slicing, the NumPy
+  from the end of the previous pair (below), so the loop, the batch slicing, the NumPy
   views, the loss, the optimizer adapter and every per-step callback are in it.
   Epoch-end work (evaluation, layer statistics, checkpoint) is per epoch, not per
   step, and is reported separately, per step of the epoch.
 
-Each round runs both sides (alternating which goes first) for ``--steps`` steps
-after ``--warmup`` untimed ones and takes each side's median step (``--stat min``:
-its fastest, steadier while other jobs load the machine); the overhead is the
-median over rounds of ``babysit / torch - 1``.
+The two sides run step by step side by side: right after each babysit step, one
+plain torch step (timed on its own), so a busy moment of a shared machine hits
+both. The overhead is the median over all pairs of ``babysit / torch - 1``; the
+range shown is that of the per-round medians.
 """
 
 from __future__ import annotations
@@ -80,65 +80,74 @@ def problem(net: str, steps: int, folder: Path):
     return recipe, batch
 
 
-def babysit_steps(recipe, folder: Path, warmup: int) -> tuple[list[float], float]:
-    """Per-step wall times of one ``babysit train`` epoch, and its epoch-end time."""
+class PlainTorch:
+    """The plain torch loop over the recipe's batches, one step per call."""
+
+    def __init__(self, recipe):
+        from babysit.diagnostics.common import load, stream
+
+        data = load(recipe)
+        torch.manual_seed(0)
+        self.model = factory(data.input_shape, data.num_classes, recipe.model.kwargs["net"])
+        self.model.train()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.X, self.y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
+        self.order = torch.from_numpy(stream(recipe.seed, "batches").permutation(len(self.X)))
+        self.batch = recipe.train.batch_size
+        self.position = 0
+
+    def step(self) -> float:
+        """One step (batches wrap around); its wall time."""
+        start = time.perf_counter()
+        if self.position >= len(self.X):
+            self.position = 0
+        index = self.order[self.position:self.position + self.batch]
+        self.position += self.batch
+        self.optimizer.zero_grad()
+        loss = F.cross_entropy(self.model(self.X[index]), self.y[index])
+        loss.backward()
+        self.optimizer.step()
+        loss.item()
+        return time.perf_counter() - start
+
+
+def paired_steps(recipe, folder: Path, warmup: int):
+    """One ``babysit train`` epoch with a plain torch step right after each of its steps.
+
+    Returns ``(babysit step times, plain step times, epoch-end time)``: pairs taken
+    side by side, so a busy moment of the machine hits both.
+    """
     from babysit.diagnostics.train import Trainer
     from babysit.engine.solver import Callback
 
-    class Clock(Callback):
+    plain = PlainTorch(recipe)
+
+    class Pairs(Callback):
         def __init__(self):
-            self.times, self.last, self.epoch_end = [], None, 0.0
+            self.babysit, self.plain, self.last, self.epoch_end = [], [], None, 0.0
 
         def on_epoch_start(self, state):
             self.last = time.perf_counter()
 
-        def on_step_end(self, state):
-            now = time.perf_counter()
-            self.times.append(now - self.last)
-            self.last = now
-            if state.last_in_epoch:
-                self.epoch_end = now
+        def on_step_end(self, state):   # the last callback: the Trainer's own ran before it
+            self.babysit.append(time.perf_counter() - self.last)
+            self.plain.append(plain.step())
+            self.last = self.epoch_end = time.perf_counter()
 
     trainer = Trainer(recipe.with_overrides({"train.epochs": 1}), out=folder / "run.h5")
-    clock = Clock()
+    pairs = Pairs()
     solver_run = trainer.solver.run
 
-    def run_with_clock(*args, callbacks=(), **kwargs):   # the Trainer's callbacks, then the clock
-        return solver_run(*args, callbacks=[*callbacks, clock], **kwargs)
+    def run_with_pairs(*args, callbacks=(), **kwargs):
+        return solver_run(*args, callbacks=[*callbacks, pairs], **kwargs)
 
-    trainer.solver.run = run_with_clock
+    trainer.solver.run = run_with_pairs
     trainer.run()
     finished = time.perf_counter()
-    return clock.times[warmup:], finished - clock.epoch_end
+    return pairs.babysit[warmup:], pairs.plain[warmup:], finished - pairs.epoch_end
 
 
-def torch_steps(recipe, warmup: int) -> list[float]:
-    """Per-step wall times of the plain torch loop over the same batches."""
-    from babysit.diagnostics.common import load, stream
-
-    data = load(recipe)
-    torch.manual_seed(0)
-    model = factory(data.input_shape, data.num_classes, recipe.model.kwargs["net"])
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    X, y = torch.from_numpy(data.X_train), torch.from_numpy(data.y_train)
-    order = torch.from_numpy(stream(recipe.seed, "batches").permutation(len(X)))
-    batch = recipe.train.batch_size
-    model.train()
-    times, last = [], time.perf_counter()
-    for start in range(0, len(X), batch):
-        index = order[start:start + batch]
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(X[index]), y[index])
-        loss.backward()
-        optimizer.step()
-        loss.item()
-        now = time.perf_counter()
-        times.append(now - last)
-        last = now
-    return times[warmup:]
-
-
-def measure(nets, rounds: int, steps: int, warmup: int, stat=statistics.median) -> dict:
+def measure(nets, rounds: int, steps: int, warmup: int) -> dict:
     from babysit.torch.builder import configure_torch
 
     configure_torch()   # one thread for both sides
@@ -148,17 +157,10 @@ def measure(nets, rounds: int, steps: int, warmup: int, stat=statistics.median) 
         for net in nets:
             recipe, batch = problem(net, steps + warmup, folder)
             rows = []
-            for r in range(rounds):
-                order = ("torch", "babysit") if r % 2 == 0 else ("babysit", "torch")
-                got = {}
-                for side in order:
-                    if side == "torch":
-                        got["torch"] = stat(torch_steps(recipe, warmup))
-                    else:
-                        times, epoch_end = babysit_steps(recipe, folder, warmup)
-                        got["babysit"] = stat(times)
-                        got["epoch_end"] = epoch_end / (steps + warmup)
-                rows.append(got)
+            for _ in range(rounds):
+                babysit, plain, epoch_end = paired_steps(recipe, folder, warmup)
+                rows.append({"babysit": babysit, "torch": plain,
+                             "epoch_end": epoch_end / (len(babysit) + warmup)})
             results[net] = {"batch": batch, "rounds": rows}
     return results
 
@@ -166,22 +168,23 @@ def measure(nets, rounds: int, steps: int, warmup: int, stat=statistics.median) 
 def render(results: dict, args) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     lines = [f"torch {torch.__version__}, 1 torch thread; {args.rounds} round(s) of {args.steps} timed "
-             f"steps after {args.warmup} warm-up, {args.stat} step per side and round; 1-minute load "
-             f"average {load:.1f}", "",
-             "| net | batch | plain torch step ms | babysit step ms | overhead (range) | target | "
-             "epoch-end work per step ms |", "|---|---|---|---|---|---|---|"]
+             f"step pairs after {args.warmup} warm-up; 1-minute load average {load:.1f}", "",
+             "| net | batch | plain torch step ms | babysit step ms | overhead (per-round range) | "
+             "target | epoch-end work per step ms |", "|---|---|---|---|---|---|---|"]
     for net, result in results.items():
         rows = result["rounds"]
-        ratios = [row["babysit"] / row["torch"] - 1 for row in rows]
+        ratios = [b / t - 1 for row in rows for b, t in zip(row["babysit"], row["torch"])]
+        per_round = [statistics.median(b / t - 1 for b, t in zip(row["babysit"], row["torch"]))
+                     for row in rows]
         overhead = statistics.median(ratios)
         met = "met" if overhead <= TARGET else "missed"
         title = "digits two-layer (64-50-10)" if net == DIGITS else NETS[net].title.split(",")[0]
         lines.append(f"| {title} | {result['batch']} | "
-                     f"{1e3 * statistics.median(r['torch'] for r in rows):.2f} | "
-                     f"{1e3 * statistics.median(r['babysit'] for r in rows):.2f} | "
-                     f"**{100 * overhead:+.1f}%** ({100 * min(ratios):+.1f}..{100 * max(ratios):+.1f}%) | "
+                     f"{1e3 * statistics.median(t for row in rows for t in row['torch']):.2f} | "
+                     f"{1e3 * statistics.median(b for row in rows for b in row['babysit']):.2f} | "
+                     f"**{100 * overhead:+.1f}%** ({100 * min(per_round):+.1f}..{100 * max(per_round):+.1f}%) | "
                      f"<= {100 * TARGET:.0f}% ({met}) | "
-                     f"{1e3 * statistics.median(r['epoch_end'] for r in rows):.2f} |")
+                     f"{1e3 * statistics.median(row['epoch_end'] for row in rows):.2f} |")
     return "\n".join(lines)
 
 
@@ -191,15 +194,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per side and round")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--stat", choices=("median", "min"), default="median",
-                        help="each side's step time per round: its median or its fastest step")
     parser.add_argument("--quick", action="store_true", help="1 round of 8 steps")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps = 1, 8
     nets = [n.strip() for n in args.nets.split(",") if n.strip()]
-    stat = statistics.median if args.stat == "median" else min
-    print(render(measure(nets, args.rounds, args.steps, args.warmup, stat), args))
+    print(render(measure(nets, args.rounds, args.steps, args.warmup), args))
 
 
 if __name__ == "__main__":
