@@ -119,3 +119,13 @@ def test_a_bad_torch_recipe_is_one_error_line_and_exit_2(tmp_path):
                       "model: {torch: 'babysit.torch.examples:two_layer', layers: [relu]}\n")
     result = run("sanity-loss", recipe)
     assert result.exit_code == 2 and "either a list of layers or a torch factory" in result.stderr
+
+
+def test_the_gradcheck_table_goes_layer_by_layer_for_module_paths():
+    result = run("gradcheck", "torch-convnet-digits")
+    assert result.exit_code == 0, result.stderr
+    cells = [line.split("│")[1].strip() for line in result.stdout.splitlines() if line.startswith("│ ")]
+    rows = [cell for cell in cells if cell.endswith(("input", "weight", "bias"))]
+    assert rows[:6] == ["input", "features.0.weight", "features.0.bias", "features.1 input",
+                        "features.2 input", "classifier.0 input"]
+    assert rows.index("classifier.1 input") < rows.index("classifier.1.weight")
