@@ -23,3 +23,12 @@ class DataError(BabysitError):
 
 class ModelError(BabysitError):
     """A model that cannot be built: unknown layer, bad shape, broken custom layer."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM caught by one of babysit's own handlers: exit 130.
+
+    A KeyboardInterrupt, so everything that stops cleanly on Ctrl-C stops on it
+    too; a subclass, so that the code fencing a user's layer can tell a real
+    interrupt from a ``raise KeyboardInterrupt`` written in the user's module.
+    """

@@ -8,7 +8,7 @@ leak memory across a long search and no GUI backend to pick.
 
 from __future__ import annotations
 
-from babysit.atomic import replacing
+from babysit.atomic import write_bytes
 from babysit.errors import BabysitError
 
 MISSING = "--plot needs matplotlib: pip install 'babysit[plot]'"
@@ -34,6 +34,15 @@ def new_figure(nrows: int = 1, ncols: int = 1, width: float = 7.0, height: float
     return figure, figure.subplots(nrows, ncols, squeeze=True)
 
 
+def new_canvas(width: float = 7.0, height: float = 4.0):
+    """An empty figure without pyplot, for layouts ``new_figure``'s grid cannot give
+    (``figure.add_gridspec``)."""
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), constrained_layout=True)
+
+
 def label_axes(ax, title: str = "", xlabel: str = "", ylabel: str = "",
                logx: bool = False, logy: bool = False) -> None:
     """Title, axis labels, log scales and a light grid: the house style."""
@@ -49,7 +58,10 @@ def label_axes(ax, title: str = "", xlabel: str = "", ylabel: str = "",
 
 
 def save_png(figure, path) -> None:
-    """Write ``figure`` as PNG to ``path`` atomically (temp file beside it, then rename)."""
-    with replacing(path) as tmp, open(tmp, "xb") as handle:
-        # No "Software" stamp: the same figure gives the same bytes.
-        figure.savefig(handle, format="png", dpi=100, metadata={"Software": None})
+    """Write ``figure`` as PNG to ``path`` atomically (see :mod:`babysit.atomic`)."""
+    import io
+
+    image = io.BytesIO()
+    # No "Software" stamp: the same figure gives the same bytes.
+    figure.savefig(image, format="png", dpi=100, metadata={"Software": None})
+    write_bytes(path, image.getbuffer())

@@ -32,6 +32,7 @@ is imported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from babysit.locks import exclusive
 from babysit.store import (FORMAT_ATTR, StoreError, write_hdf5, decode_attr, read_log,
                            register_reader)
 
@@ -116,6 +118,8 @@ class SearchLogWriter:
     ``meta`` holds the root attributes (see the module docstring); ``space`` the
     command-line space as a dict. Call :meth:`add_trial` as each trial finishes,
     :meth:`start_stage` with each stage's space, :meth:`close` with the final status.
+    From creation to :meth:`close` the log is locked (:func:`babysit.locks.exclusive`):
+    a second writer of the same file gets OutputLocked (exit 2).
     """
 
     def __init__(self, path, meta: dict, space: dict):
@@ -125,7 +129,13 @@ class SearchLogWriter:
         self.stage_spaces: list = []
         self.trials: list = []
         self.status = "running"
-        self.flush()
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(exclusive(self.path))
+        try:
+            self.flush()
+        except BaseException:
+            self._lock.close()
+            raise
 
     def start_stage(self, space: dict) -> None:
         self.stage_spaces.append(dict(space))
@@ -138,8 +148,12 @@ class SearchLogWriter:
         self.flush()
 
     def close(self, status: str = "complete") -> None:
+        """Write the final status and release the lock."""
         self.status = status
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self._lock.close()
 
     def flush(self) -> None:
         write_hdf5(self.path, self._write)

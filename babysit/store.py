@@ -26,14 +26,26 @@ Layout of a run log (spec §6)::
     /checkpoints/last/optimizer/<key>       optimizer state_dict ("t", "0.W/m", ...)
     /checkpoints/last/average/<key>         parameter-average state, when averaging
     /checkpoints/last                       attrs: epoch, iteration, rng states (JSON)
+    /ensemble                               only for `train --ensemble` (absent in other
+                                            logs and in logs older than it); attrs: members,
+                                            checkpoint_ensemble (K), polyak_beta, comparison
+                                            (JSON text of the result's metrics["ensemble"])
+    /ensemble/members/<k>                   attrs: seed, status, epochs_run, val_accuracy, ...
+    /ensemble/members/<k>/final             the member's final parameters and buffers/
+                                            (a checkpoint group, as above)
+    /ensemble/members/<k>/snapshots/<epoch> its last K epoch checkpoints (checkpoint groups)
+    /ensemble/members/<k>/history/<metric>  (E,) its per-epoch metrics (as history/epoch)
 
-Writes are atomic: the whole file is written to a temporary file in the same
-directory, then moved over the target with ``os.replace``, so a reader (or a
-crash) never sees half a log.
+Writes are atomic: the whole file is built in memory, then written with
+:func:`babysit.atomic.write_bytes` (a temporary file in the same directory,
+renamed over the target), so a reader (or a crash) never sees half a log, and
+a full or read-only disk is one clear OSError naming the log, raised by plain
+file I/O rather than from inside HDF5's own writer.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from babysit.atomic import replacing
+from babysit.atomic import make_parents, write_bytes
 from babysit.errors import BabysitError
 
 FORMAT_ATTR = "babysit_format"
@@ -57,19 +69,21 @@ class StoreError(BabysitError):
 
 
 def write_hdf5(path, fill: Callable) -> Path:
-    """Create ``path`` by calling ``fill(h5file)`` on a temporary file, then renaming it.
+    """Create ``path`` by calling ``fill(h5file)`` on an in-memory file, then writing it atomically.
 
-    The temporary file lives in the target's directory (``os.replace`` is only
-    atomic within one file system) and is removed when ``fill`` fails or is
-    interrupted, so the target is either the old file or the complete new one.
+    The target is either the old file or the complete new one (see
+    :mod:`babysit.atomic`); missing parent directories are created. A target
+    that is not a regular file (``/dev/null``) is refused: a log must be a
+    file babysit can read back. Disk errors are :class:`babysit.atomic.WriteError`.
     """
     import h5py
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp:
-        with h5py.File(tmp, "x") as handle:
-            fill(handle)
+    make_parents(path)
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
+        fill(handle)
+    write_bytes(path, image.getbuffer(), stream_ok=False)
     return path
 
 
@@ -113,6 +127,13 @@ def read_flat(group) -> dict:
 
     group.visititems(visit)
     return out
+
+
+def write_attrs(group, attrs: dict) -> None:
+    """Every attribute that is not None onto an HDF5 group."""
+    for key, value in attrs.items():
+        if value is not None:
+            group.attrs[key] = value
 
 
 def decode_attr(value):
@@ -163,9 +184,17 @@ def register_reader(kind: str, reader: Callable) -> None:
     READERS[kind] = reader
 
 
-def read_log(path):
-    """Read any babysit log (dispatch on its kind). Raises StoreError for bad files."""
+def read_log(path, kind_wanted: str | None = None, use: str = ""):
+    """Read any babysit log (dispatch on its kind). Raises StoreError for bad files.
+
+    ``kind_wanted``: refuse a log of another kind before reading it, saying what
+    it is and what ``use`` (e.g. "train --resume") needs.
+    """
     handle, kind = open_log(path)
+    if kind_wanted is not None and kind != kind_wanted:
+        handle.close()
+        raise StoreError(f"{str(path)!r} is a babysit {kind} log, not a {kind_wanted} log"
+                         f"{': ' + use if use else ''}")
     try:
         reader = READERS.get(kind)
         if reader is None:
@@ -226,13 +255,65 @@ class Checkpoint:
 
 
 @dataclass
+class EnsembleMember:
+    """One model of an ensemble run: ``attrs`` (seed, status, accuracies), its ``final``
+    checkpoint, ``snapshots`` ``{epoch: Checkpoint}`` (the last K epochs) and ``history``
+    ``{metric: per-epoch array}``."""
+
+    attrs: dict
+    final: Checkpoint
+    snapshots: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+
+    def write(self, group) -> None:
+        write_attrs(group, self.attrs)
+        self.final.write(group.create_group("final"))
+        snapshots = group.create_group("snapshots")
+        for epoch, checkpoint in self.snapshots.items():
+            checkpoint.write(snapshots.create_group(str(epoch)))
+        write_tree(group.create_group("history"), self.history)
+
+    @classmethod
+    def read(cls, group) -> "EnsembleMember":
+        snapshots = {int(epoch): Checkpoint.read(item) for epoch, item in group["snapshots"].items()}
+        return cls(attrs={key: decode_attr(value) for key, value in group.attrs.items()},
+                   final=Checkpoint.read(group["final"]), snapshots=dict(sorted(snapshots.items())),
+                   history=read_tree(group["history"]))
+
+
+@dataclass
+class Ensemble:
+    """What ``train --ensemble`` adds to a run log: ``members`` (in order), ``attrs`` and
+    ``comparison`` (the result's ``metrics["ensemble"]``, stored as JSON text)."""
+
+    members: list
+    attrs: dict = field(default_factory=dict)
+    comparison: dict = field(default_factory=dict)
+
+    def write(self, group) -> None:
+        write_attrs(group, self.attrs)
+        group.attrs["comparison"] = json.dumps(self.comparison, sort_keys=True)
+        members = group.create_group("members")
+        for index, member in enumerate(self.members):
+            member.write(members.create_group(str(index)))
+
+    @classmethod
+    def read(cls, group) -> "Ensemble":
+        attrs = {key: decode_attr(value) for key, value in group.attrs.items() if key != "comparison"}
+        members = group["members"]
+        return cls(members=[EnsembleMember.read(members[key]) for key in sorted(members, key=int)],
+                   attrs=attrs, comparison=json.loads(decode_attr(group.attrs.get("comparison", "{}"))))
+
+
+@dataclass
 class RunLog:
     """Everything ``babysit train`` records; :meth:`save` writes it atomically.
 
     ``history`` is a nested dict of 1-D arrays laid out as in the module docstring
     (``history["iteration"]["loss"]``, ``history["epoch"]["val_accuracy"]``,
     ``history["monitors"]["update_ratio"]["0.W"]``, ``history["layers"]["1.relu"]["dead"]``).
-    ``result`` is the ``Result.to_dict()`` of the run (findings, metrics) or None.
+    ``result`` is the ``Result.to_dict()`` of the run (findings, metrics) or None;
+    ``ensemble`` the :class:`Ensemble` of a ``train --ensemble`` run, else None.
     """
 
     recipe_yaml: str
@@ -241,6 +322,7 @@ class RunLog:
     checkpoints: dict = field(default_factory=dict)
     result: dict | None = None
     path: Path | None = None
+    ensemble: Ensemble | None = None
 
     kind = "run"
 
@@ -273,6 +355,8 @@ class RunLog:
             for which, checkpoint in self.checkpoints.items():
                 if checkpoint is not None:
                     checkpoint.write(checkpoints.create_group(which))
+            if self.ensemble is not None:
+                self.ensemble.write(handle.create_group("ensemble"))
 
         self.path = write_hdf5(path, fill)
         return self.path
@@ -295,18 +379,16 @@ class RunLog:
             checkpoints=checkpoints,
             result=json.loads(decode_attr(result)) if result is not None else None,
             path=Path(path) if path is not None else None,
+            ensemble=Ensemble.read(handle["ensemble"]) if "ensemble" in handle else None,
         )
 
 
 register_reader(RunLog.kind, RunLog.from_h5)
 
 
-def read_run_log(path) -> RunLog:
-    """Read a run log; StoreError when ``path`` is not one."""
-    log = read_log(path)
-    if not isinstance(log, RunLog):
-        raise StoreError(f"{str(path)!r} is a babysit {log.kind} log, not a run log")
-    return log
+def read_run_log(path, use: str = "") -> RunLog:
+    """Read a run log; StoreError when ``path`` is not one (``use`` says what needs it)."""
+    return read_log(path, RunLog.kind, use)
 
 
 def rng_state_json(rng: np.random.Generator) -> str:
@@ -319,6 +401,6 @@ def restore_rng(rng: np.random.Generator, text: str) -> None:
     rng.bit_generator.state = json.loads(text)
 
 
-__all__ = ["StoreError", "RunLog", "Checkpoint", "write_hdf5", "read_log", "read_run_log",
+__all__ = ["StoreError", "RunLog", "Checkpoint", "Ensemble", "EnsembleMember", "write_hdf5", "read_log", "read_run_log",
            "register_reader", "open_log", "write_tree", "read_tree", "write_flat", "read_flat",
            "rng_state_json", "restore_rng", "FORMAT_ATTR", "CHECKPOINT_KINDS"]

@@ -30,3 +30,43 @@ def rel_error(a, b):
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.maximum(np.abs(a), np.abs(b)))))
+
+
+def device_node(directory, name):
+    """A character device like ``/dev/<name>`` (null or full) to write outputs to.
+
+    As root, a private node in ``directory``: code that wrongly replaces its
+    target by a rename then clobbers a temporary file, not the machine's
+    /dev/null. Other users cannot replace /dev entries, so they get the real one.
+    """
+    import os
+    import stat
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return f"/dev/{name}"
+    minor = {"null": 3, "full": 7}[name]
+    path = os.path.join(str(directory), name)
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, minor))
+        with open(path, "wb"):
+            pass
+    except OSError as exc:  # a nodev mount, no CAP_MKNOD
+        pytest.skip(f"cannot make a device node here: {exc}")
+    return path
+
+
+def child_env(**extra):
+    """The environment for a child ``python -m babysit``: it imports the babysit this
+    test process imported (the installed copy in CI, the worktree here), one BLAS thread."""
+    import os
+    from pathlib import Path
+
+    import babysit
+
+    home = str(Path(babysit.__file__).resolve().parents[1])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env

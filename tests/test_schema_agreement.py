@@ -149,11 +149,17 @@ def test_a_recipe_with_every_layer_kind_builds_a_model_with_those_options():
 # -- optimizer and schedule --------------------------------------------------------
 
 
-@pytest.mark.parametrize("update", ["momentum", "rmsprop", "adam"])   # between them, every key
+def with_update(update, overrides=None):
+    """Overrides selecting ``update``; a full-batch rule (lbfgs) also gets train.batch_size full."""
+    full = {"train.batch_size": schema.FULL_BATCH} if update in schema.FULL_BATCH_UPDATES else {}
+    return {"optim.update": update, **full, **(overrides or {})}
+
+
+@pytest.mark.parametrize("update", ["momentum", "rmsprop", "adam", "lbfgs"])   # between them, every key
 @pytest.mark.parametrize("key, probe", [(key, probe) for key in engine_optim.HYPERPARAMETERS
                                         for probe in PROBES])
 def test_hyperparameter_accepted_by_recipe_iff_by_engine(update, key, probe):
-    verdict, recipe = recipe_outcome({"optim.update": update, f"optim.{key}": probe})
+    verdict, recipe = recipe_outcome(with_update(update, {f"optim.{key}": probe}))
     try:
         optimizer = engine_optim.make_optimizer({"update": update, key: probe}, {"w": np.zeros(2)})
         engine = "ok"
@@ -194,7 +200,8 @@ def test_decay_option_accepted_by_recipe_iff_by_engine(kind, option, probe):
 
 def test_update_and_decay_names():
     for update in engine_optim.RULES:
-        assert recipe_outcome({"optim.update": update})[0] == "ok"
+        assert recipe_outcome(with_update(update))[0] == "ok"
+    assert schema.FULL_BATCH_UPDATES == ("lbfgs",)
     for kind in engine_optim.DECAYS:
         decay = {"kind": kind, **required_options(kind, schema.DECAYS[kind], None)}
         assert recipe_outcome({"optim.decay": decay})[0] == "ok"

@@ -41,8 +41,14 @@ evidence and a fix, and exits 0 (healthy), 1 (a diagnosis failed) or
 \b
 Every command takes a RECIPE: a bundled name (see `babysit recipes`) or a
 YAML path; the default is two-layer-digits. Common options: --seed N,
---set KEY=VALUE, --json PATH|-, --junit PATH, --plot PATH.png, --quiet,
+--set KEY=VALUE, --json PATH|-, --junit PATH|-, --plot PATH.png, --quiet,
 --strict (warnings fail too).
+
+\b
+A custom layer (`custom: pkg.module:Class` in a recipe, a --set, a run log's
+recipe, or gradcheck --layer) is imported and run as code: use only recipes
+and run logs you trust. Anything else babysit reads (YAML, HDF5, NPZ,
+CIFAR-10 pickles) is data and never runs code. Ctrl-C or SIGTERM: exit 130.
 """
 
 
@@ -52,6 +58,14 @@ class BabysitGroup(click.Group):
     def list_commands(self, ctx):
         return list(self.commands)
 
+    def format_commands(self, ctx, formatter):
+        """Each command with the first sentence of its help, wrapped, never cut with "..."."""
+        rows = [(name, one_line_help(self.commands[name])) for name in self.list_commands(ctx)
+                if not self.commands[name].hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx):
         # Commands built with output_options guard themselves; this catches the rest
         # (commands without them, and errors raised while resolving the command).
@@ -59,8 +73,16 @@ class BabysitGroup(click.Group):
             return super().invoke(ctx)
 
 
+def one_line_help(command: click.Command) -> str:
+    """A command's ``short_help``, else the first sentence of its help."""
+    if command.short_help:
+        return command.short_help
+    first = (command.help or "").strip().split("\n\n", 1)[0]
+    return " ".join(first.split(". ", 1)[0].split()).rstrip(".") + "."
+
+
 @click.group(cls=BabysitGroup, help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="babysit")
+@click.version_option(__version__, "--version", "-V", prog_name="babysit")
 @click.pass_context
 def cli(ctx):
     ctx.ensure_object(App)
@@ -76,13 +98,23 @@ register_commands(cli)
 
 
 def main(argv=None) -> None:
-    """Console-script entry point (``babysit = babysit.cli:main``)."""
+    """Run the command line (the console script is :func:`babysit.__main__.main`).
+
+    SIGINT and SIGTERM end it with exit 130 (:mod:`babysit.interrupts`); the
+    caller's handlers are back when it returns (a program calling it in-process).
+    """
+    from babysit import interrupts
+
+    previous = interrupts.install()
     try:
         code = cli.main(args=argv, prog_name="babysit", standalone_mode=False)
     except click.ClickException as exc:  # usage errors: click's message, exit 2
         exc.show()
         code = exc.exit_code
     except (click.Abort, KeyboardInterrupt):  # click.Abort: Ctrl-C while click was parsing
+        interrupts.stopping()
         App().err.print("interrupted")
         code = EXIT_INTERRUPTED
+    finally:
+        interrupts.restore(previous)
     sys.exit(code if isinstance(code, int) else 0)

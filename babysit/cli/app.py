@@ -21,6 +21,7 @@ stderr with exit 2 and exits with the code ``emit`` returned.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -33,7 +34,9 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from babysit.atomic import write_bytes
+from babysit import interrupts
+from babysit.atomic import WriteError, blocking_file, make_parents, write_bytes
+from babysit.cli import stopped
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -60,16 +63,32 @@ class CommonOptions:
 _COMMON_NAMES = tuple(field.name for field in dataclasses.fields(CommonOptions))
 
 
+class PipeConsole(Console):
+    """A Rich console that ends the command with :func:`closed_pipe` when its reader goes away
+    (Rich's own default is exit code 1, which reads as "a diagnosis failed")."""
+
+    def on_broken_pipe(self) -> None:
+        closed_pipe()
+
+
 class App:
     """One invocation of ``babysit``: consoles, flags, recipe loading, output."""
 
     def __init__(self, options: CommonOptions | None = None):
         # Console(file=None) resolves sys.stdout/sys.stderr at write time, so
         # redirected streams (tests, `2>log`) are honoured.
-        self.out = Console(highlight=False)
-        self.err = Console(stderr=True, highlight=False)
+        self.out = PipeConsole(highlight=False)
+        self.err = PipeConsole(stderr=True, highlight=False)
         self.options = options or CommonOptions()
         self.exit_code = EXIT_OK
+        # What the documents of a command that stops (exit 2/130) say: see cli/stopped.py.
+        self.command: str | None = None         # set by output_options
+        self.recipe = None                      # the recipe, once load_recipe succeeded
+        self.recipe_arg: str | None = None      # RECIPE as given, before it is loaded
+        self.partial_result: Callable | None = None  # (status, message) -> Result (doctor)
+        self.emitted = None                     # the Result emit was reporting, if any
+        self.wrote_stdout = False               # a document already went to stdout
+        self.stopping = False
 
     @property
     def quiet(self) -> bool:
@@ -81,17 +100,29 @@ class App:
 
     @property
     def report(self) -> Console:
-        """Where the human report goes: stdout, or stderr when --json - owns stdout."""
-        return self.err if self.options.json_path == "-" else self.out
+        """Where the human report goes: stdout, or stderr when ``--json -`` or
+        ``--junit -`` owns stdout (stdout then carries that one document only)."""
+        return self.err if "-" in (self.options.json_path, self.options.junit_path) else self.out
 
     # -- messages ---------------------------------------------------------
 
     def abort(self, message: str, code: int = EXIT_USAGE):
-        """Print ``error: <message>`` on stderr (one line, no traceback) and exit."""
+        """Print ``error: <message>`` on stderr (one line, no traceback) and exit.
+
+        The --json/--junit documents say so too (:mod:`babysit.cli.stopped`).
+        """
         line = Text("error: ", style="bold red")
         line.append(str(message))
         self.err.print(line, soft_wrap=True)
+        stopped.write_documents(self, "error", str(message))
         raise SystemExit(code)
+
+    def interrupted(self, message: str = "interrupted"):
+        """Ctrl-C or SIGTERM: ``message`` on stderr, documents with status interrupted, exit 130."""
+        interrupts.stopping()  # a second signal exits at once, no traceback
+        self.err.print(Text(message, style="bold red"))
+        stopped.write_documents(self, "interrupted", message)
+        raise SystemExit(EXIT_INTERRUPTED)
 
     def info(self, message: str) -> None:
         """Progress note on stderr (silenced by --quiet); never mixes with --json -."""
@@ -104,13 +135,6 @@ class App:
         line.append(message)
         self.err.print(line, soft_wrap=True)
 
-    def progress(self, **kwargs):
-        """A Rich Progress bound to stderr, disabled by --quiet."""
-        from rich.progress import Progress
-
-        kwargs.setdefault("transient", True)
-        return Progress(console=self.err, disable=self.quiet, **kwargs)
-
     # -- inputs -----------------------------------------------------------
 
     def load_recipe(self, recipe_arg: str | None = None):
@@ -122,12 +146,14 @@ class App:
         """
         from babysit.recipes import load_recipe
 
+        self.recipe_arg = recipe_arg or DEFAULT_RECIPE
         try:
             overrides = [check_set(text) for text in self.options.sets]
         except ValueError as exc:  # an App built in code: click checked the command line
             raise click.UsageError(f"--set: {exc}") from None
         recipe = load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
-        return recipe.with_seed(self.options.seed)
+        self.recipe = recipe.with_seed(self.options.seed)
+        return self.recipe
 
     # -- outputs ----------------------------------------------------------
 
@@ -144,6 +170,7 @@ class App:
         from babysit.cli.junit import junit_xml
 
         opts = self.options
+        self.emitted = result
         if not self.quiet:
             if render is not None:
                 render(self.report, result)
@@ -162,10 +189,12 @@ class App:
     def write_output(self, path: str, data: bytes, what: str) -> None:
         """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
         if path == "-":
+            self.wrote_stdout = True
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
         try:
+            make_parent_dirs(path)
             write_bytes(path, data)
         except OSError as exc:
             self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
@@ -182,6 +211,7 @@ class App:
             self.warn(f"{result.command} has nothing to plot; {path} not written")
             return
         try:
+            make_parent_dirs(path)
             plots.save_png(figure, path)
         except OSError as exc:
             self.abort(f"cannot write plot to {path}: {exc.strerror or exc}")
@@ -228,15 +258,30 @@ def current_app() -> App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+def make_parent_dirs(path) -> None:
+    """Create the missing folders above an output file (as pytest's --junitxml does)."""
+    make_parents(path)  # babysit.atomic: a WriteError naming the output when it cannot
+
+
+def blocked_parent(path) -> str | None:
+    """The existing non-folder that stands where a folder above ``path`` should be, or None.
+
+    Missing folders are created when the output is written; a file in their
+    place cannot be (``--json out.txt/r.json`` with ``out.txt`` a file).
+    """
+    blocker = blocking_file(path)
+    return None if blocker is None else str(blocker)
+
+
 def _check_output_dirs(app: App, paths) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
     if sum(path == "-" for path in paths) > 1:
         app.abort("only one output can go to stdout ('-')")
     for path in paths:
         if path and path != "-":
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                app.abort(f"cannot write {path}: directory {directory} does not exist")
+            blocker = blocked_parent(path)
+            if blocker is not None:
+                app.abort(f"cannot write {path}: {blocker} is not a directory")
             if os.path.isdir(path):
                 app.abort(f"cannot write {path}: it is a directory; give a file name")
 
@@ -278,7 +323,9 @@ def output_options(plot: bool = False):
             app = current_app()
             app.options = CommonOptions(**{name: kwargs.pop(name) for name in _COMMON_NAMES
                                            if name in kwargs})
-            with guard(app):
+            app.command = click.get_current_context().command.name
+            with guard(app), quiet_numpy():
+                interrupts.raise_if_received()  # a signal whose exception an import swallowed
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
                                          app.options.plot_path))
                 if app.options.plot_path:
@@ -294,8 +341,8 @@ def output_options(plot: bool = False):
         options = [
             click.option("--json", "json_path", metavar="PATH|-", default=None,
                          help="Write the result as JSON to PATH ('-' = stdout only)."),
-            click.option("--junit", "junit_path", metavar="PATH", default=None,
-                         help="Write a JUnit XML report to PATH (for CI)."),
+            click.option("--junit", "junit_path", metavar="PATH|-", default=None,
+                         help="Write a JUnit XML report to PATH (for CI; '-' = stdout only)."),
         ]
         if plot:
             options.append(click.option("--plot", "plot_path", metavar="PATH.png",
@@ -309,6 +356,23 @@ def output_options(plot: bool = False):
         return _add_options(run, options)
 
     return decorate
+
+
+@contextlib.contextmanager
+def quiet_numpy():
+    """Keep NumPy's floating-point RuntimeWarnings (overflow, invalid value) off stderr.
+
+    The diagnoses judge non-finite numbers themselves and report them as
+    findings (``loss_not_finite``, ``loss_diverged`` ...); the warnings would
+    only be noise around the report (``bias: 1e300`` overflowing a float32).
+    """
+    import warnings
+
+    import numpy as np
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+        yield
 
 
 class guard:
@@ -330,10 +394,9 @@ class guard:
         if issubclass(exc_type, BabysitError):
             self.app.abort(str(exc), getattr(exc, "exit_code", EXIT_USAGE))
         if issubclass(exc_type, KeyboardInterrupt):
-            self.app.err.print(Text("interrupted", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED)
+            self.app.interrupted()
         if issubclass(exc_type, BrokenPipeError):
-            return False  # `babysit ... | head`: click exits quietly
+            closed_pipe()  # `babysit ... | head`
         if issubclass(exc_type, OSError):
             self.app.abort(describe_os_error(exc))
         if issubclass(exc_type, MemoryError):  # sizes come from the user's data, shapes, options
@@ -341,8 +404,27 @@ class guard:
         return False
 
 
+EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a command ended by SIGPIPE
+
+
+def closed_pipe():
+    """The reader of stdout went away (``babysit report run.h5 | head``): exit 141, quietly.
+
+    Whatever is still buffered for stdout goes to /dev/null, so the flush at
+    interpreter exit raises no second BrokenPipeError.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout has no file descriptor (tests)
+        pass
+    raise SystemExit(EXIT_CLOSED_PIPE)
+
+
 def describe_os_error(exc: OSError) -> str:
     """One line for an OSError: what failed and on which file."""
+    if isinstance(exc, WriteError):  # says itself: "cannot write <file>: <reason>"
+        return str(exc)
     reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.filename:
         return f"{exc.filename}: {reason}"

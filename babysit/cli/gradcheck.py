@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
+from rich import box
 from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
-from babysit.cli.render import fmt
-from babysit.diagnostics.gradcheck import (DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, DEFAULT_H, band)
-
-VERDICT_STYLES = {"excellent": "green", "good": "green", "suspicious": "yellow", "fail": "bold red"}
+from babysit.cli.render import fitted_tables, fmt
+from babysit.cli.views.gradcheck import VERDICT_STYLES, array_rows, band_range
+from babysit.diagnostics.gradcheck import DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, DEFAULT_H, band
 
 
 @click.command("gradcheck")
 @click.argument("recipe", required=False)
 @click.option("--layer", "layer", metavar="PKG.MODULE:CLASS", default=None,
               help="Check a custom layer instead of a recipe's model (importable from "
-                   "the current directory or PYTHONPATH).")
+                   "PYTHONPATH or the current directory). Its module is imported and run as "
+                   "code: only check layers you trust.")
 @click.option("--input-shape", metavar="N,D|N,C,H,W", default=None,
               help="Input shape for --layer, batch size first (e.g. 4,10).")
 @click.option("--kwargs", "kwargs_json", metavar="JSON", default=None,
@@ -32,7 +32,7 @@ VERDICT_STYLES = {"excellent": "green", "good": "green", "suspicious": "yellow",
 @click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training steps before checking (recipe mode).")
 @recipe_options
-@output_options(plot=False)
+@output_options(plot=True)
 def command(app, recipe, layer, input_shape, kwargs_json, datapoints, entries, all_entries, h,
             burn_in):
     """Compare analytic and numerical gradients (float64, centered differences).
@@ -59,34 +59,7 @@ def command(app, recipe, layer, input_shape, kwargs_json, datapoints, entries, a
         spec = app.load_recipe(recipe)
         result = gradcheck_recipe(spec, datapoints=datapoints, entries=entries,
                                   all_entries=all_entries, h=h, burn_in_steps=burn_in)
-    return app.emit(result, render)
-
-
-def _position(name: str, order: dict) -> int:
-    """The layer position of a layer or parameter name: the engine's names lead with it
-    (``2.W``); a torch model's are module paths, placed by ``order`` (layer -> position,
-    the order of the layer-input checks; a parameter's layer is its path's head)."""
-    head = name.split(".", 1)[0]
-    if head.isdigit():
-        return int(head)
-    return order.get(name, order.get(name.rpartition(".")[0], 0))
-
-
-def _rows(metrics):
-    """(label, check, metrics of one array): layer by layer, each layer's input check
-    right before its parameters, then the L2 term."""
-    rows = []
-    order = {layer: i + 1 for i, layer in enumerate(metrics.get("layer_inputs") or {})}
-    if metrics.get("input"):
-        rows.append(((0, 0), "input", "input", metrics["input"]))
-    for layer, row in (metrics.get("layer_inputs") or {}).items():
-        rows.append(((_position(layer, order), 0), f"{layer} input", "input", row))
-    for name, row in (metrics.get("params") or {}).items():
-        rows.append(((_position(name, order), 1), name, "param", row))
-    rows.sort(key=lambda r: r[0])  # stable: parameters keep their order within a layer
-    rows += [((0, 2), f"{name} (L2 term)", "L2 term", row)
-             for name, row in (metrics.get("reg") or {}).items()]
-    return [r[1:] for r in rows]
+    return app.emit(result, render, plot=figure)
 
 
 def render(console, result) -> None:
@@ -98,18 +71,42 @@ def render(console, result) -> None:
         (f" after {m['burn_in']} burn-in steps" if m.get("burn_in") else "")
     console.print(Text(f"gradcheck: {target}, seed {result.seed}: float64, h {fmt(m['h'])}, "
                        f"{m['entries']} entries per array", style="bold"))
-    table = Table(title="Analytic vs numerical gradients", title_justify="left")
-    for column, justify in (("gradient of", "left"), ("entries", "right"),
-                            ("max rel err", "right"), ("analytic", "right"),
-                            ("numerical", "right"), ("kinks", "right"), ("verdict", "left")):
-        table.add_column(column, justify=justify, no_wrap=True)
-    for label, _, row in _rows(m):
-        verdict = band(row["judged_rel_error"], m["has_kinks"]) if row["judged_rel_error"] is not None \
-            else "not judged"
-        table.add_row(label, str(row["checked"]), fmt(row["max_rel_error"]),
-                      fmt(row["analytic"], 4), fmt(row["numerical"], 4), str(row["kinks"]),
-                      Text(verdict, style=VERDICT_STYLES.get(verdict, "dim")))
-    console.print(table)
-    console.print(Text("max rel err: |a-n|/max(|a|,|n|) of the worst entry (analytic/numerical "
-                       "columns); the verdict judges the part of |a-n| beyond float64's "
-                       "resolution of the numerical estimate", style="dim"))
+    columns = [("gradient of", "left"), ("entries", "right"), ("judged\nerror", "right"),
+               ("verdict (band)", "left"), ("rel error\n(textbook)", "right"),
+               ("analytic", "right"), ("numerical", "right"), ("kinks", "right")]
+    crossed = any(row["kinks"] for _, _, row in array_rows(m))
+    if not crossed:  # a column of zeros says nothing: fewer columns fit narrow terminals
+        columns.pop()
+    rows = []
+    for label, _, row in array_rows(m):
+        judged = row["judged_rel_error"]
+        verdict = band(judged, m["has_kinks"]) if judged is not None else "not judged"
+        cell = Text(verdict, style=VERDICT_STYLES.get(verdict, "dim"))
+        if verdict in VERDICT_STYLES:
+            cell.append(f" ({band_range(verdict, m['has_kinks'])})", style="dim")
+        rows.append([label, str(row["checked"]), fmt(judged), cell, fmt(row["max_rel_error"]),
+                     fmt(row["analytic"], 4), fmt(row["numerical"], 4)]
+                    + ([str(row["kinks"])] if crossed else []))
+    for table in fitted_tables(columns, rows, console.width, keep=1,
+                               title="Analytic vs numerical gradients", box=box.SIMPLE_HEAD,
+                               pad_edge=False):
+        console.print(table)
+    console.print(Text("judged error: what the verdict's bands see, the part of |a-n| beyond "
+                       "float64's resolution of the numerical estimate, over max(|a|,|n|), for "
+                       "the worst entry; rel error (textbook): |a-n|/max(|a|,|n|) of the worst "
+                       "entry, whose analytic and numerical values follow", style="dim"))
+
+
+def figure(result):
+    """The PNG: each array's judged error against the bands (None when nothing was checked)."""
+    from babysit.cli.views.panels import draw_gradcheck
+    from babysit.plots import new_figure
+
+    m = result.metrics
+    if "params" not in m:
+        return None
+    rows = len(array_rows(m))
+    fig, ax = new_figure(width=8, height=max(3.0, 1.2 + 0.3 * rows))
+    draw_gradcheck(ax, m)
+    fig.suptitle(f"gradcheck: {result.recipe}: {result.status.upper()}", fontweight="bold")
+    return fig

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 from rich import box
-from rich.table import Table
 from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
-from babysit.cli.render import (STATUS_STYLES, findings_table, fmt, histogram_line, percent,
-                                 sparkline)
+from babysit.cli.render import (STATUS_STYLES, fitted_tables, findings_view, fmt, histogram_line,
+                                 percent, sparkline)
 from babysit.errors import BabysitError
 
 
@@ -64,15 +63,16 @@ def command(app, recipe, batch_size, compare):
 
 # -- rendering ----------------------------------------------------------------
 
-def layers_table(rows: list, title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("layer", "mean", "std", "ratio", "near 0", "saturated", "dead", "grad norm"):
-        table.add_column(name, justify="left" if name == "layer" else "right", no_wrap=True)
-    for row in rows:
-        table.add_row(row["layer"], fmt(row["mean"]), fmt(row["std"]), fmt(row.get("std_ratio")),
-                      percent(row["near_zero"]), _flag(row["saturated"], 0.10),
-                      _flag(row["dead"], 0.20), fmt(row["grad_norm"]))
-    return table
+def layers_tables(rows: list, title: str, width: int) -> list:
+    """Per layer: mean, std, std ratio, near 0, saturated, dead, gradient norm (fits ``width``)."""
+    columns = [("layer", "left"), ("mean", "right"), ("std", "right"), ("std\nratio", "right"),
+               ("near\n0", "right"), ("satu-\nrated", "right"), ("dead", "right"),
+               ("grad\nnorm", "right")]
+    cells = [[row["layer"], fmt(row["mean"]), fmt(row["std"]), fmt(row.get("std_ratio")),
+              percent(row["near_zero"]), _flag(row["saturated"], 0.10), _flag(row["dead"], 0.20),
+              fmt(row["grad_norm"])] for row in rows]
+    return fitted_tables(columns, cells, width, keep=1, title=title, box=box.SIMPLE_HEAD,
+                         pad_edge=False)
 
 
 def histograms(rows: list) -> Text:
@@ -103,29 +103,35 @@ def compare_runs(metrics: dict) -> list[dict]:
     return runs
 
 
-def compare_table(metrics: dict) -> Table:
-    """Std per hidden activation, one column per init: the lecture's side-by-side table."""
+def compare_tables(metrics: dict, width: int) -> list:
+    """Std per hidden activation, one column per init: the lecture's side-by-side table.
+
+    Each cell is the std and a histogram sparkline, as many bins (4..12) as
+    ``width`` leaves room for; inits that still do not fit go to a second table.
+    """
     from babysit.diagnostics.init_stats import activation_rows
 
     runs = compare_runs(metrics)
-    table = Table(title="Std per layer by init (with histogram)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    table.add_column("layer", no_wrap=True)
-    for run in runs:
-        table.add_column(run["init"], no_wrap=True)
-    for i in activation_rows(metrics["layers"]):
-        cells = []
+    shown = activation_rows(metrics["layers"])
+    label_width = max([len("status")] + [len(metrics["layers"][i]["layer"]) for i in shown])
+    # layer column + per init: std (8) + space + bins, 3 columns of padding each
+    bins = max(4, min(12, (width - label_width - 4) // max(1, len(runs)) - 12))
+    columns = [("layer", "left")] + [(run["init"], "left") for run in runs]
+    rows = []
+    for i in shown:
+        cells = [metrics["layers"][i]["layer"]]
         for run in runs:
             row = run["layers"][i]
             cell = Text(fmt(row["std"]).rjust(8) + " ")
             if row.get("histogram"):
-                cell.append(sparkline(rebin(row["histogram"]["counts"], 12)), style="cyan")
+                cell.append(sparkline(rebin(row["histogram"]["counts"], bins)), style="cyan")
             cells.append(cell)
-        table.add_row(metrics["layers"][i]["layer"], *cells)
-    verdicts = [Text(run["status"].upper(), style=STATUS_STYLES[run["status"]])
-                if run["status"] else Text("") for run in runs]
-    table.add_row(Text("status", style="bold"), *verdicts)
-    return table
+        rows.append(cells)
+    rows.append([Text("status", style="bold")] + [
+        Text(run["status"].upper(), style=STATUS_STYLES[run["status"]]) if run["status"] else Text("")
+        for run in runs])
+    return fitted_tables(columns, rows, width, keep=1, box=box.SIMPLE_HEAD, pad_edge=False,
+                         title="Std per layer by init (with histogram)")
 
 
 def rebin(counts, bins: int) -> list:
@@ -151,42 +157,70 @@ def render(console, result) -> None:
     m = result.metrics
     console.print(Text(f"init-stats: {result.recipe}, seed {result.seed}, batch of "
                        f"{m['batch_size']} examples, input std {fmt(m['input_std'])}", style="bold"))
-    console.print(layers_table(m["layers"], f"Layer outputs at init ({m['init']})"))
+    for table in layers_tables(m["layers"], f"Layer outputs at init ({m['init']})", console.width):
+        console.print(table)
     console.print(histograms(m["layers"]))
     if m.get("compare"):
-        console.print(compare_table(m))
+        for table in compare_tables(m, console.width):
+            console.print(table)
         pairs = compare_findings(m)
         if pairs:
-            console.print(findings_table(pairs, title="Findings of the compared inits "
-                                                      "(informative: they do not set the status)"))
+            console.print(findings_view(pairs, console.width,
+                                        title="Findings of the compared inits "
+                                              "(informative: they do not set the status)"))
 
 
 # -- PNG ------------------------------------------------------------------------
 
+HISTOGRAMS = 10  # histograms per init in the PNG (evenly spaced over the activation layers)
+INIT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+
+
 def figure(result):
-    """The lecture's figure: per-layer mean and std, then a histogram per activation layer,
-    one row per init."""
+    """The lecture's figure, readable at normal size.
+
+    Top row, every init as one line: std of each layer output and gradient norm
+    of each layer (log scales, layers named on the x axis as in the tables),
+    and the mean. Then one row per init: histograms of the hidden activations
+    (at most ``HISTOGRAMS``, evenly spaced), titled with init and layer.
+    """
+    from babysit.cli.views.panels import draw_layer_scale, layer_positions
     from babysit.diagnostics.init_stats import activation_rows
-    from babysit.plots import label_axes, new_figure
+    from babysit.plots import label_axes, new_canvas
 
     m = result.metrics
     runs = [(run["init"], run["layers"]) for run in compare_runs(m)]
     shown = activation_rows(m["layers"])
-    columns = 2 + len(shown)
-    fig, axes = new_figure(len(runs), columns, width=2.2 * columns, height=2.4 * len(runs))
-    axes = axes.reshape(len(runs), columns)
-    for r, (label, layers) in enumerate(runs):
-        picked = [layers[i] for i in shown]
-        x = list(range(1, len(picked) + 1))
-        axes[r, 0].plot(x, [row["mean"] for row in picked], "o-")
-        label_axes(axes[r, 0], f"{label}: layer mean", "layer", "mean")
-        axes[r, 1].plot(x, [row["std"] for row in picked], "o-", color="tab:red")
-        label_axes(axes[r, 1], f"{label}: layer std", "layer", "std")
-        for c, row in enumerate(picked):
-            hist = row["histogram"]
-            ax = axes[r, 2 + c]
-            ax.stairs(hist["counts"], hist["edges"], fill=True)
-            ax.set_title(row["layer"], fontsize=8)
-            ax.tick_params(labelsize=6)
+    if len(shown) > HISTOGRAMS:
+        step = (len(shown) - 1) / (HISTOGRAMS - 1)
+        shown = [shown[round(k * step)] for k in range(HISTOGRAMS)]
+    columns = max(3, len(shown))
+    fig = new_canvas(width=max(13.0, 1.7 * columns), height=4.2 + 2.0 * len(runs))
+    grid = fig.add_gridspec(1 + len(runs), columns, height_ratios=[2.2] + [1.0] * len(runs))
+    thirds = [grid[0, round(k * columns / 3):round((k + 1) * columns / 3)] for k in range(3)]
+    std_ax, grad_ax, mean_ax = (fig.add_subplot(cell) for cell in thirds)
+    for index, (label, layers) in enumerate(runs):
+        colour = INIT_COLOURS[index % len(INIT_COLOURS)]
+        draw_layer_scale(std_ax, layers, label, key="std", colour=colour)
+        draw_layer_scale(grad_ax, layers, label, key="grad_norm", colour=colour)
+        x, names = layer_positions(layers)
+        mean_ax.plot(x, [row["mean"] for row in layers], "o-", color=colour, label=label)
+        mean_ax.set_xticks(x, names, rotation=45 if len(names) > 4 else 0,
+                           ha="right" if len(names) > 4 else "center", fontsize=8)
+    label_axes(std_ax, "std of each layer's output", "", "std (log)")
+    label_axes(grad_ax, "gradient norm at each layer", "", "gradient norm (log)")
+    label_axes(mean_ax, "mean of each layer's output", "", "mean")
+    std_ax.legend(fontsize="small")
+    for r, (label, layers) in enumerate(runs, start=1):
+        for c, i in enumerate(shown):
+            ax = fig.add_subplot(grid[r, c])
+            hist = layers[i].get("histogram")
+            if hist:
+                ax.stairs(hist["counts"], hist["edges"], fill=True,
+                          color=INIT_COLOURS[(r - 1) % len(INIT_COLOURS)])
+            ax.set_title(f"{label}: {layers[i]['layer']}", fontsize=9)
+            ax.tick_params(labelsize=7)
             ax.set_yticks([])
+    fig.suptitle(f"init-stats: {result.recipe}, batch of {m['batch_size']}: "
+                 f"{result.status.upper()} (recipe's init {m['init']})", fontweight="bold")
     return fig

@@ -5,51 +5,55 @@ from __future__ import annotations
 import math
 
 import click
-from rich.table import Table
+from rich import box
 from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
-from babysit.cli.render import fmt, line_plot
-from babysit.diagnostics.lr_probe import (DEFAULT_EVAL_EVERY, DEFAULT_EVAL_EXAMPLES, DEFAULT_LR_MAX,
-                                          DEFAULT_LR_MIN, DEFAULT_PER_DECADE, same_lr)
+from babysit.cli.render import fitted_tables, fmt, line_plot
+from babysit.diagnostics.lr_probe import (DEFAULT_EVAL_EXAMPLES, DEFAULT_LR_MAX, DEFAULT_LR_MIN,
+                                          DEFAULT_PER_DECADE, DEFAULT_SWEEP_STEPS, same_lr)
 
 VERDICT_STYLES = {"good": "green", "too_low": "cyan", "unstable": "yellow", "too_high": "bold red"}
-SWEEP_ROWS = 24  # rows of the sweep table (the run has a point per step)
 
 
 @click.command("lr-probe")
 @click.argument("recipe", required=False)
 @click.option("--mode", type=click.Choice(["grid", "sweep"]), default="grid", show_default=True,
-              help="grid: short runs at log-spaced LRs; sweep: one LR range test.")
+              help="grid: short runs walked over a log lattice of LRs; sweep: one LR range "
+                   "test plus short runs at the recipe's LR and the suggestion (cheaper).")
 @click.option("--lr-min", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LR_MIN,
               show_default=True, help="Smallest LR probed.")
 @click.option("--lr-max", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_LR_MAX,
               show_default=True, help="Largest LR probed.")
 @click.option("--per-decade", type=click.IntRange(min=1), default=DEFAULT_PER_DECADE,
-              show_default=True, help="Grid points per decade of LR.")
+              show_default=True, help="Lattice points per decade of LR (grid).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Training steps per LR (grid, default 100) or in the sweep (default 200).")
-@click.option("--eval-every", type=click.IntRange(min=1), default=DEFAULT_EVAL_EVERY,
-              show_default=True, help="Steps between evaluations on the fixed batch (grid).")
+              help="Steps of each short run [default: half the recipe's training, 50..300].")
+@click.option("--sweep-steps", type=click.IntRange(min=1), default=DEFAULT_SWEEP_STEPS,
+              show_default=True, help="Steps of the range test (sweep).")
 @click.option("--eval-examples", type=click.IntRange(min=1), default=DEFAULT_EVAL_EXAMPLES,
-              show_default=True, help="Training examples in the fixed evaluation batch (grid).")
+              show_default=True, help="Training examples in the fixed evaluation batch.")
 @recipe_options
 @output_options(plot=True)
-def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, eval_every, eval_examples):
+def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, sweep_steps, eval_examples):
     """Find the learning-rate range with the recipe's update rule and L2 strength.
 
-    grid: every LR trains a fresh copy of the model from the same init on the
-    same batches for a short budget, judged on a fixed evaluation batch: too
-    low (falls < 1%), good, unstable (falls then rises) or too high (NaN or
-    > 3x its start). sweep: an LR range test, the LR growing exponentially in
-    one run until the smoothed loss diverges. Fails unless the recipe's own LR
-    is inside the good range.
+    Every short run trains the model as `babysit train` starts it (same init,
+    same batches) at a constant LR and is judged on every mini-batch loss by
+    training's divergence rule (NaN or > 3x the first: too high) and on its
+    progress on a fixed evaluation batch: good when it makes at least 80% of
+    the best LR's progress (below the best: too low; above: unstable). grid
+    walks a lattice of LRs around the best; sweep estimates it with one range
+    test. Fails unless the recipe's own LR is good.
     """
+    from babysit.cli.progress import StepDisplay
     from babysit.diagnostics.lr_probe import lr_probe
 
     spec = app.load_recipe(recipe)
-    result = lr_probe(spec, mode=mode, lr_min=lr_min, lr_max=lr_max, per_decade=per_decade,
-                      steps=steps, eval_every=eval_every, eval_examples=eval_examples)
+    with StepDisplay(app, "lr-probe") as show:
+        result = lr_probe(spec, mode=mode, lr_min=lr_min, lr_max=lr_max, per_decade=per_decade,
+                          steps=steps, sweep_steps=sweep_steps, eval_examples=eval_examples,
+                          progress=show)
     return app.emit(result, render, plot=figure)
 
 
@@ -62,85 +66,71 @@ def _marks(m, lr: float) -> str:
     return ", ".join(marks)
 
 
-def _sweep_rows(trials: list) -> list:
-    step = max(1, math.ceil(len(trials) / SWEEP_ROWS))
-    rows = trials[::step]
-    if rows[-1] is not trials[-1]:
-        rows.append(trials[-1])
-    return rows
-
-
 def render(console, result) -> None:
     m = result.metrics
+    if m.get("note"):
+        console.print(Text(f"lr-probe: {result.recipe}, seed {result.seed}: {m['note']}", style="bold"))
+        return
     console.print(Text(f"lr-probe ({m['mode']}): {result.recipe}, seed {result.seed}: "
                        f"{m['update']}, reg {fmt(m['reg_used'])}, batch {m['batch_size']}, "
-                       f"{m['steps']} steps" + (" per LR" if m["mode"] == "grid" else ""),
+                       f"{m['steps']} steps per run (training: {m['training_steps']})",
                        style="bold"))
-    table = Table(title="Learning rates", title_justify="left")
-    columns = ["lr", "verdict", "loss start", "loss end"]
-    columns += ["lowest", "steps", ""] if m["mode"] == "grid" else ["raw loss", ""]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("verdict", "") else "right",
-                         no_wrap=True)
-    trials = m["trials"] if m["mode"] == "grid" else _sweep_rows(m["trials"])
+    trials = m["trials"]
+    # Every run starts from the same weights on the same batch: one start, said once.
+    starts = {fmt(t["loss_start"], 4) for t in trials}
+    shared_start = len(starts) == 1
+    columns = [("lr", "right"), ("verdict", "left")]
+    columns += [] if shared_start else [("loss\nstart", "right")]
+    columns += [("loss\nend", "right"), ("steps", "right")]
+    rows = []
     for t in trials:
-        row = [fmt(t["lr"]), Text(t["verdict"], style=VERDICT_STYLES[t["verdict"]]),
-               fmt(t["loss_start"], 4), fmt(t["loss_end"], 4)]
-        row += [fmt(t["loss_min"], 4), str(t["steps"])] if m["mode"] == "grid" else [fmt(t["loss"], 4)]
-        row.append(Text(_marks(m, t["lr"]), style="bold"))
-        table.add_row(*row)
-    console.print(table)
-    console.print(terminal_plot(m))
+        verdict = Text(t["verdict"], style=VERDICT_STYLES[t["verdict"]])
+        marks = _marks(m, t["lr"])
+        if marks:
+            verdict.append(f" ({marks})", style="bold")
+        row = [fmt(t["lr"]), verdict]
+        row += [] if shared_start else [fmt(t["loss_start"], 4)]
+        steps = str(t["steps"]) if t["diverged_at"] is None else f"{t['steps']} diverged"
+        row += [fmt(t["loss_end"], 4), steps]
+        rows.append(row)
+    title = ("Short runs" if m["mode"] == "sweep" else "Learning rates") + (
+        f" (loss at the start: {starts.pop()})" if shared_start else "")
+    for table in fitted_tables(columns, rows, console.width, keep=1, title=title,
+                               box=box.SIMPLE_HEAD, pad_edge=False):
+        console.print(table)
+    console.print(terminal_plot(m, width=min(72, console.width)))
     good = m["good_range"]
     line = Text("good range: ", style="bold")
     line.append(f"{fmt(good[0])} .. {fmt(good[1])}" if good else "none", style="green" if good else "red")
+    if good and m["mode"] == "sweep":
+        line.append(" (estimated by the range test)", style="dim")
     line.append(f"   suggested lr: {fmt(m['suggested_lr'])}   recipe lr: {fmt(m['recipe_lr'])}")
     console.print(line)
 
 
 def _series(m):
-    """(lrs, losses) to draw: the final eval loss per LR (grid) or the smoothed loss (sweep)."""
-    trials = m["trials"]
-    return [t["lr"] for t in trials], [t["loss_end"] for t in trials]
+    """(lrs, losses) to draw: the short runs' final loss (grid) or the smoothed sweep."""
+    rows = m["trials"] if m["mode"] == "grid" else m["sweep"]
+    return [t["lr"] for t in rows], [t["loss_end"] for t in rows]
 
 
-def terminal_plot(m) -> Text:
+def terminal_plot(m, width: int = 72) -> Text:
     lrs, losses = _series(m)
     start = m["trials"][0]["loss_start"] if m["trials"] else 1.0
     finite = [v for v in losses if isinstance(v, (int, float)) and math.isfinite(v)]
     top = min(max(finite, default=1.0), 3 * start) if isinstance(start, (int, float)) else None
     label = "final loss" if m["mode"] == "grid" else "smoothed loss"
-    return line_plot({label: (lrs, losses)}, logx=True, xlabel="learning rate",
+    return line_plot({label: (lrs, losses)}, width=width, logx=True, xlabel="learning rate",
                      title=f"{label} vs learning rate (clipped at 3x the start)",
                      ylim=(0.0, top) if top else None)
 
 
 def figure(result):
     """The PNG: loss vs LR, verdicts coloured, the good range shaded, recipe/suggested marked."""
-    from babysit.plots import label_axes, new_figure
+    from babysit.cli.views.panels import draw_lr_probe
+    from babysit.plots import new_figure
 
     m = result.metrics
     fig, ax = new_figure()
-    lrs, losses = _series(m)
-    start = m["trials"][0]["loss_start"]
-    colours = {"good": "tab:green", "too_low": "tab:blue", "unstable": "tab:orange",
-               "too_high": "tab:red"}
-    clipped = [min(v, 3 * start) if isinstance(v, float) and math.isfinite(v) else 3 * start
-               for v in losses]
-    ax.plot(lrs, clipped, color="0.6", linewidth=1, zorder=1)
-    for verdict, colour in colours.items():
-        points = [(lr, v) for lr, v, t in zip(lrs, clipped, m["trials"]) if t["verdict"] == verdict]
-        if points:
-            ax.scatter(*zip(*points), color=colour, label=verdict.replace("_", " "), zorder=2,
-                       s=18 if m["mode"] == "sweep" else 36)
-    if m["good_range"]:
-        ax.axvspan(*m["good_range"], color="tab:green", alpha=0.12, label="good range")
-    ax.axvline(m["recipe_lr"], color="black", linestyle="--", linewidth=1, label="recipe lr")
-    if m["suggested_lr"] is not None:
-        ax.axvline(m["suggested_lr"], color="tab:green", linestyle=":", linewidth=1.5,
-                   label="suggested lr")
-    ylabel = "final loss on the eval batch" if m["mode"] == "grid" else "smoothed training loss"
-    label_axes(ax, title=f"lr-probe ({m['mode']}, {m['update']}): {result.recipe}",
-               xlabel="learning rate", ylabel=ylabel + " (clipped at 3x start)", logx=True)
-    ax.legend(fontsize="small")
+    draw_lr_probe(ax, m, title=f"lr-probe ({m['mode']}, {m['update']}): {result.recipe}")
     return fig

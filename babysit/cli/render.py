@@ -7,9 +7,13 @@ the same everywhere.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Iterable, Mapping, Sequence
 
+from rich.console import Console, Group
+from rich.measure import Measurement
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -24,6 +28,9 @@ SERIES_STYLES = ("cyan", "magenta", "green", "yellow", "blue", "red")
 SERIES_MARKS = ("●", "×", "+", "o", "*", "#")
 SPARKS = "▁▂▃▄▅▆▇█"
 WIDE = 120  # columns from which the findings table gets a separate "fix" column
+# Below this many columns findings are listed one block each (severity, code,
+# where; then message and fix at full width) instead of squeezed into a table.
+TABLE_FINDINGS = 100
 
 
 # -- numbers ------------------------------------------------------------------
@@ -160,16 +167,110 @@ def findings_table(pairs: Sequence, title: str | None = "Findings",
     return table
 
 
+def findings_list(pairs: Sequence, title: str | None = "Findings") -> Group:
+    """The findings for narrow terminals: one block each, nothing cut.
+
+    ``FAIL  code  (part, layer)`` on one line, then the message and the fix
+    indented below it, wrapped at the terminal's width (a table would squeeze
+    them into a column a few characters wide).
+    """
+    pairs = [p if isinstance(p, tuple) else (None, p) for p in pairs]
+    pairs = sorted(pairs, key=lambda p: SEVERITY_ORDER[p[1].severity])
+    blocks = [Text(title, style="bold")] if title else []
+    for part, finding in pairs:
+        head = Text(finding.severity.upper().ljust(5), style=SEVERITY_STYLES[finding.severity])
+        head.append(" " + finding.code, style="bold")
+        where = [w for w in (part, finding.layer) if w]
+        if where:
+            head.append(f" ({', '.join(where)})")
+        body = Text(finding.message)
+        if finding.fix:
+            body.append("\nfix: ", style="bold green")
+            body.append(finding.fix, style="green")
+        blocks += [head, Padding(body, (0, 0, 0, 6))]
+    return Group(*blocks)
+
+
+def findings_view(pairs: Sequence, width: int, title: str | None = "Findings"):
+    """A findings table from ``TABLE_FINDINGS`` columns on, else :func:`findings_list`."""
+    if width >= TABLE_FINDINGS:
+        return findings_table(pairs, title=title, fix_column=width >= WIDE)
+    return findings_list(pairs, title=title)
+
+
 def summary(console, result, strict: bool = False) -> None:
-    """Findings table (if any, parts' findings included) and the status line.
+    """Findings (if any, parts' findings included) and the status line.
 
     Called by ``App.emit`` after the command's own ``render``: every report ends
     the same way. (A doctor render draws its own per-part overview.)
     """
     pairs = all_findings(result)
     if pairs:
-        console.print(findings_table(pairs, fix_column=console.width >= WIDE))
+        console.print(findings_view(pairs, console.width))
     console.print(status_line(result, strict=strict))
+
+
+# -- tables that fit the terminal ------------------------------------------------
+
+def fitted_tables(columns: Sequence, rows: Sequence, width: int, keep: int = 1,
+                  title: str | None = None, caption: str | None = None,
+                  row_styles: Sequence | None = None, **options) -> list[Table]:
+    """A table of numbers that fits ``width`` columns without cutting a cell.
+
+    ``columns``: ``(header, justify)`` pairs (a header may have a second line
+    after ``\n``); ``rows``: cells (str or Text) per row; ``row_styles``: a
+    style (or None) per row; ``options`` go to every ``rich.table.Table``.
+    Cells never wrap: when all columns do not fit, the table is split into
+    several, each repeating the first ``keep`` columns (the row's key), the
+    later ones titled "(continued)". Overflow folds rather than ends in "…"
+    (only a single column wider than the terminal could get there).
+    """
+    groups = _column_groups(columns, rows, width, keep, options)
+    tables = []
+    for n, group in enumerate(groups):
+        last = n == len(groups) - 1
+        heading = title if n == 0 else (title and f"{title} (continued)")
+        # as wide as its title where the terminal allows (a narrow table would wrap it)
+        minimum = min(width, len(heading)) if heading else None
+        table = _table([columns[i] for i in group], [[row[i] for i in group] for row in rows],
+                       row_styles, title=heading, caption=caption if last else None,
+                       min_width=minimum, **options)
+        tables.append(table)
+    return tables
+
+
+def _table(columns, rows, row_styles=None, **options) -> Table:
+    options.setdefault("title_justify", "left")
+    options.setdefault("caption_justify", "left")
+    table = Table(**options)
+    for header, justify in columns:
+        table.add_column(header, justify=justify, no_wrap=True, overflow="fold")
+    for index, row in enumerate(rows):
+        table.add_row(*row, style=row_styles[index] if row_styles else None)
+    return table
+
+
+def table_width(table) -> int:
+    """The columns ``table`` needs to show every cell on one line."""
+    console = Console(width=100_000, file=io.StringIO())
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _column_groups(columns, rows, width: int, keep: int, options) -> list[list[int]]:
+    """Indexes of the columns of each table: greedily as many as fit, key columns in each."""
+    key = list(range(min(keep, len(columns))))
+    groups, current = [], list(key)
+    for index in range(len(key), len(columns)):
+        trial = current + [index]
+        fits = table_width(_table([columns[i] for i in trial], [[row[i] for i in trial]
+                                                                for row in rows], **options)) <= width
+        if fits or len(current) == len(key):
+            current = trial
+        else:
+            groups.append(current)
+            current = key + [index]
+    groups.append(current)
+    return groups
 
 
 def metrics_table(metrics: Mapping | Iterable, title: str | None = None,

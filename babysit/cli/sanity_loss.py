@@ -21,7 +21,7 @@ from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
               help="L2 strength for the 'loss rises with reg' check "
                    "(default: large enough to dominate the loss).")
 @recipe_options
-@output_options(plot=False)
+@output_options(plot=True)
 def command(app, recipe, examples, tolerance, reg):
     """Check the loss at initialization with reg=0.
 
@@ -34,7 +34,7 @@ def command(app, recipe, examples, tolerance, reg):
 
     spec = app.load_recipe(recipe)
     result = sanity_loss(spec, examples=examples, tolerance=tolerance, reg=reg)
-    return app.emit(result, render)
+    return app.emit(result, render, plot=figure)
 
 
 def render(console, result) -> None:
@@ -63,3 +63,18 @@ def render(console, result) -> None:
         for row in m["layers"]:
             table.add_row(row["layer"], fmt(row["rms"]), fmt(row["gain"]))
         console.print(table)
+
+
+def figure(result):
+    """The PNG: the loss at init against its expected value, and the activation scale per layer."""
+    from babysit.cli.views.panels import draw_layer_scale, draw_sanity
+    from babysit.plots import label_axes, new_figure
+
+    m = result.metrics
+    fig, (loss_ax, scale_ax) = new_figure(1, 2, width=11, height=4.2)
+    draw_sanity(loss_ax, m)
+    layers = [{"layer": "input", "rms": m["input_rms"]}] + list(m["layers"])
+    draw_layer_scale(scale_ax, layers, key="rms", colour="tab:blue")
+    label_axes(scale_ax, "activation scale at init", "", "rms of the output")
+    fig.suptitle(f"sanity-loss: {result.recipe}: {result.status.upper()}", fontweight="bold")
+    return fig

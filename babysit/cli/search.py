@@ -12,11 +12,13 @@ import time
 import click
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
-from babysit.cli.views.search import plot_trials, stages_table, trials_table
+from babysit.cli.app import output_options, recipe_options
+from babysit.cli.render import percent
+from babysit.cli.views.search import plot_trials, stages_tables, trials_tables
 
 EPILOG = """\b
 Examples:
+  babysit search                   # lr and reg around lr-probe's suggestion
   babysit search --param optim.lr=log:1e-5:1e-1 --param model.reg=log:1e-6:1e-2
   babysit search --param optim.lr=log:1e-4:1e-1 --param optim.update=choice:sgd,adam \\
                  --trials 30 --stages 2 --epochs 2
@@ -32,8 +34,9 @@ Examples:
 
 @click.command("search", epilog=EPILOG)
 @click.argument("recipe", required=False)
-@click.option("--param", "params", multiple=True, required=True, metavar="KEY=KIND:ARGS",
-              help="A hyperparameter to search (repeatable); see below.")
+@click.option("--param", "params", multiple=True, metavar="KEY=KIND:ARGS",
+              help="A hyperparameter to search (repeatable); see below. Default: the "
+                   "lectures' lr and reg in log space, centred on what lr-probe finds.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True,
               help="Trials per stage (the search runs trials x stages).")
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True,
@@ -61,12 +64,16 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
     `babysit report LOG` shows them again). Same seed, same trials and results
     on any backend and worker count.
     """
+    from babysit.cli.progress import StepDisplay
+    from babysit.diagnostics.progress import Step
     from babysit.diagnostics.search import check_space, search
     from babysit.diagnostics.search_backends import make_backend
     from babysit.diagnostics.search_space import SearchSpace
     from babysit.search_store import SearchLogWriter
 
     spec = app.load_recipe(recipe)
+    if not params:
+        params = lectures_space(app, spec)
     space = SearchSpace.parse(params)
     check_space(spec, space)
     if scheduler and workers is not None:
@@ -84,33 +91,51 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
              f"backend: {backend.description}; log: {out_path}")
 
     total = trials * stages
-    with app.progress() as progress:
-        task = progress.add_task("trials", total=total)
-
+    with StepDisplay(app, "search") as show:
         def on_trial(record):
-            progress.advance(task)
+            done = len(log.trials)
+            show(Step(done, total, f"trial {record['index']}: {record['status']}, val acc "
+                                   f"{percent(record.get('val_accuracy'))}"))
 
         try:
             result = search(spec, space, seed=search_seed, trials=trials, epochs=epochs,
                             stages=stages, backend=backend, log=log, on_trial=on_trial)
-        except KeyboardInterrupt:
-            progress.stop()
-            app.err.print(Text(f"interrupted: {len(log.trials)} finished trial(s) kept in "
-                               f"{out_path}", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
+            show.stop()
+            app.interrupted(f"interrupted: {len(log.trials)} finished trial(s) kept in {out_path}")
     seconds = {t["index"]: t["seconds"] for t in log.trials}
 
     def render(console, result):
-        console.print(trials_table(result.metrics["trials"], space.to_dict(), seconds,
+        for table in trials_tables(result.metrics["trials"], space.to_dict(), seconds,
                                    title=f"Search: {spec.name} ({len(seconds)} trials, "
-                                         f"{epochs} epoch(s) each)"))
+                                         f"{epochs} epoch(s) each)", width=console.width):
+            console.print(table)
         if stages > 1:
-            console.print(stages_table(result.metrics["stages"]))
+            for table in stages_tables(result.metrics["stages"], console.width):
+                console.print(table)
         console.print(Text(f"search log: {out_path}", style="dim"))
 
-    return app.emit(result, render, plot=lambda r: plot_trials(r.metrics["trials"],
-                                                               space.to_dict()))
+    return app.emit(result, render, plot=lambda r: plot_trials(
+        r.metrics["trials"], space.to_dict(), title=f"search: {spec.name}, seed {search_seed}"))
+
+
+def lectures_space(app, spec) -> tuple:
+    """No --param: run lr-probe and search lr and reg around what it finds (printed)."""
+    from babysit.cli.progress import StepDisplay
+    from babysit.diagnostics.search_defaults import default_space
+
+    app.info("search: no --param given: running lr-probe to centre the lectures' default space "
+             "(learning rate and L2 strength, log-uniform)")
+    with StepDisplay(app, "search: lr-probe") as show:
+        chosen = default_space(spec, progress=show)
+    lines = [f"  --param {param}   ({chosen.reasons[param.split('=', 1)[0]]})"
+             for param in chosen.params]
+    app.info("search space:\n" + "\n".join(lines))
+    return chosen.params
 
 
 def default_log_path(name: str) -> str:
-    return os.path.join("runs", f"{name}-search-{time.strftime('%Y%m%d-%H%M%S')}.h5")
+    """``runs/<name>-search-<time>.h5``, the recipe name made safe as a file name."""
+    from babysit.atomic import file_stem
+
+    return os.path.join("runs", f"{file_stem(name)}-search-{time.strftime('%Y%m%d-%H%M%S')}.h5")

@@ -6,7 +6,8 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from babysit.cli.app import EXIT_INTERRUPTED, output_options, recipe_options
+from babysit.cli.app import output_options, recipe_options
+from babysit.cli.progress import Display
 from babysit.cli.render import fmt, percent
 from babysit.cli.views import run as run_view
 
@@ -19,20 +20,35 @@ from babysit.cli.views import run as run_view
 @click.option("--resume", "resume_path", metavar="RUN.h5", default=None,
               help="Continue the run in RUN.h5 with its own recipe (change it with --set, "
                    "e.g. --set train.epochs=20).")
+@click.option("--ensemble", "members", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train N independent models (seeds SEED..SEED+N-1, one data split) and compare "
+                   "their averaged predictions with the best single model, its Polyak average and "
+                   "its checkpoint ensemble.")
+@click.option("--checkpoint-ensemble", "checkpoints", type=click.IntRange(min=1), default=None,
+              metavar="K", help="Average the predictions of each model's last K epoch checkpoints "
+                                "(default 5 with --ensemble; alone, it implies --ensemble 1).")
+@click.option("--log-loss", is_flag=True, help="Draw the loss on a log scale in the --plot PNG.")
 @recipe_options
 @output_options(plot=True)
-def command(app, recipe, out_path, resume_path):
+def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
-    Live progress on stderr (not with --quiet or when stderr is not a
-    terminal). Every epoch: update/weight ratios, gradient norms, dead and
+    Live progress on stderr (one plain line per epoch when stderr is not a
+    terminal; none with --quiet). Every epoch: update/weight ratios, gradient norms, dead and
     saturated units; stops early when the loss diverges. At the end the loss
     and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
-    and exits 130; --resume continues bit for bit.
+    and exits 130; --resume continues bit for bit. --ensemble N trains N
+    models and reports their averaged predictions next to the best single
+    model, its Polyak average and its checkpoint ensemble (not resumable).
     """
-    from babysit.diagnostics.train import TrainingInterrupted, recipe_for_resume, train
+    from babysit.diagnostics.train import TrainingInterrupted, recipe_for_resume, train, train_ensemble
+    from babysit.diagnostics.train.ensemble import DEFAULT_CHECKPOINTS
     from babysit.store import read_run_log
 
+    ensemble = members is not None or checkpoints is not None
+    if resume_path and ensemble:
+        app.abort("--resume continues a single run: ensembles cannot be resumed; drop "
+                  "--ensemble/--checkpoint-ensemble")
     if resume_path:
         if recipe:
             app.abort("--resume continues the run log's own recipe: drop RECIPE "
@@ -40,30 +56,53 @@ def command(app, recipe, out_path, resume_path):
         if app.options.seed is not None:
             app.abort("--resume continues with the run's own seed: drop --seed")
         spec = recipe_for_resume(resume_path, list(app.options.sets) or None)
+        app.recipe = spec
+        announce_custom_code(app, spec, resume_path)
     else:
         spec = app.load_recipe(recipe)
     with LiveProgress(app) as live:
         try:
-            result = train(spec, out=out_path, resume=resume_path, progress=live.update)
+            if ensemble:
+                result = train_ensemble(spec, members or 1, checkpoints or DEFAULT_CHECKPOINTS,
+                                        out=out_path, progress=live.update)
+            else:
+                result = train(spec, out=out_path, resume=resume_path, progress=live.update)
         except TrainingInterrupted as stop:
             live.stop()
-            app.err.print(Text(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
-                               f"checkpoint saved to {stop.run_log}; continue with "
-                               f"`babysit train --resume {stop.run_log}`", style="bold red"))
-            raise SystemExit(EXIT_INTERRUPTED) from None
+            then = (f"continue with `babysit train --resume {stop.run_log}`" if stop.resumable else
+                    "it keeps the finished ensemble members; an ensemble cannot be resumed")
+            app.interrupted(f"interrupted at epoch {stop.epoch}, iteration {stop.iteration}: "
+                            f"checkpoint saved to {stop.run_log}; {then}")
     log = read_run_log(result.metrics["run_log"])
     return app.emit(result, lambda console, r: run_view.render_run(console, log),
-                    plot=lambda r: run_view.run_figure(log))
+                    plot=lambda r: run_view.run_figure(log, log_loss=log_loss))
 
 
-class LiveProgress:
-    """Rich progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
+def announce_custom_code(app, spec, resume_path) -> None:
+    """Say which modules resuming will import: a run log's recipe may name custom layers,
+    whose code runs (README, "Security and safety"). Shown even with --quiet."""
+    from babysit.engine.user_code import custom_layer_modules
 
-    Off with --quiet and when stderr is not a terminal (CI logs stay clean).
+    modules = custom_layer_modules(spec.model.to_dict())
+    if modules:
+        app.warn(f"the recipe stored in {resume_path} names custom layer code: resuming imports "
+                 f"and runs the Python module(s) {', '.join(modules)} (from the installed packages "
+                 f"or the current directory)")
+
+
+class LiveProgress(Display):
+    """Training progress on stderr: epoch, iteration, loss, accuracies, LR, ETA.
+
+    In a terminal a live Rich bar; when stderr is not a terminal (CI logs) one
+    plain line per finished epoch (at most about
+    :data:`babysit.cli.progress.PLAIN_LINES`); nothing with --quiet.
     """
 
     def __init__(self, app):
+        self.console = app.err
         self.enabled = not app.quiet and app.err.is_terminal
+        self.plain = not app.quiet and not app.err.is_terminal
+        self.printed = None
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
             TextColumn("it {task.completed}/{task.total}"),
@@ -73,18 +112,15 @@ class LiveProgress:
             console=app.err, transient=True, disable=not self.enabled)
         self.task = None
 
-    def __enter__(self):
+    def start(self) -> None:
         self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def stop(self) -> None:
         self.progress.stop()
 
     def update(self, event) -> None:
+        if self.plain:
+            self.line(event)
         if not self.enabled:
             return
         fields = dict(epoch=f"{event.epoch}/{event.epochs}", loss=fmt(event.loss), lr=fmt(event.lr),
@@ -93,3 +129,19 @@ class LiveProgress:
             self.task = self.progress.add_task("train", total=event.iterations,
                                                completed=event.iteration, **fields)
         self.progress.update(self.task, completed=event.iteration, **fields)
+
+    def line(self, event) -> None:
+        """One plain line per finished epoch (CI logs)."""
+        from babysit.cli.progress import worth_a_line
+
+        if event.kind != "epoch":
+            return
+        # the event's epoch is the one in progress: count the finished ones from the iterations
+        done = event.iteration // max(1, event.iterations // max(1, event.epochs))
+        if not worth_a_line(done, event.epochs, self.printed):
+            return
+        self.printed = done
+        self.console.print(Text(
+            f"train [{done}/{event.epochs}] epoch {done}: loss {fmt(event.loss)}, "
+            f"train acc {percent(event.train_accuracy)}, val acc {percent(event.val_accuracy)}, "
+            f"lr {fmt(event.lr)}", style="dim"), soft_wrap=True, highlight=False)

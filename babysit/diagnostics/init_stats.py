@@ -36,6 +36,7 @@ from babysit.diagnostics import common
 from babysit.diagnostics.monitors import NONLINEAR_KINDS, LayerStats, model_layer_stats
 from babysit.diagnostics.result import Finding
 from babysit.errors import BabysitError
+from babysit.recipes.schema import MODULE_INIT
 from babysit.validation import POSITIVE_INT
 
 SHRINK_RATIO = 0.75
@@ -246,6 +247,29 @@ def measure(model, X, y, label: str) -> InitMeasurement:
     return InitMeasurement(label, input_std, layers, findings)
 
 
+def check_compare_spec(spec):
+    """``spec`` if it names an init (``"he"``, ``{"normal": 1.0}``), else a BabysitError
+    in the ``--compare`` spelling (``normal:STD``) with the nearest valid name."""
+    from babysit.engine.init import NAMED, WITH_STD, get_initializer
+    from babysit.errors import ModelError
+    from babysit.recipes.validate import suggest
+
+    spellings = list(NAMED) + [f"{name}:STD" for name in WITH_STD]
+    name = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else spec
+    if not isinstance(name, str) or (name not in NAMED and name not in WITH_STD):
+        hint = suggest(str(name), list(NAMED) + list(WITH_STD))
+        hint = hint if "did you mean" in hint else ""
+        raise BabysitError(f"--compare: unknown init {init_label(spec)!r}{hint}; valid inits: "
+                           f"{', '.join(spellings)} (e.g. --compare xavier,he,normal:0.01)")
+    if name in WITH_STD and name not in NAMED and not isinstance(spec, dict):
+        raise BabysitError(f"--compare: {name} needs a std, e.g. {name}:0.01")
+    try:
+        get_initializer(spec)
+    except ModelError as exc:
+        raise BabysitError(f"--compare: bad init {init_label(spec)!r}: {exc}") from None
+    return spec
+
+
 def init_label(spec) -> str:
     """``"xavier"``, ``{"normal": 1.0}`` -> ``"normal:1"``."""
     if isinstance(spec, dict) and len(spec) == 1:
@@ -258,7 +282,8 @@ def init_stats(recipe, seed=None, batch_size: int = 1000, compare=None):
     """Per-layer statistics at initialization -> Result.
 
     ``compare``: a list of init specs (``"xavier"``, ``"he"``, ``"small"``,
-    ``{"normal": 1.0}``); each replaces ``model.init`` (layers with their own
+    ``{"normal": 1.0}``, and ``"module"`` for a torch model's own init); each replaces
+    ``model.init`` (layers with their own
     ``init`` keep it) and is measured on the same batch. The Result's findings
     are those of the recipe's own init; each comparison carries its own in
     ``metrics["compare"]``.
@@ -279,7 +304,10 @@ def init_stats(recipe, seed=None, batch_size: int = 1000, compare=None):
                           layers=own.rows())
     if compare:
         rows = []
+        torch_model = getattr(recipe.model, "torch", None) is not None
         for spec in compare:
+            if not (torch_model and spec == MODULE_INIT):   # a torch module's own init
+                check_compare_spec(spec)
             try:
                 variant = recipe.with_overrides({"model.init": spec})
             except BabysitError as exc:

@@ -6,28 +6,48 @@ train on ``examples`` training examples (default 20) until train accuracy is
 used at a constant rate (its decay schedule is written for full-data epochs);
 each epoch is one pass over the tiny set in the recipe's batch size.
 
+The question is the model's (can it memorize? are its gradients right?),
+not the learning rate's: lr-probe judges the LR for the real training. So
+when the recipe's LR has not memorized the set within ``max_epochs`` and the
+loss did not blow up, the check tries again from the same init at
+``RETRY_FACTOR`` (10x) the LR, up to ``RETRIES`` times: a model that memorizes
+at a larger LR passes (the LR that did it is in the metrics). Without this,
+a slow but sound LR (Adam at 1e-3 on overlapping blobs) failed here with
+"raise the learning rate" while lr-probe passed the same LR as good.
+
+The tiny set never holds identical inputs with different labels: the
+generators and real data sets have some (every arm of the spiral starts at the
+origin), no model can fit them, and they would fail a healthy model, so such
+examples are swapped for others (``metrics.left_out``).
+
 Passes when train accuracy reaches 1.0 and the loss falls below
 ``LOSS_NEAR_ZERO`` times its initial value. On failure, ``cannot_overfit``
-says why, with evidence:
+says why, with evidence (from the attempt at the recipe's LR):
 
 * the loss became NaN/inf -> the learning rate is too high;
-* identical inputs carry different labels -> a data problem (no model can
-  separate them);
-* the loss stayed flat (fell by less than ``FLAT_DROP`` of its start) -> the
-  learning rate is too low, or units are dead (dead ReLU fractions attached);
+* identical inputs carry different labels -> a data problem (only when the
+  training set has nothing else to choose);
+* the loss stayed flat (fell by less than ``FLAT_DROP`` of its start) at every
+  LR tried -> the learning rate is too low, or units are dead (dead ReLU
+  fractions attached);
+* it fell further with every larger LR tried (in all by more than
+  ``FLAT_DROP`` of its start) but never memorized -> the learning rate is far
+  too low;
 * more than ``DEAD_UNITS`` of a ReLU layer never fires on the tiny set -> dead
   units (bias/init);
-* otherwise it was still going down -> more epochs or a larger learning rate.
+* otherwise it did not memorize at any LR tried -> capacity or a wrong gradient.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats
+from babysit.diagnostics.progress import SolverProgress
 from babysit.engine.solver import Callback, Divergence, Solver, evaluate
 from babysit.validation import POSITIVE_INT
 
@@ -36,6 +56,8 @@ FLAT_DROP = 0.01
 DEAD_UNITS = 0.40      # a ReLU layer with more dead units than this explains a failure
 DEFAULT_EXAMPLES = 20
 DEFAULT_MAX_EPOCHS = 500
+RETRY_FACTOR = 10.0
+RETRIES = 2
 
 CHECKS = {"overfit": ["cannot_overfit"]}
 
@@ -86,13 +108,91 @@ class UntilMemorized(Callback):
         return self.accuracy == 1.0 and self.loss <= self.target
 
 
+@dataclass
+class Attempt:
+    """One training run on the tiny set at one learning rate."""
+
+    lr: float
+    model: object
+    initial_loss: float
+    loss: float
+    accuracy: float
+    target: float
+    epochs_run: int
+    blew_up: tuple | None
+
+    @property
+    def memorized(self) -> bool:
+        return self.blew_up is None and self.accuracy == 1.0 and self.loss <= self.target
+
+    def to_metrics(self) -> dict:
+        return {"lr": self.lr, "epochs_run": self.epochs_run, "final_loss": self.loss,
+                "train_accuracy": self.accuracy, "memorized": self.memorized}
+
+
+def attempt(tiny, data, X, y, seed: int, lr: float, max_epochs: int, progress=None) -> Attempt:
+    """Train a fresh model (the seed's init) on ``(X, y)`` at ``lr`` until memorized."""
+    model = common.build(tiny, data, seed)
+    # a batch size above len(X) (or "full") draws the same one shuffled batch as len(X) does
+    solver = Solver(model, tiny.optim.to_dict(), tiny.train.batch_size, common.stream(seed, "batches"))
+    initial_loss, accuracy = evaluate(model, X, y, batch_size=len(X))
+    target = LOSS_NEAR_ZERO * initial_loss
+    watch = UntilMemorized(model, X, y, initial_loss, accuracy, target)
+    # Only a non-finite step loss counts as blowing up here: a memorizing run
+    # may pass through losses above its start.
+    epochs = SolverProgress(progress, max_epochs, per="epoch",
+                            label=lambda state: f"lr {lr:g}, epoch {state.epoch}: loss "
+                                                f"{watch.loss:.3g}, accuracy {watch.accuracy:.0%}",
+                            values=lambda state: {"loss": watch.loss, "accuracy": watch.accuracy})
+    state = solver.run(X, y, epochs=max_epochs, lr=lr, divergence=Divergence(math.inf),
+                       callbacks=[watch, epochs])
+    if state.diverged:
+        blew_up, loss, epochs_run = (state.epoch + 1, state.loss), state.loss, state.epoch + 1
+    else:
+        blew_up, loss, epochs_run = watch.blew_up, watch.loss, state.epoch
+    # on a blow-up mid-epoch the accuracy is the last one measured
+    return Attempt(lr, model, initial_loss, loss, watch.accuracy, target, epochs_run, blew_up)
+
+
+def tiny_set(data, examples: int, seed: int):
+    """``examples`` training examples, none an identical input with another label.
+
+    ``(X, y, left_out)``: the draw of ``common.subset``; members of conflicting
+    groups are swapped for the next examples of a fixed shuffle of the rest.
+    ``left_out`` lists the training indexes swapped out.
+    """
+    rng = common.stream(seed, "subset")
+    X_all, y_all = data.X_train, data.y_train
+    if examples >= len(X_all):
+        return X_all, y_all, []
+    index = np.sort(rng.choice(len(X_all), size=examples, replace=False))
+    conflicts = conflicting_duplicates(X_all[index], y_all[index])
+    if not conflicts:
+        return X_all[index], y_all[index], []
+    bad = {int(index[i]) for group in conflicts for i in group}
+    keep = [int(i) for i in index if int(i) not in bad]
+    spare = [int(i) for i in rng.permutation(len(X_all)) if int(i) not in set(index)]
+    for candidate in spare:
+        if len(keep) == examples:
+            break
+        if not conflicting_duplicates(X_all[keep + [candidate]], y_all[keep + [candidate]]):
+            keep.append(candidate)
+    keep = np.sort(np.asarray(keep, dtype=np.int64))
+    return X_all[keep], y_all[keep], sorted(bad)
+
+
 def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
-                 max_epochs: int = DEFAULT_MAX_EPOCHS):
+                 max_epochs: int = DEFAULT_MAX_EPOCHS, progress=None):
     """Train on ``examples`` training examples with reg 0 and no dropout -> Result.
+
+    ``progress`` (optional) gets a :class:`babysit.diagnostics.progress.Step` per
+    epoch, with the tiny set's ``loss`` and ``accuracy`` in its values.
 
     Stops as soon as accuracy is 1.0 and the loss is near zero. Metrics:
     ``train_accuracy``, ``final_loss``, ``epochs_run``, ``initial_loss``,
-    ``loss_target``, ``examples``, ``lr``, ``max_epochs``.
+    ``loss_target`` (of the attempt at the recipe's LR), ``examples``, ``lr``
+    (the recipe's), ``lr_memorized`` (the LR that memorized, or None),
+    ``attempts`` (one row per LR tried), ``left_out``, ``max_epochs``.
     """
     examples = POSITIVE_INT.check(examples, "examples")
     max_epochs = POSITIVE_INT.check(max_epochs, "max epochs")
@@ -101,44 +201,46 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
     result = common.new_result("overfit-tiny", recipe, seed, CHECKS)
     tiny = tiny_recipe(recipe)
     data = common.load(tiny)
-    X, y = common.subset(data.X_train, data.y_train, examples, common.stream(seed, "subset"))
-    model = common.build(tiny, data, seed)
-    solver = Solver(model, tiny.optim.to_dict(), min(int(tiny.train.batch_size), len(X)),
-                    common.stream(seed, "batches"))
+    X, y, left_out = tiny_set(data, examples, seed)
     lr = float(tiny.optim.lr)
-
-    initial_loss, accuracy = evaluate(model, X, y, batch_size=len(X))
-    target = LOSS_NEAR_ZERO * initial_loss
-    watch = UntilMemorized(model, X, y, initial_loss, accuracy, target)
-    # Only a non-finite step loss counts as blowing up here: a memorizing run
-    # may pass through losses above its start.
-    state = solver.run(X, y, epochs=max_epochs, lr=lr, divergence=Divergence(math.inf),
-                       callbacks=[watch])
-    if state.diverged:
-        blew_up, loss, epochs_run = (state.epoch + 1, state.loss), state.loss, state.epoch + 1
-    else:
-        blew_up, loss, epochs_run = watch.blew_up, watch.loss, state.epoch
-    accuracy = watch.accuracy  # on a blow-up mid-epoch: the last one measured
-
-    result.metrics.update(train_accuracy=accuracy, final_loss=loss, epochs_run=epochs_run,
-                          initial_loss=initial_loss, loss_target=target, examples=int(len(X)),
-                          lr=lr, max_epochs=max_epochs)
-    if blew_up is None and accuracy == 1.0 and loss <= target:
-        return result
-    diagnose_failure(result, model, X, y, lr, initial_loss, loss, accuracy, target, epochs_run,
-                     blew_up)
+    attempts = [attempt(tiny, data, X, y, seed, lr, max_epochs, progress)]
+    while (not attempts[-1].memorized and attempts[-1].blew_up is None
+           and len(attempts) <= RETRIES):
+        attempts.append(attempt(tiny, data, X, y, seed, attempts[-1].lr * RETRY_FACTOR, max_epochs,
+                                progress))
+    first, memorized = attempts[0], next((a for a in attempts if a.memorized), None)
+    result.metrics.update(train_accuracy=first.accuracy, final_loss=first.loss,
+                          epochs_run=first.epochs_run, initial_loss=first.initial_loss,
+                          loss_target=first.target, examples=int(len(X)), lr=lr,
+                          lr_memorized=memorized.lr if memorized else None,
+                          attempts=[a.to_metrics() for a in attempts], left_out=left_out,
+                          max_epochs=max_epochs)
+    if memorized is None:
+        diagnose_failure(result, first, X, y, attempts)
     return result
 
 
-def diagnose_failure(result, model, X, y, lr, initial_loss, loss, accuracy, target, epochs_run,
-                     blew_up) -> None:
-    """Add the cannot_overfit finding with the most likely cause."""
-    evidence = {"initial_loss": initial_loss, "final_loss": loss, "train_accuracy": accuracy,
-                "epochs_run": epochs_run, "lr": lr, "loss_target": target}
-    if blew_up is not None:
+def tried(attempts: list[Attempt]) -> str:
+    """``"; at 10x and 100x the LR (0.01, 0.1): still not memorized, blew up"`` for messages."""
+    retries = attempts[1:]
+    if not retries:
+        return ""
+    how = ", ".join("blew up" if a.blew_up else f"{100 * a.accuracy:.0f}% accuracy, loss {a.loss:.3g}"
+                    for a in retries)
+    lrs = ", ".join(f"{a.lr:g}" for a in retries)
+    return f"; retried from the same init at lr {lrs}: {how}"
+
+
+def diagnose_failure(result, first: Attempt, X, y, attempts: list[Attempt]) -> None:
+    """Add the cannot_overfit finding with the most likely cause (from the recipe's LR)."""
+    lr, initial_loss, loss = first.lr, first.initial_loss, first.loss
+    evidence = {"initial_loss": initial_loss, "final_loss": loss, "train_accuracy": first.accuracy,
+                "epochs_run": first.epochs_run, "lr": lr, "loss_target": first.target,
+                "attempts": [a.to_metrics() for a in attempts]}
+    if first.blew_up is not None:
         result.add("cannot_overfit", "fail",
-                   f"the loss became {blew_up[1]} in epoch {blew_up[0]}: the learning rate {lr:g} "
-                   "is too high",
+                   f"the loss became {first.blew_up[1]} in epoch {first.blew_up[0]}: the learning "
+                   f"rate {lr:g} is too high",
                    f"lower the learning rate (try {lr / 10:g}; run `babysit lr-probe`)",
                    **evidence)
         return
@@ -153,15 +255,16 @@ def diagnose_failure(result, model, X, y, lr, initial_loss, loss, accuracy, targ
                    "the label alignment; run `babysit data`)",
                    conflicts=conflicts[:10], **evidence)
         return
-    dead = dead_fractions(model, X)
+    dead = dead_fractions(first.model, X)
     worst = max(dead, key=dead.get) if dead else None
     dying = worst is not None and dead[worst] > DEAD_UNITS
     units = f"; {100 * dead[worst]:.0f}% of {worst}'s units never fire" if dying else ""
-    drop = (initial_loss - loss) / max(abs(initial_loss), 1e-12)
-    if drop < FLAT_DROP:
+    flat = all((a.initial_loss - a.loss) / max(abs(a.initial_loss), 1e-12) < FLAT_DROP
+               for a in attempts if a.blew_up is None)
+    if flat:
         result.add("cannot_overfit", "fail",
-                   f"the loss stayed flat ({initial_loss:.4g} -> {loss:.4g}) over {epochs_run} "
-                   f"epochs at lr {lr:g}{units}",
+                   f"the loss stayed flat ({initial_loss:.4g} -> {loss:.4g}) over "
+                   f"{first.epochs_run} epochs at lr {lr:g}{units}{tried(attempts)}",
                    "fix the bias/init so the units fire (run `babysit init-stats`)" if dying else
                    "raise the learning rate (run `babysit lr-probe`); check for dead units "
                    "(`babysit init-stats`)",
@@ -170,16 +273,27 @@ def diagnose_failure(result, model, X, y, lr, initial_loss, loss, accuracy, targ
         result.add("cannot_overfit", "fail",
                    f"dead units: {100 * dead[worst]:.0f}% of {worst}'s units never fire on the "
                    f"tiny set, and the loss only fell {initial_loss:.4g} -> {loss:.4g} in "
-                   f"{epochs_run} epochs",
+                   f"{first.epochs_run} epochs{tried(attempts)}",
                    "fix the bias/init so the units fire (zero or slightly positive bias, He init; "
                    "run `babysit init-stats`), or lower the learning rate",
                    layer=worst, dead=dead, **evidence)
+    elif (len(attempts) > 1 and all(b.blew_up is None and b.loss <= a.loss
+                                    for a, b in zip(attempts, attempts[1:]))
+          and first.loss - attempts[-1].loss > FLAT_DROP * first.initial_loss):
+        steps = ", ".join(f"{a.lr:g}: {a.loss:.3g}" for a in attempts)
+        result.add("cannot_overfit", "fail",
+                   f"the loss fell further with every larger LR (lr {steps}) and never reached "
+                   f"{first.target:.3g} in {first.epochs_run} epochs: the learning rate {lr:g} is "
+                   "far too low",
+                   "raise the learning rate (run `babysit lr-probe` for its range)",
+                   layer=worst if dying else None, dead=dead, **evidence)
     else:
         result.add("cannot_overfit", "fail",
-                   f"after {epochs_run} epochs train accuracy is {accuracy:.3f} and the loss "
-                   f"{loss:.4g} (target {target:.3g}, from {initial_loss:.4g}): still not memorized",
-                   "raise the learning rate or --max-epochs; if the loss creeps, the model may lack "
-                   "capacity or the gradient may be wrong (run `babysit gradcheck`)",
+                   f"after {first.epochs_run} epochs train accuracy is {first.accuracy:.3f} and the "
+                   f"loss {loss:.4g} (target {first.target:.3g}, from {initial_loss:.4g}): not "
+                   f"memorized{tried(attempts)}",
+                   "the model may lack capacity or a gradient may be wrong (run `babysit "
+                   "gradcheck`); or give it more steps (--max-epochs)",
                    dead=dead, **evidence)
 
 

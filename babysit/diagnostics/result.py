@@ -16,11 +16,11 @@ SEVERITIES = ("info", "warn", "fail")
 
 # The stable vocabulary of finding codes (documented in the README).
 FINDING_CODES = (
-    "initial_loss_unexpected", "reg_no_effect", "loss_not_finite", "scores_too_large",
+    "initial_loss_unexpected", "reg_no_effect", "reg_too_strong", "loss_not_finite", "scores_too_large",
     "symmetric_weights", "cannot_overfit", "lr_too_low", "lr_too_high", "lr_range_edge",
     "dead_relu", "activation_saturation", "activation_collapse", "activation_explosion",
     "vanishing_gradient", "exploding_gradient", "gradient_mismatch", "gradient_suspicious",
-    "kink_crossed", "gradient_tiny", "update_ratio_high", "update_ratio_low", "overfitting",
+    "kink_crossed", "gradient_tiny", "gradient_precision", "update_ratio_high", "update_ratio_low", "overfitting",
     "underfitting", "loss_plateau", "late_start", "loss_diverged", "data_not_centered",
     "data_not_finite", "label_out_of_range", "predictions_not_uniform",
 )
@@ -80,6 +80,12 @@ class Result:
 
     ``checks`` names the individual checks run (for JUnit: one testcase each),
     mapping a check name to the finding codes that belong to it.
+
+    A command that did not finish (exit 2 or 130) is still reported, so that CI
+    finds its JSON and JUnit files: ``stopped`` is ``"error"`` or
+    ``"interrupted"`` and becomes the status, ``error`` is the one-line message
+    (``"error"`` key of the JSON), and ``parts`` holds the parts already
+    finished (doctor).
     """
 
     command: str
@@ -90,6 +96,8 @@ class Result:
     checks: dict = field(default_factory=dict)
     parts: dict = field(default_factory=dict)  # doctor: command -> Result
     elapsed: float | None = None
+    stopped: str | None = None  # "error" | "interrupted": the command did not finish
+    error: str | None = None    # its message, when stopped
 
     def add(self, code, severity, message, fix="", layer=None, **evidence) -> Finding:
         finding = Finding(code, severity, message, fix, layer, evidence)
@@ -98,6 +106,8 @@ class Result:
 
     @property
     def status(self) -> str:
+        if self.stopped:
+            return self.stopped
         severities = {f.severity for f in self.findings}
         for part in self.parts.values():
             severities.add(part.status)
@@ -108,15 +118,17 @@ class Result:
         return "pass"
 
     def failed(self, strict: bool = False) -> bool:
-        return self.status == "fail" or (strict and self.status == "warn")
+        return self.status in ("fail", "error", "interrupted") or (strict and self.status == "warn")
 
     def to_dict(self) -> dict:
         from babysit import __version__
 
         out = {"babysit": __version__, "command": self.command, "recipe": self.recipe,
-               "seed": self.seed, "status": self.status,
-               "findings": [f.to_dict() for f in self.findings],
-               "metrics": jsonable(self.metrics)}
+               "seed": self.seed, "status": self.status}
+        if self.stopped:
+            out["error"] = self.error
+        out.update({"findings": [f.to_dict() for f in self.findings],
+                    "metrics": jsonable(self.metrics)})
         if self.parts:
             out["parts"] = {name: part.to_dict() for name, part in self.parts.items()}
         return out

@@ -6,14 +6,30 @@ every class gets about the same score, so
 * softmax: the loss is ``ln C`` (every probability is 1/C);
 * multiclass SVM: the loss is ``C - 1`` (every margin is 1).
 
-Checks, on a fixed batch of training examples (train mode, as training starts):
+A real init's scores are small but not zero, and their spread raises the loss
+above ``ln C`` by an amount that varies from seed to seed (about ``ln C +
+var/2`` for small spreads; a Xavier-initialized output layer adds 3-17% to
+``ln C`` on the digits depending on the seed). Judging the loss against ``ln C``
+alone would flip with the seed, so the two questions are asked apart, each
+against a quantity that does not move with the seed:
 
-* ``initial_loss``: the loss is finite and within ``tolerance`` (default 10%)
-  of the expected value (``loss_not_finite``, ``initial_loss_unexpected``);
-* ``score_scale``: the spread of the scores across classes (mean over examples
-  of the per-example std) is below 1, else ``scores_too_large`` names the
-  layer whose init multiplies the scale up, or the preprocessing when the
-  input itself is large;
+* ``initial_loss``: is the loss what *these scores* give when the labels are
+  independent of them? That value, ``given_scores``, is the loss averaged over
+  every label weighted by the batch's class frequencies (``sum_c p_c *
+  L(scores, c)``). A random init is a random function of the inputs, so its
+  scores line up with the labels a little by chance: by up to 0.36 times the
+  score spread on the digits and 0.8 times on the spiral (the worst of 40
+  seeds, He or Xavier output layers). The measured loss must be finite and
+  within ``tolerance * given_scores + CHANCE_ALIGNMENT * spread`` of it
+  (default tolerance 10%), else ``initial_loss_unexpected``: the model already
+  knows the labels (leakage) or the loss is computed wrong
+  (``loss_not_finite`` when it is NaN/inf);
+* ``score_scale``: how far the init's scale lifts the loss above ``ln C``
+  (C - 1 for the SVM): ``scores_too_large`` warns when the per-example spread
+  of the scores is above ``SCORE_SPREAD_LIMIT`` (1) and fails when the scores
+  lift the expected loss by more than ``EXCESS_FAIL`` (it more than doubles);
+  it names the layer whose init multiplies the scale up, or the
+  preprocessing when the input itself is large;
 * ``uniform_predictions``: the average softmax distribution gives no class more
   than twice its share 1/C (``predictions_not_uniform``);
 * ``symmetry``: no hidden layer has all its units identical (zero or constant
@@ -24,6 +40,10 @@ Checks, on a fixed batch of training examples (train mode, as training starts):
   ``reg_used`` is the smallest power of ten making ``0.5*reg*sum(W**2)`` at
   least 10x the expected loss (1e3 when the weights are all zero), so the
   term dominates whatever the model's size.
+
+Calibration (benchmarks/README.md): on every bundled recipe the verdict is the
+same for seeds 0-9; the deviation from ``given_scores`` stays below 1.3% and
+the spread below 0.2 on the healthy ones.
 """
 
 from __future__ import annotations
@@ -35,9 +55,11 @@ import numpy as np
 from babysit.diagnostics import common
 from babysit.validation import POSITIVE, POSITIVE_INT
 
-DEFAULT_TOLERANCE = 0.1   # relative deviation of the initial loss from its expected value
+DEFAULT_TOLERANCE = 0.1   # relative deviation of the initial loss from what its scores give
 DEFAULT_EXAMPLES = 1000   # size of the evaluation batch
-SCORE_SPREAD_LIMIT = 1.0  # per-example std of the class scores
+SCORE_SPREAD_LIMIT = 1.0  # per-example std of the class scores (warn above)
+EXCESS_FAIL = 1.0         # scores lifting the expected loss over 2x ln C (C - 1): fail
+CHANCE_ALIGNMENT = 1.0    # nats per unit of score spread a random init may line up with labels
 CLASS_SHARE_LIMIT = 2.0   # a class taking > 2/C of the probability mass
 INPUT_RMS_LIMIT = 3.0     # preprocessed inputs should be about unit scale
 GAIN_LIMIT = 2.0          # a layer multiplying the activation scale by more than this
@@ -135,37 +157,57 @@ def softmax_mean(scores: np.ndarray) -> np.ndarray:
     return p.mean(axis=0)
 
 
-def check_loss(result, loss: float, expected: float, tolerance: float, trace: ScaleTrace) -> None:
-    if not math.isfinite(loss):
+def loss_given_scores(loss_fn, scores: np.ndarray, y: np.ndarray) -> float:
+    """The loss these scores give when the labels are independent of them.
+
+    ``sum_c p_c * L(scores, every label = c)`` with ``p_c`` the batch's class
+    frequencies: the init's own expected loss, whatever the spread of its scores.
+    """
+    num_classes = scores.shape[1]
+    frequencies = np.bincount(y, minlength=num_classes) / len(y)
+    return float(sum(frequencies[c] * loss_fn(scores, np.full(len(y), c))[0]
+                     for c in range(num_classes) if frequencies[c] > 0))
+
+
+def check_loss(result, loss: float, given: float | None, spread: float | None, tolerance: float,
+               trace: ScaleTrace) -> None:
+    if not math.isfinite(loss) or given is None:
         reasons, layer = trace.culprits()
         result.add("loss_not_finite", "fail", f"the initial loss is {loss} (reg=0)",
                    "; ".join(reasons) + ": fix the init scale or the preprocessing", layer,
                    loss=loss)
         return
-    deviation = abs(loss - expected) / expected
-    if deviation > tolerance:
-        direction = "above" if loss > expected else "below"
-        fix = ("scores are too large at init: use small weights in the last layer and "
-               "check the preprocessing" if loss > expected else
-               "a loss below chance at init means the model already knows the labels: "
-               "check for label leakage in the inputs or a non-zero init of the output layer")
+    deviation = abs(loss - given) / given
+    allowed = tolerance + CHANCE_ALIGNMENT * spread / given
+    if deviation > allowed:
+        direction = "above" if loss > given else "below"
+        fix = ("the labels make the loss worse than these scores can explain: check that "
+               "the labels line up with the inputs and that the loss is the recipe's" if loss > given else
+               "a loss below what the init's scores give for unrelated labels means the model "
+               "already knows the labels: check for label leakage in the inputs or a "
+               "non-random init of the output layer")
         result.add("initial_loss_unexpected", "fail",
-                   f"initial loss {loss:.4g} is {deviation:.0%} {direction} the expected "
-                   f"{expected:.4g} (tolerance {tolerance:.0%})", fix, None,
-                   loss=loss, expected=expected, deviation=deviation)
+                   f"initial loss {loss:.4g} is {deviation:.0%} {direction} {given:.4g}, what the "
+                   f"init's scores give for labels independent of them (allowed {allowed:.0%})",
+                   fix, None, loss=loss, expected=given, deviation=deviation, allowed=allowed)
 
 
-def check_scores(result, scores: np.ndarray, trace: ScaleTrace, loss_failed: bool) -> float:
-    spread = float(np.mean(np.std(scores, axis=1)))
-    if spread > SCORE_SPREAD_LIMIT:
+def score_spread(scores: np.ndarray) -> float:
+    """The mean over examples of the per-example std of the class scores."""
+    return float(np.mean(np.std(scores, axis=1)))
+
+
+def check_scores(result, spread: float, trace: ScaleTrace, given: float, base: float) -> None:
+    excess = given / base - 1.0
+    if spread > SCORE_SPREAD_LIMIT or excess > EXCESS_FAIL:
         reasons, layer = trace.culprits()
-        result.add("scores_too_large", "fail" if loss_failed else "warn",
+        result.add("scores_too_large", "fail" if excess > EXCESS_FAIL else "warn",
                    f"class scores at init have a spread of {spread:.3g} per example "
-                   f"(want < {SCORE_SPREAD_LIMIT:g}): " + "; ".join(reasons),
+                   f"(want < {SCORE_SPREAD_LIMIT:g}), which lifts the expected loss to "
+                   f"{given:.4g} from {base:.4g}: " + "; ".join(reasons),
                    "scale the inputs to about unit variance and start the last layer with "
                    "small weights (init: small), the other layers with xavier/he",
-                   layer, spread=spread, input_rms=trace.input_rms)
-    return spread
+                   layer, spread=spread, input_rms=trace.input_rms, excess=excess)
 
 
 def check_uniform(result, scores: np.ndarray, y: np.ndarray) -> float:
@@ -250,19 +292,21 @@ def sanity_loss(recipe, seed=None, *, examples=DEFAULT_EXAMPLES, tolerance=DEFAU
             loss, _ = model.loss(X, y, reg=0.0)
             scores = np.asarray(model.outputs[model.names[-1]], dtype=np.float64)
             trace = ScaleTrace(model, X)
-        check_loss(result, loss, expected, tolerance, trace)
-        loss_failed = any(f.severity == "fail" for f in result.findings)
-        spread = share = None
+        given = spread = share = None
         if common.all_finite(scores):
-            spread = check_scores(result, scores, trace, loss_failed)
+            given, spread = loss_given_scores(model.loss_fn, scores, y), score_spread(scores)
+            given = given if math.isfinite(given) else None
+        check_loss(result, loss, given, spread, tolerance, trace)
+        if given is not None:
+            check_scores(result, spread, trace, given, expected)
             share = check_uniform(result, scores, y)
         check_symmetry(result, model)
         loss_with_reg, reg_used = check_reg(result, model, X, y, loss, expected, reg)
     result.metrics = {
         "initial_loss": loss, "expected_loss": expected, "loss_with_reg": loss_with_reg,
         "reg_used": reg_used, "loss_kind": getattr(model.loss_fn, "kind", None),
-        "num_classes": model.num_classes, "tolerance": tolerance,
-        "deviation": abs(loss - expected) / expected if math.isfinite(loss) else None,
+        "num_classes": model.num_classes, "tolerance": tolerance, "given_scores": given,
+        "deviation": abs(loss - given) / given if math.isfinite(loss) and given else None,
         "score_spread": spread, "max_class_share": share, "input_rms": trace.input_rms,
         "examples": int(len(X)), "layers": trace.metrics(),
     }

@@ -20,6 +20,7 @@ import os
 import signal
 
 from babysit.errors import BabysitError
+from babysit.interrupts import Deferred
 
 # BLAS libraries read these once, when NumPy loads them: they must be in a
 # worker's environment before the worker imports NumPy.
@@ -36,40 +37,14 @@ class BackendError(BabysitError):
 POLL_SECONDS = 0.1
 
 
-class DeferredInterrupt:
-    """While active, Ctrl-C only sets a flag; :meth:`check` raises KeyboardInterrupt.
+class DeferredInterrupt(Deferred):
+    """While active, Ctrl-C and SIGTERM only set a flag; :meth:`check` raises Interrupted.
 
     A KeyboardInterrupt raised wherever the main thread happens to be can land
     in a weakref callback or a ``__del__`` inside the executor's machinery,
     where Python prints and swallows it, and the search would carry on. Raising
     it from :meth:`check`, at a known point of the wait loop, cannot be lost.
-    Outside the main thread (where signals cannot be handled) it does nothing.
     """
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def _handler(self, signum, frame):
-        self.requested = True
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None
-        return False
-
-    def check(self) -> None:
-        if self.requested:
-            self.requested = False
-            raise KeyboardInterrupt
 
 
 class InProcess:
@@ -91,16 +66,45 @@ class InProcess:
             yield fn(item)
 
 
-def _init_worker() -> None:
-    """Pool worker set-up: one BLAS thread, and let the parent handle Ctrl-C.
+def _init_worker(parent: int) -> None:
+    """Pool worker set-up: one BLAS thread, the parent handles Ctrl-C, die with the parent.
 
     The environment variables only help if NumPy is not loaded yet; the parent
     also sets them while it spawns the workers (see :class:`ProcessPool`).
     """
     os.environ.update(_SINGLE_THREAD_ENV)
     # A terminal Ctrl-C reaches the whole process group; only the parent should
-    # react (it cancels the search and stops the pool).
+    # react (it cancels the search and stops the pool). SIGTERM keeps its default
+    # (the parent's terminate() ends a worker with it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
+    import numpy as np
+
+    np.seterr(all="ignore")  # a diverging trial is judged by its numbers, not warnings on stderr
+
+
+# How often a worker checks that its parent is still alive (seconds).
+PARENT_POLL_SECONDS = 0.25
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker as soon as process ``parent`` is gone, however it ended.
+
+    A parent killed with SIGKILL cannot stop its workers; orphans would keep
+    computing and hold the caller's stdout open, so a CI step never ends. A
+    daemon thread polls ``os.getppid()`` (it changes when the parent dies and the
+    worker is re-parented) and exits at once. Runs while the trial computes:
+    NumPy releases the GIL and Python switches threads every few milliseconds.
+    """
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="babysit-parent-watch", daemon=True).start()
 
 
 class _TemporaryEnv:
@@ -148,7 +152,7 @@ class ProcessPool:
 
         self.executor = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker)
+            initializer=_init_worker, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, exc_type, exc, tb):

@@ -2,19 +2,20 @@
 
 Parameter names are ``"<layer index>.<param name>"`` (``"0.W"``, ``"3.gamma"``),
 the index being the position in the recipe's layer list; layer names are
-``"<index>.<kind>"`` (``"1.relu"``). User layers (``custom:`` entries) are
-imported, checked against the layer contract and run checked by the Model.
+``"<index>.<kind>"`` (``"1.relu"``). User layers (``custom:`` entries) are imported, checked
+against the layer contract before anything of them is called, and run fenced
+(:mod:`babysit.engine.user_code`) and checked by the Model.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from babysit.engine.model import Model
+from babysit.engine.user_code import fenced, import_object, load_layer_class
 from babysit.errors import ModelError
 from babysit.validation import as_mapping
 
@@ -35,32 +36,6 @@ def split_layer_entry(entry):
     raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
 
 
-def import_object(path: str, what: str = "custom layer"):
-    """Import ``"pkg.module:Name"`` (the current directory is importable); ``what`` names
-    the object in error messages (a torch model factory is imported the same way)."""
-    import sys
-    import os
-
-    if not isinstance(path, str) or ":" not in path:
-        raise ModelError(f"{what} {path!r} must look like 'pkg.module:Class'")
-    module_name, _, attr = path.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # any import-time error in user code is the user's input
-        raise ModelError(f"cannot import {what} module {module_name!r}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ModelError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
 def check_layer_object(layer, where: str) -> None:
     """Raise ModelError unless ``layer`` follows the layer interface."""
     missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
@@ -77,11 +52,8 @@ def check_layer_object(layer, where: str) -> None:
 
 def infer_output_shape(layer, input_shape, dtype, where: str) -> tuple:
     """Output shape of a user layer without ``build``: run it on a small dummy batch."""
-    try:
+    with fenced(f"{where}: forward failed on input shape (2, {', '.join(map(str, input_shape))}):"):
         out = layer.forward(np.zeros((2,) + tuple(input_shape), dtype=dtype), False)
-    except Exception as exc:
-        raise ModelError(f"{where}: forward failed on input shape (2, "
-                         f"{', '.join(map(str, input_shape))}): {type(exc).__name__}: {exc}") from None
     out = np.asarray(out)
     if out.ndim < 1 or out.shape[0] != 2:
         raise ModelError(f"{where}: forward must keep the batch dimension first, got shape {out.shape}")
@@ -131,15 +103,10 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
             if cls is None:
                 raise ModelError(f"layer {index} (custom) names no class: use "
                                  "{custom: 'pkg.module:Class'} or {custom: {class: ..., kwargs: {...}}}")
-            if isinstance(cls, str):
-                cls = import_object(cls)
-            if not callable(cls):
-                raise ModelError(f"layer {index} (custom): {cls!r} is not a class")
-            where = f"layer {index} (custom {getattr(cls, '__name__', cls)})"
-            try:
+            cls = load_layer_class(cls)
+            where = f"layer {index} (custom {cls.__name__})"
+            with fenced(f"{where}: constructor failed:"):
                 layer = cls(**kwargs)
-            except Exception as exc:
-                raise ModelError(f"{where}: constructor failed: {type(exc).__name__}: {exc}") from None
             check_layer_object(layer, where)
         else:
             cls = LAYERS.get(kind)
@@ -152,16 +119,16 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
         init = get_initializer(init_spec if init_spec is not None else default_init)
         bias_value = default_bias if bias is None else float(bias)
         if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
-            layer.rng = rng
+            with fenced(f"{where}: setting rng failed:"):
+                layer.rng = rng
         build = getattr(layer, "build", None)
-        if build is not None:
-            # A user's build may fail in any way; an engine layer's only on bad shapes/options.
-            errors = Exception if kind == "custom" else (ValueError, TypeError)
-            try:
+        if build is not None and kind == "custom":
+            with fenced(f"{where}: build failed:"):
                 shape = tuple(int(s) for s in build(shape, rng, dtype, init, bias_value))
-            except ModelError:
-                raise
-            except errors as exc:
+        elif build is not None:
+            try:  # an engine layer's build fails only on bad shapes/options
+                shape = tuple(int(s) for s in build(shape, rng, dtype, init, bias_value))
+            except (ValueError, TypeError) as exc:
                 raise ModelError(f"{where}: {exc}") from None
         else:
             shape = infer_output_shape(layer, shape, dtype, where)

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from babysit.errors import BabysitError, ModelError
+from babysit.engine.user_code import fenced
+from babysit.errors import ModelError
 
 # Layer attributes that are state but not parameters (batchnorm's running
 # statistics): checkpoints carry them, optimizers never touch them.
@@ -37,8 +38,8 @@ class Model:
     (``babysit.diagnostics.protocol.DiagnosableModel``, DEVELOPING.md).
 
     ``user_layers`` maps the index of each user-written layer (``custom:``) to
-    its per-example output shape. Their forward and backward run checked: an
-    exception, a result that is not a numeric array of the expected shape (a
+    its per-example output shape. Their forward and backward run fenced and
+    checked: an exception (SystemExit included, see ``engine/user_code.py``), a result that is not a numeric array of the expected shape (a
     dx with the input's size but flattened is reshaped), or ``grads`` not
     matching ``params`` is the user's input, raised as ModelError naming the
     layer (engine layers run unchecked: their failures are bugs).
@@ -131,12 +132,9 @@ class Model:
         return f"layer {index} ({kind} {type(self.layers[index]).__name__})"
 
     def _user_forward(self, index: int, x: np.ndarray, train: bool) -> np.ndarray:
-        try:
+        # a user's layer failing is bad input, not our bug
+        with fenced(f"{self._where(index)}: forward raised"):
             out = self.layers[index].forward(x, train)
-        except BabysitError:
-            raise
-        except Exception as exc:  # a user's layer failing is bad input, not our bug
-            raise ModelError(f"{self._where(index)}: forward raised {type(exc).__name__}: {exc}") from None
         expected = (np.shape(x)[0],) + self.user_layers[index]
         if not isinstance(out, np.ndarray) or out.dtype.kind not in "biuf" or out.shape != expected:
             raise ModelError(f"{self._where(index)}: forward must return a numeric array of shape "
@@ -146,12 +144,8 @@ class Model:
 
     def _user_backward(self, index: int, dout: np.ndarray) -> np.ndarray:
         layer = self.layers[index]
-        try:
+        with fenced(f"{self._where(index)}: backward raised"):
             dx = layer.backward(dout)
-        except BabysitError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"{self._where(index)}: backward raised {type(exc).__name__}: {exc}") from None
         expected = self._user_input_shapes.get(index)
         if (not isinstance(dx, np.ndarray) or dx.dtype.kind not in "biuf"
                 or dx.size != math.prod(expected) or dx.shape[:1] != expected[:1]):
@@ -290,9 +284,15 @@ class Model:
     def kink_state(self) -> list:
         """Branch taken at every kink during the last forward pass and loss (see Layer.kink_state)."""
         states = []
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             fn = getattr(layer, "kink_state", None)
-            states.append(fn() if fn is not None else None)
+            if fn is None:
+                states.append(None)
+            elif index in self.user_layers:
+                with fenced(f"{self._where(index)}: kink_state raised"):
+                    states.append(fn())
+            else:
+                states.append(fn())
         fn = getattr(self.loss_fn, "kink_state", None)
         states.append(fn() if fn is not None else None)
         return states

@@ -20,8 +20,11 @@ The rules are the CS231n lecture's (``x`` a parameter, ``dx`` its gradient,
 * ``adam``:     ``m = beta1*m + (1-beta1)*dx; v = beta2*v + (1-beta2)*dx**2;
   x -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)``,
   ``v_hat = v / (1 - beta2**t)``, ``t`` counted from 1.
+* ``lbfgs``:    a quasi-Newton step with a strong Wolfe line search
+  (:mod:`babysit.engine.lbfgs`): full batch only; it needs the loss as a
+  function of the parameters (``needs_closure``), which the Solver provides.
 
-Every update works in place with one preallocated scratch array per parameter,
+Every first-order update works in place with one preallocated scratch array per parameter,
 so a step allocates no new parameter-sized arrays. Slots and scratch have the
 parameter's dtype.
 """
@@ -33,6 +36,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from babysit.engine.lbfgs import LBFGS
 from babysit.errors import ModelError
 from babysit.validation import (HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, POSITIVE, POSITIVE_INT,
                                 REQUIRED, as_mapping, check_keys, resolve_options)
@@ -46,6 +50,7 @@ LR_RULE = POSITIVE
 
 # Hyperparameters of the update rules. Every rule accepts them all (a recipe
 # may carry `momentum` while using adam; it is simply unused).
+# memory is L-BFGS's number of curvature pairs (10, as L-BFGS-B's default).
 # decay_rate, RMSProp's cache decay, is in [0, 1): 0 keeps no memory (the
 # cache is the current dx**2, so each step is scaled by this gradient's own
 # size: a noisy but valid update), while 1 would never write the cache, which
@@ -56,6 +61,7 @@ HYPERPARAMETERS = {
     "beta1": (0.9, HALF_OPEN_UNIT),
     "beta2": (0.999, HALF_OPEN_UNIT),
     "eps": (1e-8, POSITIVE),
+    "memory": (10, POSITIVE_INT),
 }
 SECTION_KEYS = ("update", "lr", "decay") + tuple(HYPERPARAMETERS)
 
@@ -77,12 +83,17 @@ class Optimizer:
     """Base class: keeps per-parameter slot arrays and the step count ``t``.
 
     Subclasses name their slots in ``slots`` and implement ``update(x, dx, lr,
-    slots, scratch)`` for one parameter, in place.
+    slots, scratch)`` for one parameter, in place. What the Solver must
+    provide is declared once, here for every first-order rule: no closure,
+    any batch size, never converged (see :class:`babysit.engine.lbfgs.LBFGS`).
     """
 
     name = "sgd"
     slots: tuple = ()
     hyper: tuple = ()
+    needs_closure = False   # True: step(grads, lr, closure, loss) with closure() -> (loss, grads)
+    full_batch = False      # True: the Solver refuses mini-batches
+    converged = False       # True: its steps change nothing any more (train reports it)
 
     def __init__(self, params: Mapping, **hyper):
         self.params = params
@@ -238,7 +249,7 @@ def divide_by_root(x, dx, cache, lr, eps, scratch) -> None:
     x -= scratch
 
 
-RULES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSProp, Adam)}
+RULES = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adagrad, RMSProp, Adam, LBFGS)}
 
 
 def make_optimizer(section, params: Mapping) -> Optimizer:
@@ -246,7 +257,7 @@ def make_optimizer(section, params: Mapping) -> Optimizer:
 
     Accepted keys: ``update`` (default sgd), ``lr`` and ``decay`` (read by
     :func:`make_schedule`, not here), ``momentum``, ``decay_rate``, ``beta1``,
-    ``beta2``, ``eps``. Unknown keys and update names raise ModelError.
+    ``beta2``, ``eps``, ``memory``. Unknown keys and update names raise ModelError.
     """
     section = as_mapping(section, "the optim section", ModelError)
     check_keys(section, SECTION_KEYS, "optim", ModelError)

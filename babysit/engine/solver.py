@@ -27,6 +27,14 @@ diverged; the run then stops.
 Resuming: pass the ``state`` of an interrupted run (epoch in progress and
 batches already done in it) with the shuffling generator restored to that
 epoch's start; the loop draws the same permutation and skips the done batches.
+
+Full batch: ``batch_size="full"`` makes every epoch one step on the whole
+training set, in its own order (nothing is shuffled or drawn). An optimizer
+that declares ``full_batch`` (L-BFGS) refuses a batch size smaller than the
+training set; one that declares ``needs_closure`` gets, besides the step's
+loss and gradients, ``closure() -> (loss, grads)`` on the same batch (its line
+search evaluates the loss at the parameters it tries). An optimizer that has
+``converged`` takes no more steps of its own; the loop still runs to its budget.
 """
 
 from __future__ import annotations
@@ -45,6 +53,16 @@ from babysit.validation import POSITIVE_INT
 # NaN/inf) means the run diverged: the rule of train, search, lr-probe and the
 # overfit check alike.
 DIVERGENCE_FACTOR = 3.0
+
+# train.batch_size's spelling of "the whole training set" (recipes use it too).
+FULL_BATCH = "full"
+
+
+def resolve_batch_size(batch_size, num_examples: int) -> int:
+    """The number of examples in a batch: ``num_examples`` for ``"full"``, else the checked size."""
+    if batch_size == FULL_BATCH:
+        return int(num_examples)
+    return POSITIVE_INT.check(batch_size, "batch_size", ModelError)
 
 
 class Divergence:
@@ -142,7 +160,9 @@ class Solver:
     * ``step(X_batch, y_batch, lr) -> loss``: one forward/backward and update
       (the loss before the update, regularization included),
     * ``batches(N) -> [index array, ...]``: one epoch of shuffled mini-batches
-      of ``batch_size`` (the last, partial batch is kept),
+      of ``batch_size`` (the last, partial batch is kept); one in-order slice
+      of all N for ``batch_size="full"`` or a ``full_batch`` optimizer,
+    * ``batches_per_epoch(N)``: how many steps an epoch of N examples takes,
     * ``lr_at(epoch)``: the section's learning-rate schedule,
     * ``optimizer``: ``model.make_optimizer(optim_section)`` when the model
       offers one (the torch backend: torch.optim behind the engine's optimizer
@@ -155,7 +175,8 @@ class Solver:
 
     def __init__(self, model, optim_section, batch_size, rng: np.random.Generator, average=None):
         self.model = model
-        self.batch_size = POSITIVE_INT.check(batch_size, "batch_size", ModelError)
+        self.batch_size = batch_size if batch_size == FULL_BATCH else \
+            POSITIVE_INT.check(batch_size, "batch_size", ModelError)
         self.rng = rng
         # A backend with its own optimizers (torch.optim) offers them behind the same
         # interface; the engine's update rules are the default.
@@ -168,12 +189,26 @@ class Solver:
     def step(self, X_batch, y_batch, lr: float) -> float:
         # a training step never reads dLoss/dX: the model may skip it in its first layer
         loss, grads = self.model.loss(X_batch, y_batch, input_grad=False)
-        self.optimizer.step(grads, lr)
+        if self.optimizer.needs_closure:
+            self.optimizer.step(grads, lr, loss=loss,
+                                closure=lambda: self.model.loss(X_batch, y_batch, input_grad=False))
+        else:
+            self.optimizer.step(grads, lr)
         if self.average is not None:
             self.average.update()
         return loss
 
-    def batches(self, num_examples: int) -> list[np.ndarray]:
+    def whole(self, num_examples: int) -> bool:
+        """Whether an epoch of ``num_examples`` is one in-order full batch (nothing shuffled)."""
+        return self.batch_size == FULL_BATCH or (
+            self.optimizer.full_batch and self.batch_size >= num_examples)
+
+    def batches_per_epoch(self, num_examples: int) -> int:
+        return 1 if self.whole(num_examples) else math.ceil(num_examples / self.batch_size)
+
+    def batches(self, num_examples: int) -> list:
+        if self.whole(num_examples):
+            return [slice(0, int(num_examples))]
         order = self.rng.permutation(int(num_examples))
         return [order[start:start + self.batch_size]
                 for start in range(0, len(order), self.batch_size)]
@@ -189,6 +224,10 @@ class Solver:
         """
         if epochs is None and steps is None:
             raise ModelError("Solver.run needs epochs or steps")
+        if self.optimizer.full_batch and not self.whole(len(X)):
+            raise ModelError(f"update {self.optimizer.name} needs full-batch training: batch_size "
+                             f"{self.batch_size} is smaller than the {len(X)} training examples; "
+                             f"use batch_size {FULL_BATCH!r}")
         state = state if state is not None else LoopState()
         while epochs is None or state.epoch < epochs:
             for callback in callbacks:
@@ -230,4 +269,5 @@ class Solver:
         return f"Solver({self.optimizer!r}, batch_size={self.batch_size})"
 
 
-__all__ = ["Solver", "LoopState", "Callback", "Divergence", "evaluate", "DIVERGENCE_FACTOR"]
+__all__ = ["Solver", "LoopState", "Callback", "Divergence", "evaluate", "DIVERGENCE_FACTOR",
+           "FULL_BATCH", "resolve_batch_size"]

@@ -31,12 +31,15 @@ A recipe has a top level ``name`` (default: the file's stem), ``description``,
                          num_classes, **kwargs) -> nn.Module); kwargs {}; init
                          module (its own) or one of the inits above; loss; reg;
                          dropout true (false: the module's dropout off)
-    optim:  update       sgd | momentum | nesterov | adagrad | rmsprop | adam
+    optim:  update       sgd | momentum | nesterov | adagrad | rmsprop | adam | lbfgs
             lr 1e-3 (> 0), momentum 0.9, decay_rate 0.99, beta1 0.9,
-            beta2 0.999, eps 1e-8, decay null | {kind: step, every, factor=0.5}
+            beta2 0.999, eps 1e-8, memory 10 (lbfgs' curvature pairs),
+            decay null | {kind: step, every, factor=0.5}
                          | {kind: exp, rate} | {kind: inv_t, rate}
-    train:  epochs 10, batch_size 100, dtype float32 | float64,
+    train:  epochs 10, batch_size 100 | full, dtype float32 | float64,
             average null | 0 < beta < 1 (Polyak running average)
+    lbfgs needs batch_size full, no dropout (keep < 1) and no decay: a
+    located RecipeError says why otherwise.
 
 Numbers follow YAML 1.2: ``1e-3`` is a float (YAML 1.1 would read a string),
 and only true/false are booleans. Every mistake raises a one-line
@@ -113,6 +116,11 @@ def load_recipe(path_or_name=DEFAULT_RECIPE, overrides=None) -> Recipe:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
+        from babysit.data import describe_file  # a data file given as the recipe: say what it is
+        known = describe_file(file)
+        if known:
+            raise RecipeError(f"{path_or_name} is {known[0]}, not a recipe (a YAML file or a bundled "
+                              f"recipe name); to use it as data, {known[1]}") from None
         raise RecipeError(f"{path_or_name}: cannot read the recipe: {exc}") from None
     origin = str(path_or_name) if not recorded.startswith("bundled:") else str(file)
     return recipe_from_yaml(text, origin=origin, overrides=overrides, path=recorded,

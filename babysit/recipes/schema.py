@@ -11,7 +11,9 @@ way round), so a recipe accepts exactly what the engine's constructors do:
 * ``LOSSES``: babysit.engine.losses.LOSSES;
 * ``UPDATES``, ``OPTIM`` (``lr`` plus the update rules' hyperparameters) and
   ``DECAYS``: babysit.engine.optim's tables (``lr`` is required there and
-  defaults to 1e-3 here).
+  defaults to 1e-3 here); ``FULL_BATCH_UPDATES``: the rules that declare
+  ``full_batch`` (L-BFGS), and ``FULL_BATCH``, the ``train.batch_size`` that
+  means the whole training set (babysit.engine.solver).
 
 Option tables map ``{name: (default, Rule)}`` with rules from
 :mod:`babysit.validation` (``REQUIRED`` for "no default"). The data-side
@@ -31,6 +33,7 @@ from babysit.engine import init as engine_init
 from babysit.engine import losses as engine_losses
 from babysit.engine import optim as engine_optim
 from babysit.engine.layers import LAYERS as ENGINE_LAYERS
+from babysit.engine.solver import FULL_BATCH
 from babysit.validation import (CLASS_COUNT, HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, NON_NEGATIVE_INT,
                                 NUMBER, OPEN_UNIT, POSITIVE, POSITIVE_INT, REQUIRED)
 
@@ -53,6 +56,7 @@ LOSSES = tuple(engine_losses.LOSSES)
 UPDATES = tuple(engine_optim.RULES)
 OPTIM = {"lr": (1e-3, engine_optim.LR_RULE), **engine_optim.HYPERPARAMETERS}
 DECAYS = engine_optim.DECAYS
+FULL_BATCH_UPDATES = tuple(name for name, rule in engine_optim.RULES.items() if rule.full_batch)
 DTYPES = ("float32", "float64")
 
 # A PyTorch model (extra babysit[torch]): ``torch: pkg.module:factory`` instead
@@ -64,6 +68,7 @@ MODULE_INIT = "module"
 __all__ = ["TOP_LEVEL", "BUILTINS", "SOURCE_PREFIXES", "HDF5_SUFFIXES", "NPZ_SUFFIXES", "PREPROCESS",
            "COMPONENTS", "POSITIVE_INT_OR_NULL", "OPEN_UNIT_OR_NULL", "source_kind", "LAYERS",
            "LAYER_EXTRAS", "CUSTOM", "CLASS_PATH", "INITS", "INIT_WITH_STD", "INIT_STD", "LOSSES",
-           "UPDATES", "OPTIM", "DECAYS", "DTYPES", "TORCH", "TORCH_MODEL_KEYS", "MODULE_INIT", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
+           "UPDATES", "OPTIM", "DECAYS", "FULL_BATCH", "FULL_BATCH_UPDATES", "DTYPES", "TORCH",
+           "TORCH_MODEL_KEYS", "MODULE_INIT", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
            "OPEN_UNIT", "HALF_OPEN_UNIT", "KEEP_PROB", "POSITIVE_INT", "NON_NEGATIVE_INT",
            "CLASS_COUNT"]

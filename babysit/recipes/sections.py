@@ -167,20 +167,22 @@ class OptimSection:
     beta1: float = OPTIM["beta1"][0]
     beta2: float = OPTIM["beta2"][0]
     eps: float = OPTIM["eps"][0]
+    memory: int = OPTIM["memory"][0]
     decay: FrozenDict | None = None
 
     def to_dict(self) -> dict:
         return {"update": self.update, "lr": self.lr, "momentum": self.momentum,
                 "decay_rate": self.decay_rate, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps, "decay": thaw(self.decay)}
+                "eps": self.eps, "memory": self.memory, "decay": thaw(self.decay)}
 
 
 @dataclass(frozen=True)
 class TrainSection:
-    """Training budget: ``epochs``, ``batch_size``, ``dtype``, ``average`` (Polyak beta or None)."""
+    """Training budget: ``epochs``, ``batch_size`` (an int, or ``"full"``: the whole
+    training set, one step per epoch), ``dtype``, ``average`` (Polyak beta or None)."""
 
     epochs: int = 10
-    batch_size: int = 100
+    batch_size: int | str = 100
     dtype: str = "float32"
     average: float | None = None
 

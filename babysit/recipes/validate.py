@@ -15,7 +15,8 @@ import difflib
 from collections.abc import Iterable, Mapping
 
 from babysit.errors import RecipeError
-from babysit.recipes.schema import (BUILTINS, CLASS_PATH, CUSTOM, DECAYS, DTYPES, HALF_OPEN_UNIT, INIT_STD,
+from babysit.recipes.schema import (BUILTINS, CLASS_PATH, CUSTOM, DECAYS, DTYPES, FULL_BATCH,
+                                    FULL_BATCH_UPDATES, HALF_OPEN_UNIT, INIT_STD,
                                     INIT_WITH_STD, INITS, LAYER_EXTRAS, LAYERS, LOSSES, NON_NEGATIVE,
                                     NON_NEGATIVE_INT, NUMBER, OPEN_UNIT_OR_NULL, OPTIM, POSITIVE_INT,
                                     POSITIVE_INT_OR_NULL, PREPROCESS, REQUIRED, TOP_LEVEL, UPDATES,
@@ -294,8 +295,9 @@ def _model_section(raw, where: Where) -> ModelSection | TorchModelSection:
 def _optim_section(raw, where: Where) -> OptimSection:
     path = ("optim",)
     given = _mapping(raw, path, where, ["update", *OPTIM, "decay"], what="optim")
-    values = {key: float(_check(given[key], rule, path + (key,), where)) if key in given else default
+    values = {key: _check(given[key], rule, path + (key,), where) if key in given else default
               for key, (default, rule) in OPTIM.items()}
+    values = {key: value if OPTIM[key][1].integer else float(value) for key, value in values.items()}
     update = _choice(given.get("update", "sgd"), UPDATES, path + ("update",), where)
     decay = given.get("decay")
     if decay is None or decay == "none":
@@ -315,11 +317,42 @@ def _optim_section(raw, where: Where) -> OptimSection:
 def _train_section(raw, where: Where) -> TrainSection:
     path = ("train",)
     given = _mapping(raw, path, where, ["epochs", "batch_size", "dtype", "average"], what="train")
+    batch_size = given.get("batch_size", 100)
+    if batch_size != FULL_BATCH:
+        if not POSITIVE_INT.accepts(batch_size):
+            raise where.error(path + ("batch_size",), f"train.batch_size must be a positive integer "
+                                                      f"or {FULL_BATCH!r}, got {show(batch_size)}")
+        batch_size = POSITIVE_INT.convert(batch_size)
     return TrainSection(
         epochs=_check(given.get("epochs", 10), POSITIVE_INT, path + ("epochs",), where),
-        batch_size=_check(given.get("batch_size", 100), POSITIVE_INT, path + ("batch_size",), where),
+        batch_size=batch_size,
         dtype=_choice(given.get("dtype", "float32"), DTYPES, path + ("dtype",), where),
         average=_check(given.get("average"), OPEN_UNIT_OR_NULL, path + ("average",), where))
+
+
+def _check_full_batch_update(optim: OptimSection, model: ModelSection, train: TrainSection,
+                             where: Where) -> None:
+    """L-BFGS (any rule declaring ``full_batch``) needs one deterministic loss: the whole
+    training set in every step, no dropout, no learning-rate decay. Errors say why."""
+    if optim.update not in FULL_BATCH_UPDATES:
+        return
+    asks = f"optim.update {optim.update}"
+    if train.batch_size != FULL_BATCH:
+        raise where.error(("train", "batch_size"),
+                          f"{asks} needs train.batch_size: {FULL_BATCH}, got {train.batch_size}: "
+                          f"L-BFGS's curvature estimate and line search compare losses of one "
+                          f"deterministic function, and every mini-batch is a different one")
+    for index, layer in enumerate(model.layers):
+        if layer.kind == "dropout" and layer.options["keep"] < 1.0:
+            raise where.error(("model", "layers", index),
+                              f"{asks} cannot train through dropout (model.layers.{index}, keep "
+                              f"{layer.options['keep']:g}): its random mask changes the loss at "
+                              f"every evaluation, and L-BFGS needs one deterministic function; "
+                              f"remove the layer or set keep: 1.0")
+    if optim.decay is not None:
+        raise where.error(("optim", "decay"),
+                          f"{asks} takes no learning-rate decay: its line search chooses every "
+                          f"step length (lr only sizes its very first trial); set optim.decay: none")
 
 
 def validate(raw, where: Where, default_name: str, path, base_dir) -> Recipe:
@@ -338,11 +371,13 @@ def validate(raw, where: Where, default_name: str, path, base_dir) -> Recipe:
     if description is not None and not isinstance(description, str):
         raise where.error(("description",), f"description must be a string, got {show(description)}")
     seed = _check(given.get("seed", 0), NON_NEGATIVE_INT, ("seed",), where)
-    return Recipe(name=name, description=description, seed=seed, path=path,
-                  data=_data_section(given["data"], where, seed, base_dir),
-                  model=_model_section(given["model"], where),
-                  optim=_optim_section(given.get("optim"), where),
-                  train=_train_section(given.get("train"), where))
+    data = _data_section(given["data"], where, seed, base_dir)
+    model = _model_section(given["model"], where)
+    optim = _optim_section(given.get("optim"), where)
+    train = _train_section(given.get("train"), where)
+    _check_full_batch_update(optim, model, train, where)
+    return Recipe(name=name, description=description, seed=seed, path=path, data=data,
+                  model=model, optim=optim, train=train)
 
 
 def validate_data(value, seed, base_dir) -> DataSection:

@@ -87,6 +87,7 @@ def dump(value) -> str:
 
 _MAX_NODES = 100_000
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_MERGE_TAG = "tag:yaml.org,2002:merge"  # the key ``<<``
 _MAX_DEPTH = 64
 
 
@@ -115,6 +116,37 @@ def compose(text: str, origin: str):
     lines: dict = {(): 1}
     budget = [_MAX_NODES]
 
+    def build_mapping(node, path) -> dict:
+        # Merge keys (``<<: *base``, ``<<: [*a, *b]``) the YAML way: a key written
+        # in the mapping overrides a merged one, and of several merged mappings
+        # the first that has a key wins. A key written twice is still an error.
+        merged, out, merge_seen = {}, {}, False
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                if merge_seen:
+                    raise RecipeError(f"{origin}: duplicate key '<<' at {at(path)} (line {line})")
+                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) \
+                    else [value_node]
+                for source in sources:
+                    if not isinstance(source, yaml.MappingNode):
+                        raise RecipeError(f"{origin}: '<<' at {at(path)} (line {line}) must merge "
+                                          "a mapping or a list of mappings")
+                    for key, value in build(source, path).items():
+                        merged.setdefault(key, value)
+                merge_seen = True
+                continue
+            key = loader.construct_object(key_node, deep=True) \
+                if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                raise RecipeError(f"{origin}: keys must be names, got {show(key)} at "
+                                  f"{at(path)} (line {line})")
+            if key in out:
+                raise RecipeError(f"{origin}: duplicate key {key!r} at {at(path)} (line {line})")
+            lines[path + (key,)] = line
+            out[key] = build(value_node, path + (key,))
+        return {**merged, **out}
+
     def build(node, path):
         budget[0] -= 1
         if budget[0] < 0 or len(path) > _MAX_DEPTH:
@@ -125,20 +157,7 @@ def compose(text: str, origin: str):
             raise RecipeError(f"{origin}: unsupported YAML tag {node.tag!r} at {at(path)} "
                               f"(line {node.start_mark.line + 1})")
         if isinstance(node, yaml.MappingNode):
-            loader.flatten_mapping(node)  # merge keys (<<: *anchor)
-            out = {}
-            for key_node, value_node in node.value:
-                line = key_node.start_mark.line + 1
-                key = loader.construct_object(key_node, deep=True) \
-                    if isinstance(key_node, yaml.ScalarNode) else None
-                if not isinstance(key, str):
-                    raise RecipeError(f"{origin}: keys must be names, got {show(key)} at "
-                                      f"{at(path)} (line {line})")
-                if key in out:
-                    raise RecipeError(f"{origin}: duplicate key {key!r} at {at(path)} (line {line})")
-                lines[path + (key,)] = line
-                out[key] = build(value_node, path + (key,))
-            return out
+            return build_mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [build(item, path + (i,)) for i, item in enumerate(node.value)]
         return loader.construct_object(node, deep=True)

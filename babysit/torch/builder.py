@@ -39,17 +39,19 @@ random numbers (dropout) and whether it has kinks.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
+import sys
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from babysit.engine.builder import import_object
 from babysit.engine.init import get_initializer
 from babysit.engine.losses import get_loss
-from babysit.errors import BabysitError, ModelError
+from babysit.engine.user_code import fenced, import_object
+from babysit.errors import ModelError
 from babysit.torch.kinds import is_dropout
 from babysit.torch.model import TORCH_DTYPES, TorchModel
 from babysit.torch.passes import Tap, hooked
@@ -88,21 +90,47 @@ def spawn_seeds(rng: np.random.Generator, count: int) -> list[int]:
     return [int(s) for s in child.integers(0, 2 ** 63 - 1, size=count)]
 
 
+# A factory is the user's code: a recipe must not make babysit call a function of
+# the standard library or of a package babysit itself uses (os:system,
+# subprocess:run, shutil:rmtree ...) with arguments of its choosing. Allowed: an
+# nn.Module class, or a Python function defined anywhere else (babysit's own
+# example and notebook factories included).
+FOREIGN_PACKAGES = frozenset({"numpy", "torch", "h5py", "yaml", "click", "rich", "matplotlib",
+                              "dask", "distributed", "scipy", "threadpoolctl", "babysit"})
+OWN_FACTORIES = ("babysit.torch.examples", "babysit.torch.api", "babysit.bundled.")
+
+
+def check_factory(obj, path: str):
+    """``obj`` if it may serve as a factory (see ``FOREIGN_PACKAGES``); ModelError otherwise.
+
+    Nothing of ``obj`` is called: only its kind and its module are looked at.
+    """
+    label = f"model.torch {path!r}"
+    if inspect.isclass(obj) and issubclass(obj, nn.Module):
+        return obj
+    if not inspect.isfunction(obj):
+        what = "a class" if inspect.isclass(obj) else (
+            "a module" if inspect.ismodule(obj) else f"a {type(obj).__name__}")
+        raise ModelError(f"{label} is {what}, not a function returning an nn.Module (or an "
+                         "nn.Module class); nothing was called")
+    module = getattr(obj, "__module__", "") or ""
+    top = module.split(".")[0]
+    if (top in sys.stdlib_module_names or top in FOREIGN_PACKAGES) and not module.startswith(OWN_FACTORIES):
+        raise ModelError(f"{label} is a function of {module}, not a factory of your own: define "
+                         "the factory in your module; nothing was called")
+    return obj
+
+
 def call_factory(path: str, factory, input_shape: tuple, num_classes: int, kwargs: Mapping,
                  seed: int) -> nn.Module:
     label = f"model.torch {path!r}"
-    if not callable(factory):
-        raise ModelError(f"{label} is not callable (expected a function returning an nn.Module)")
+    factory = check_factory(factory, path)
+    call = (f"{label}(input_shape={tuple(input_shape)}, num_classes={num_classes}"
+            + "".join(f", {k}={v!r}" for k, v in kwargs.items()) + ") raised")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
+        with fenced(call):   # the user's factory failing is their input
             module = factory(tuple(input_shape), int(num_classes), **dict(kwargs))
-        except BabysitError:
-            raise
-        except Exception as exc:   # the user's factory failing is their input
-            raise ModelError(f"{label}(input_shape={tuple(input_shape)}, num_classes={num_classes}"
-                             + "".join(f", {k}={v!r}" for k, v in kwargs.items())
-                             + f") raised {type(exc).__name__}: {exc}") from None
     if not isinstance(module, nn.Module):
         raise ModelError(f"{label} returned {type(module).__name__}, not a torch nn.Module")
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
@@ -139,14 +167,9 @@ def trace(module: nn.Module, input_shape: tuple, dtype: torch.dtype, label: str)
     module.train(True)
     with torch.random.fork_rng(devices=[]):
         before = torch.get_rng_state()
-        try:
+        with fenced(f"{label}: the module's forward failed on a batch of shape {tuple(x.shape)}:"):
             with torch.no_grad(), hooked(module, tap):
                 out = module(x)
-        except BabysitError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"{label}: the module's forward failed on a batch of shape "
-                             f"{tuple(x.shape)}: {type(exc).__name__}: {exc}") from None
         draws = not torch.equal(before, torch.get_rng_state())
     with torch.no_grad():
         for name, buffer in module.named_buffers():
@@ -194,5 +217,5 @@ def build_torch_model(model, input_shape, num_classes, rng=None, dtype=np.float3
 
 
 __all__ = ["build_torch_model", "configure_torch", "deterministic_torch", "apply_init", "trace",
-           "call_factory", "spawn_seeds",
+           "call_factory", "check_factory", "spawn_seeds",
            "THREADS", "MODULE_INIT"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from babysit.errors import BabysitError, ModelError
+from babysit.engine.user_code import fenced
 from babysit.torch.builder import configure_torch, spawn_seeds, trace
 from babysit.torch.model import TorchModel
 
@@ -45,13 +45,9 @@ def make_module(cls, kwargs: dict, seed: int) -> nn.Module:
         return FunctionLayer(cls, tuple(kwargs.values()))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
+        # the user's constructor failing is their input
+        with fenced(f"{label}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed:"):
             return cls(**kwargs)
-        except BabysitError:
-            raise
-        except Exception as exc:   # the user's constructor failing is their input
-            raise ModelError(f"{label}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: "
-                             f"{type(exc).__name__}: {exc}") from None
 
 
 def torch_layer_model(cls, kwargs: dict, shape: tuple, rng: np.random.Generator, projection_loss):

@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 
 from babysit.engine.model import Model
-from babysit.errors import BabysitError, ModelError
+from babysit.engine.user_code import fenced
+from babysit.errors import ModelError
 from babysit.torch.kinds import OUTPUT_KIND, is_weight
 from babysit.torch.passes import OUTPUT, Tap, hooked, to_numpy
 
@@ -161,20 +162,16 @@ class TorchModel:
             x.requires_grad_(True)
         self._set_mode(train)
         randomness = self._randomness() if train and self.draws else contextlib.nullcontext()
-        try:
-            with randomness, torch.set_grad_enabled(grad):
-                if tap is None:
+        # the user's module failing is their input, not our bug
+        with fenced("the torch module's forward raised"), randomness, torch.set_grad_enabled(grad):
+            if tap is None:
+                scores = self.module(x)
+            else:
+                with hooked(self.module, tap):
                     scores = self.module(x)
-                else:
-                    with hooked(self.module, tap):
-                        scores = self.module(x)
-                        if self._output_layer:
-                            args, _ = tap.enter(OUTPUT, OUTPUT, OUTPUT_KIND, None, (scores,))
-                            scores = tap.leave(args[0])
-        except BabysitError:
-            raise
-        except Exception as exc:   # the user's module failing is their input, not our bug
-            raise ModelError(f"the torch module's forward raised {type(exc).__name__}: {exc}") from None
+                    if self._output_layer:
+                        args, _ = tap.enter(OUTPUT, OUTPUT, OUTPUT_KIND, None, (scores,))
+                        scores = tap.leave(args[0])
         expected = (len(x),) + self.output_shape
         if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
             shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
@@ -228,12 +225,8 @@ class TorchModel:
         """``run()`` backpropagates into fresh ``.grad`` tensors; returns them as NumPy views."""
         for tensor in self._tensors.values():
             tensor.grad = None
-        try:
+        with fenced("the torch module's backward raised"):   # a custom Function's backward is user code
             run()
-        except BabysitError:
-            raise
-        except Exception as exc:   # a custom Function's backward is user code
-            raise ModelError(f"the torch module's backward raised {type(exc).__name__}: {exc}") from None
         grads = {}
         for name, tensor in self._tensors.items():
             if tensor.grad is None:   # not reached by this pass: a zero gradient
@@ -366,10 +359,11 @@ class TorchModel:
                 target.copy_(torch.as_tensor(np.asarray(value)).to(target.dtype))
 
     def make_optimizer(self, section):
-        """The recipe's update rule as torch.optim over this module (babysit.torch.optim)."""
-        from babysit.torch.optim import TorchOptimizer
+        """The recipe's update rule: torch.optim over this module, or babysit's own
+        L-BFGS over the NumPy views (babysit.torch.optim.make_torch_optimizer)."""
+        from babysit.torch.optim import make_torch_optimizer
 
-        return TorchOptimizer(section, self._tensors, self.params)
+        return make_torch_optimizer(section, self._tensors, self.params)
 
     def __repr__(self) -> str:
         return (f"TorchModel({type(self.module).__name__}: {', '.join(self.names)}; "

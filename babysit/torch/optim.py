@@ -30,6 +30,11 @@ adagrad     Adagrad(lr_decay=0, initial_accumulator=0)  identical, eps outside t
 rmsprop     RMSprop(alpha=decay_rate, momentum=0)        identical, eps outside the root
 adam        Adam(betas=(beta1, beta2))                   identical: both bias-correct m and v and add
                                                          eps to ``sqrt(v)/sqrt(1-beta2**t)``
+lbfgs       not torch.optim.LBFGS: babysit's own         torch's LBFGS is another algorithm (inner
+            (engine/lbfgs.py) over the NumPy views       iterations per step, its own tolerances,
+                                                         no line search by default); babysit's is
+                                                         checked against scipy, so lbfgs means the
+                                                         same on both backends
 ==========  ==========================================  ===========================================
 
 "Identical" is up to rounding (the same formula, operations in another order):
@@ -65,12 +70,27 @@ TORCH_RULES = {
 VELOCITY_RULES = ("momentum", "nesterov")   # torch's buffer is in gradient units: rescaled
 
 
+def make_torch_optimizer(section, tensors: Mapping, params: Mapping):
+    """The optimizer a torch model trains with: :class:`TorchOptimizer` for the rules of
+    ``TORCH_RULES``, babysit's own optimizer over the NumPy views for the others (lbfgs)."""
+    name = make_optimizer(section, {}).name   # the engine's validation of the section
+    if name in TORCH_RULES:
+        return TorchOptimizer(section, tensors, params)
+    return make_optimizer(section, params)
+
+
 class TorchOptimizer:
     """torch.optim over named tensors, with the engine's ``step``/``state_dict`` interface.
 
     ``tensors`` maps parameter names to the module's parameters, ``params`` to
-    their NumPy views (what the engine's optimizers hold).
+    their NumPy views (what the engine's optimizers hold). Like the engine's
+    first-order rules it needs no closure, takes any batch size and never
+    converges.
     """
+
+    needs_closure = False
+    full_batch = False
+    converged = False
 
     def __init__(self, section, tensors: Mapping, params: Mapping):
         engine = make_optimizer(section, {})   # the engine's validation of the section
@@ -160,4 +180,4 @@ class TorchOptimizer:
         return f"TorchOptimizer({self.name}: {type(self.torch).__name__}({hyper}))"
 
 
-__all__ = ["TorchOptimizer", "TORCH_RULES"]
+__all__ = ["TorchOptimizer", "TORCH_RULES", "make_torch_optimizer"]

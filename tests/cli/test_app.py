@@ -5,6 +5,7 @@ Result with the findings given on its command line, so every path of the frame
 is exercised without running a diagnosis.
 """
 
+import importlib.util
 import io
 import json
 import os
@@ -227,10 +228,58 @@ def test_bugs_are_not_hidden(run):
     assert isinstance(result.exception, ZeroDivisionError)
 
 
-def test_missing_output_directory_fails_before_running(run, tmp_path):
-    result = run("--json", str(tmp_path / "nope" / "out.json"))
+def test_missing_output_folders_are_created_like_pytest_junitxml(run, tmp_path):
+    outputs = {"--json": tmp_path / "a" / "b" / "out.json",
+               "--junit": tmp_path / "reports" / "junit" / "out.xml",
+               "--plot": tmp_path / "figures" / "out.png"}
+    if importlib.util.find_spec("matplotlib") is None:
+        outputs.pop("--plot")
+    result = run(*[str(a) for pair in outputs.items() for a in pair])
+    assert result.exit_code == 0, result.output
+    for path in outputs.values():
+        assert path.is_file() and path.stat().st_size > 0
+
+
+def test_a_file_where_an_output_folder_should_be_fails_before_running(run, tmp_path):
+    (tmp_path / "taken").write_text("a file")
+    result = run("--json", str(tmp_path / "taken" / "sub" / "out.json"))
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: cannot write") and "does not exist" in result.stderr
+    assert result.stderr == f"error: cannot write {tmp_path / 'taken' / 'sub' / 'out.json'}: " \
+                            f"{tmp_path / 'taken'} is not a directory\n"
+    assert "fake report" not in result.output  # before the work
+
+
+def test_junit_to_stdout_is_pure_xml_and_report_goes_to_stderr(run):
+    result = run("--finding", "lr_too_high:fail", "--junit", "-")
+    assert result.exit_code == 1
+    root = ET.fromstring(result.stdout)
+    assert root.tag == "testsuites" and root.get("failures") == "1"
+    assert "fake report for fake" in result.stderr and "lr_too_high" in result.stderr
+
+
+def test_json_and_junit_cannot_both_take_stdout(run):
+    result = run("--json", "-", "--junit", "-")
+    assert result.exit_code == 2 and "only one output can go to stdout" in result.stderr
+
+
+def test_short_version_flag():
+    result = CliRunner().invoke(cli, ["-V"])
+    assert result.exit_code == 0 and result.stdout.startswith("babysit, version ")
+
+
+def test_a_closed_stdout_pipe_exits_141_quietly(tmp_path):
+    """`babysit ... | head` must not read as "a diagnosis failed" (exit 1)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.argv = ['babysit', 'recipes']; from babysit.cli import main; main()")
+    env = dict(os.environ, COLUMNS="80")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    process.stdout.close()  # the reader is gone before the first line, as after `head -0`
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141, stderr
+    assert "Traceback" not in stderr and "Broken pipe" not in stderr
 
 
 def test_failing_write_leaves_no_partial_file(run, tmp_path, monkeypatch):
@@ -426,7 +475,8 @@ def test_recipe_options_only_where_a_recipe_is_loaded():
 
 
 def test_plot_only_where_the_command_can_plot():
-    plotting = {"lr-probe", "init-stats", "train", "report", "search"}
+    plotting = {"lr-probe", "init-stats", "train", "report", "search", "doctor", "sanity-loss",
+                "gradcheck", "overfit-tiny", "data"}
     for name in RECIPE_COMMANDS + ("report",):
         assert ("--plot" in _option_names(name)) == (name in plotting), name
 

@@ -1,6 +1,9 @@
 """JUnit XML: structure CI reporters read, counts, escaping, determinism."""
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
 
 from babysit.cli.junit import junit_cases, junit_xml
 from babysit.diagnostics.result import Result
@@ -120,7 +123,7 @@ def _stopped_doctor():
 # to add the skipped suites: the shared writer now gives these very bytes itself.
 STOPPED_DOCTOR_XML = """\
 <?xml version="1.0" encoding="UTF-8"?>
-<testsuites name="babysit" tests="4" failures="1" errors="0" skipped="2" time="0">
+<testsuites name="babysit" tests="4" failures="1" errors="0" time="0">
   <testsuite name="babysit.sanity-loss" tests="2" failures="1" errors="0" skipped="0" time="0">
     <testcase classname="babysit.sanity-loss" name="initial loss" time="0">
       <system-out>[warn] initial_loss_unexpected: loss 2.5, expected 2.30</system-out>
@@ -150,4 +153,49 @@ def test_doctor_parts_not_run_get_a_skipped_suite_each():
     root = _parse(_stopped_doctor(), strict=True)
     assert [s.get("name") for s in root.findall("testsuite")] == [
         "babysit.sanity-loss", "babysit.gradcheck", "babysit.overfit-tiny"]
-    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("4", "2", "2")
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("4", "2", None)
+    assert sum(int(suite.get("skipped")) for suite in root.findall("testsuite")) == 2
+
+
+# -- the Jenkins/xUnit schema ---------------------------------------------------------
+
+SCHEMA = Path(__file__).resolve().parents[1] / "data" / "junit-jenkins-subset.xsd"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    xmlschema = pytest.importorskip("xmlschema", reason="xmlschema comes with the test extra")
+    return xmlschema.XMLSchema(str(SCHEMA))
+
+
+def _doctor_with_every_part():
+    doctor = _stopped_doctor()
+    doctor.parts["gradcheck"] = _gradcheck_result()
+    return doctor
+
+
+@pytest.mark.parametrize("make", [_gradcheck_result, _stopped_doctor, _doctor_with_every_part,
+                                  lambda: Result("sanity-loss", recipe="r", seed=0)],
+                         ids=["checks", "stopped-doctor", "doctor", "empty"])
+@pytest.mark.parametrize("strict", [False, True])
+def test_documents_validate_against_the_jenkins_junit_schema(schema, make, strict):
+    schema.validate(junit_xml(make(), strict=strict).decode("utf-8"))
+
+
+def test_the_schema_rejects_skipped_on_the_root(schema):
+    """The defect this guards against: Jenkins rejects <testsuites skipped=...>."""
+    bad = junit_xml(_stopped_doctor()).replace(b'<testsuites name="babysit"',
+                                               b'<testsuites name="babysit" skipped="2"')
+    assert not schema.is_valid(bad.decode("utf-8"))
+
+
+def test_a_real_doctor_report_validates(schema, tmp_path):
+    from click.testing import CliRunner
+
+    from babysit.cli import cli
+
+    path = tmp_path / "doctor.xml"
+    result = CliRunner().invoke(cli, ["doctor", "broken/zero-init", "--stop-early", "--junit",
+                                      str(path), "-q"])
+    assert result.exit_code == 1, result.output
+    schema.validate(str(path))

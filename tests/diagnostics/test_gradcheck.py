@@ -349,6 +349,12 @@ class BadConstructor:
     def __init__(self, width):
         raise RuntimeError("width must be even")
 
+    def forward(self, x, train):  # a layer class (checked before it is called) ...
+        return x
+
+    def backward(self, dout):     # ... whose constructor fails
+        return dout
+
 
 class NotALayer:
     def __init__(self):
@@ -375,3 +381,62 @@ def test_bad_options():
         gradcheck_recipe(recipe(), h=0)
     with pytest.raises(TypeError):
         gradcheck_recipe(recipe(), samples=3)
+
+
+# -- precision is named as precision (calibration issue) ---------------------------------
+
+class Float32ForwardTanh:
+    """tanh computed in float32 inside forward (cast back to the input's dtype);
+    the backward is right. Its numerical gradients are float32 rounding noise."""
+
+    def __init__(self):
+        self.params, self.grads = {}, {}
+
+    def forward(self, x, train):
+        self.out = np.tanh(x.astype(np.float32)).astype(x.dtype)
+        return self.out
+
+    def backward(self, dout):
+        return dout * (1 - self.out ** 2)
+
+
+def test_a_float32_forward_is_named_as_precision_not_as_a_wrong_backward(monkeypatch):
+    import sys
+    import types
+
+    module = types.ModuleType("precision_layers")
+    module.Float32ForwardTanh = Float32ForwardTanh
+    monkeypatch.setitem(sys.modules, "precision_layers", module)
+    spec = recipe(**{"model.layers": [{"affine": {"out": 30}},
+                                      {"custom": "precision_layers:Float32ForwardTanh"},
+                                      {"affine": {"out": 10, "init": "small"}}]})
+    result = gradcheck_recipe(spec)
+    assert codes(result, "fail") == ["gradient_precision"]
+    finding = next(f for f in result.findings if f.code == "gradient_precision")
+    assert finding.layer == "1.custom"  # where the noise enters, not the arrays before it
+    assert "step size" in finding.message and "float32" in finding.fix
+    assert result.metrics["layer_inputs"]["2.affine"]["unstable"] == 0
+
+
+def test_the_same_layer_standalone_is_named_as_precision():
+    result = gradcheck_layer(Float32ForwardTanh, {}, (4, 10), seed=0)
+    assert codes(result, "fail") == ["gradient_precision"]
+
+
+def test_a_wrong_backward_stays_a_mismatch_under_the_stability_check():
+    result = gradcheck_recipe(load_recipe("broken/wrong-backward"))
+    assert "gradient_mismatch" in codes(result, "fail")
+    assert all(r["unstable"] == 0 for r in result.metrics["params"].values())
+
+
+@pytest.mark.parametrize("h", [1e-20, 1e-9, 0.5])
+def test_a_step_outside_what_float64_resolves_is_refused(h):
+    # --h 1e-20 made x + h == x: every estimate 0, every entry "both zero", a broken
+    # backward passed. Steps outside [1e-8, 1e-2] are bad input now.
+    with pytest.raises(BabysitError, match="h must be a step between 1e-08 and 0.01"):
+        gradcheck_recipe(load_recipe("broken/wrong-backward"), h=h)
+
+
+def test_the_smallest_allowed_step_still_catches_a_broken_backward():
+    result = gradcheck_recipe(load_recipe("broken/wrong-backward"), h=1e-8)
+    assert result.status == "fail" and "gradient_mismatch" in codes(result, "fail")

@@ -1,10 +1,12 @@
-"""lr-probe: the default recipe's LR is in range, the broken ones are caught, verdicts are sane."""
+"""lr-probe: the verdict on the recipe's LR agrees with what training at that LR does."""
 
 import math
 
 import pytest
 
-from babysit.diagnostics.lr_probe import VERDICTS, classify, good_run, lr_grid, lr_probe, Trial
+from babysit.diagnostics.lr_probe import (PROGRESS_SHARE, VERDICTS, Trial, judge_trials, lattice_lr,
+                                          lr_probe, training_steps)
+from babysit.diagnostics import common
 from babysit.errors import BabysitError
 from babysit.recipes import load_recipe
 
@@ -22,67 +24,143 @@ def default_result():
     return lr_probe(recipe())
 
 
-def test_default_range_contains_its_own_lr(default_result):
+def test_default_recipe_lr_is_good_and_inside_the_range(default_result):
     result = default_result
     assert result.status == "pass" and result.findings == []
     m = result.metrics
     lo, hi = m["good_range"]
-    assert lo <= m["recipe_lr"] <= hi
-    assert 1e-7 < lo and hi < 10  # the extremes are never good
-    assert lo <= m["suggested_lr"] <= hi
-    verdicts = {t["lr"]: t["verdict"] for t in m["trials"]}
-    assert verdicts[1e-7] == "too_low" and verdicts[10.0] == "too_high"
+    assert lo <= m["recipe_lr"] <= hi and lo <= m["suggested_lr"] <= hi
     assert m["update"] == "momentum" and m["mode"] == "grid"
-    # the grid (1e-7 .. 10, two per decade) plus the recipe's own 0.03
-    assert len(m["trials"]) == 17 + 1
-    assert [t["lr"] for t in m["trials"]] == sorted(t["lr"] for t in m["trials"])
+    # half the recipe's 225 training steps per run
+    assert m["training_steps"] == 225 and m["steps"] == 112
+    lrs = [t["lr"] for t in m["trials"]]
+    assert lrs == sorted(lrs) and 0.03 in lrs and 0.0316 not in lrs  # lattice anchored at 0.03
     for trial in m["trials"]:
-        assert set(trial) >= {"lr", "verdict", "loss_start", "loss_end"}
         assert trial["verdict"] in VERDICTS
         assert trial["loss_start"] == m["trials"][0]["loss_start"]  # same init, same eval batch
+    verdicts = {t["lr"]: t["verdict"] for t in m["trials"]}
+    assert verdicts[max(lrs)] == "too_high" and verdicts[min(lrs)] == "too_low"  # both sides walked
+    # the walk stays near the range: far fewer runs than a full 1e-7..10 grid
+    assert len(lrs) < 16
 
 
-def test_too_high_lr_is_caught(default_result):
-    result = lr_probe(recipe("broken/lr-too-high"))
-    assert codes(result) == ["lr_too_high"]
-    finding = result.findings[0]
-    lo, hi = default_result.metrics["good_range"]
-    assert result.metrics["good_range"] == [lo, hi]  # same model, same range
-    assert f"{hi:.3g}" in finding.message and "too_high" in finding.message
-    assert "lower optim.lr" in finding.fix
+def test_the_range_is_a_contiguous_run_of_lattice_points(default_result):
+    m = default_result.metrics
+    lo, hi = m["good_range"]
+    lattice = {lattice_lr(k, 4, anchor=0.03) for k in range(-28, 5)} | {0.03}
+    assert lo in lattice and hi in lattice
+    inside = [t for t in m["trials"] if lo <= t["lr"] <= hi and t["lr"] in lattice]
+    assert inside and all(t["verdict"] == "good" for t in inside)
 
 
-def test_too_low_lr_is_caught():
-    result = lr_probe(recipe("broken/lr-too-low"))
-    assert codes(result) == ["lr_too_low"]
-    assert "below the good range" in result.findings[0].message
-    assert "raise optim.lr" in result.findings[0].fix
+# -- the cases the calibration issue measured -------------------------------------------
 
+def test_adam_spikes_that_diverge_in_training_fail_the_gate():
+    # convnet-digits with Adam at 0.1 (and 0.0562): `babysit train` diverges in epoch 1
+    # (a mini-batch loss of 34.6 against 2.3 at step 3). The old probe judged only an
+    # evaluation batch every 10 steps and passed it; every mini-batch counts now.
+    for lr in (0.1, 0.0562):
+        result = lr_probe(recipe("convnet-digits", **{"optim.lr": lr}))
+        assert codes(result, "fail") == ["lr_too_high"], lr
+        finding = result.findings[0]
+        assert "divergence rule" in finding.message and finding.evidence["verdict"] == "too_high"
+
+
+def test_an_lr_that_trains_to_half_the_best_accuracy_fails_as_too_low():
+    # two-layer-digits at 1e-4 trains to ~49% (best ~98%): it used to pass because
+    # the loss fell by more than 1%.
+    result = lr_probe(recipe(**{"optim.lr": 1e-4}))
+    assert codes(result, "fail") == ["lr_too_low"]
+    assert "raise optim.lr into" in result.findings[0].fix
+    assert result.metrics["good_range"][0] > 1e-3
+
+
+def test_the_convnets_far_too_low_lr_fails():
+    # convnet-digits at 1e-5 trains to ~17%
+    result = lr_probe(recipe("convnet-digits", **{"optim.lr": 1e-5}))
+    assert codes(result, "fail") == ["lr_too_low"]
+
+
+def test_the_default_recipes_verdict_does_not_move_with_the_seed(default_result):
+    for seed in (1, 2):
+        assert lr_probe(recipe(), seed=seed).status == "pass"
+
+
+def test_the_sweep_range_ends_below_the_loss_minimum():
+    result = lr_probe(recipe(), mode="sweep")
+    m = result.metrics
+    lowest = min((p for p in m["sweep"] if isinstance(p["loss_end"], float)
+                  and math.isfinite(p["loss_end"])), key=lambda p: p["loss_end"])
+    lo, hi = m["good_range"]
+    assert hi < lowest["lr"] / 2  # the minimum itself is past the good range
+    assert m["suggested_lr"] == pytest.approx(lowest["lr"] / 10, rel=1e-2)
+    assert result.status == "pass"
+    # the recipe's LR and the suggestion got a short run each, judged like the grid's
+    assert {t["lr"] for t in m["trials"]} == {m["recipe_lr"], m["suggested_lr"]}
+    assert [p["verdict"] for p in m["sweep"]][-1] == "too_high"  # stopped by divergence
+
+
+# -- the rule itself ---------------------------------------------------------------------
+
+def test_judge_trials():
+    trials = [Trial(1e-3, 2.3, 2.2, 10), Trial(1e-2, 2.3, 0.7, 10), Trial(1e-1, 2.3, 0.5, 10),
+              Trial(1.0, 2.3, 1.1, 10), Trial(10.0, 2.3, math.nan, 3, diverged_at=3)]
+    best = judge_trials(trials)
+    assert best.lr == 1e-1
+    assert [t.verdict for t in trials] == ["too_low", "good", "good", "unstable", "too_high"]
+    assert trials[1].progress == pytest.approx(1.6)
+    assert trials[1].progress >= PROGRESS_SHARE * best.progress
+
+
+def test_no_progress_anywhere_has_no_best():
+    trials = [Trial(1e-3, 2.3, 2.3, 10), Trial(1e-2, 2.3, 2.31, 10)]
+    assert judge_trials(trials) is None
+    assert [t.verdict for t in trials] == ["too_low", "too_low"]
+
+
+def test_runs_never_outlast_training():
+    spec = recipe("deep-tanh-init")
+    data = common.load(spec)
+    assert training_steps(spec, data) == 45  # 5 epochs of 9 batches (900 training examples)
+    result = lr_probe(spec, lr_min=1e-3, lr_max=1.0)
+    assert result.metrics["steps"] == 45
+
+
+# -- the rest of the contract --------------------------------------------------------------
 
 def test_the_update_rule_moves_the_range():
     # lr 0.3 is fine for momentum SGD on this net but far too much for adam.
-    momentum = lr_probe(recipe(**{"optim.lr": 0.3}), lr_min=1e-5)
-    adam = lr_probe(recipe(**{"optim.update": "adam", "optim.lr": 0.3}), lr_min=1e-5)
+    momentum = lr_probe(recipe(**{"optim.lr": 0.3}))
+    adam = lr_probe(recipe(**{"optim.update": "adam", "optim.lr": 0.3}))
     assert momentum.status == "pass"
     assert codes(adam) == ["lr_too_high"]
     assert adam.metrics["update"] == "adam"
     assert adam.metrics["good_range"][1] < momentum.metrics["good_range"][1]
 
 
-def test_best_lr_at_the_edge_of_the_probed_range():
-    result = lr_probe(recipe(**{"optim.lr": 1e-3}), lr_min=1e-5, lr_max=1e-2)
+def test_too_high_lr_is_caught():
+    result = lr_probe(recipe("broken/lr-too-high"))
+    assert codes(result) == ["lr_too_high"]
+    assert "lower optim.lr" in result.findings[0].fix
+
+
+def test_too_low_lr_is_caught():
+    result = lr_probe(recipe("broken/lr-too-low"))
+    assert codes(result) == ["lr_too_low"]
+    assert "raise optim.lr" in result.findings[0].fix
+
+
+def test_the_range_reaching_a_probe_limit_warns():
+    result = lr_probe(recipe(**{"optim.lr": 1e-2}), lr_min=1e-4, lr_max=1e-2)
     assert codes(result) == ["lr_range_edge"]
     finding = result.findings[0]
     assert finding.severity == "warn" and "highest" in finding.message
-    assert result.metrics["suggested_lr"] == result.metrics["good_range"][1] == 1e-2
 
 
 def test_no_lr_works_for_a_symmetric_model():
     # Zero init: only the output bias can move, so no LR makes real progress.
     result = lr_probe(recipe("broken/zero-init"), lr_min=1e-4, steps=50)
     assert codes(result) == ["lr_too_low"]
-    assert result.metrics["good_range"] is None and result.metrics["suggested_lr"] is None
-    assert "no probed LR" in result.findings[0].message
 
 
 def test_non_finite_start():
@@ -93,19 +171,6 @@ def test_non_finite_start():
     result.to_dict()
 
 
-def test_sweep_mode():
-    result = lr_probe(recipe(), mode="sweep")
-    assert result.status == "pass", result.findings
-    m = result.metrics
-    lo, hi = m["good_range"]
-    assert lo < m["recipe_lr"] < hi
-    assert m["suggested_lr"] == pytest.approx(max(lo, hi / 10))
-    lrs = [t["lr"] for t in m["trials"]]
-    assert lrs == sorted(lrs) and lrs[0] == pytest.approx(1e-7)
-    assert len(lrs) < 200  # stopped at divergence
-    assert [t["verdict"] for t in m["trials"]][-1] == "too_high"
-
-
 def test_same_seed_same_json():
     first = lr_probe(recipe(), lr_min=1e-3, steps=20)
     second = lr_probe(recipe(), lr_min=1e-3, steps=20)
@@ -114,41 +179,9 @@ def test_same_seed_same_json():
     assert other.metrics["trials"] != first.metrics["trials"]
 
 
-def test_grid():
-    assert lr_grid(1e-7, 10, 2)[:3] == [1e-7, 3.16e-7, 1e-6]
-    assert lr_grid(1e-7, 10, 2)[-1] == 10.0
-    assert len(lr_grid(1e-7, 10, 2)) == 17
-    assert lr_grid(1e-3, 1e-1, 1) == [1e-3, 1e-2, 1e-1]
-
-
-@pytest.mark.parametrize("curve, verdict", [
-    ([2.3, 2.29, 2.29], "too_low"),            # fell 0.4%
-    ([2.3, 1.5, 0.8, 0.5], "good"),
-    ([2.3, 1.0, 0.6, 1.9], "unstable"),        # fell, then climbed back
-    ([2.3, 0.5, 0.55], "good"),                # a little noise at the bottom is fine
-    ([2.3, 3.0, 7.5], "too_high"),             # > 3x the start
-    ([2.3, 1.0, float("nan")], "too_high"),
-    ([2.3, 2.25, 2.29], "unstable"),           # fell 2%, then gave most of it back
-    ([2.3, 2.275, 2.28], "too_low"),           # fell 1.1%, kept less than 1% of it
-])
-def test_classify(curve, verdict):
-    assert classify(curve) == verdict
-
-
-def test_good_run_is_contiguous_around_the_best():
-    trials = []
-    for lr, verdict, end in [(1e-3, "good", 1.0), (1e-2, "unstable", 0.9), (1e-1, "good", 0.5),
-                             (1.0, "good", 0.7), (10.0, "too_high", 99.0)]:
-        trial = Trial(lr, [2.3, end])
-        trial.verdict = verdict
-        trials.append(trial)
-    run, best = good_run(trials)
-    assert [t.lr for t in run] == [1e-1, 1.0] and best.lr == 1e-1
-
-
 @pytest.mark.parametrize("options", [
     {"mode": "random"}, {"lr_min": 1.0, "lr_max": 0.1}, {"lr_min": 0}, {"per_decade": 0},
-    {"steps": 0}, {"eval_examples": -5},
+    {"steps": 0}, {"eval_examples": -5}, {"sweep_steps": 0},
 ])
 def test_bad_options(options):
     with pytest.raises(BabysitError):
@@ -160,7 +193,5 @@ def test_metrics_are_json_ready(default_result):
     assert data["command"] == "lr-probe"
     m = data["metrics"]
     assert m["recipe_lr"] == 0.03 and isinstance(m["good_range"], list)
-    assert all(isinstance(t["loss_end"], (float, str)) for t in m["trials"])
     diverged = [t for t in m["trials"] if t["verdict"] == "too_high"]
-    assert all(isinstance(t["loss_end"], str) or not math.isfinite(t["loss_end"])
-               or t["loss_end"] > 3 * t["loss_start"] for t in diverged)
+    assert diverged and all(t["diverged_at"] is not None and t["loss_end"] == "nan" for t in diverged)

@@ -82,3 +82,41 @@ def test_bad_options():
         overfit_tiny(recipe, examples=0)
     with pytest.raises(BabysitError):
         overfit_tiny(recipe, max_epochs=-3)
+
+
+# -- one report, one piece of advice (calibration issue) ---------------------------------
+
+def test_identical_inputs_with_other_labels_are_left_out_of_the_tiny_set():
+    # every arm of the spiral starts at the origin: seed 4's draw held two of those
+    # points with different labels and failed a healthy model
+    result = overfit_tiny(load_recipe("spiral-mlp"), seed=4)
+    assert result.status == "pass"
+    assert result.metrics["left_out"] and result.metrics["examples"] == 20
+
+
+def overlapping_blobs(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 900)
+    X = (rng.standard_normal((3, 2))[y] + rng.standard_normal((900, 2))).astype(np.float32)
+    np.savez(tmp_path / "blobs.npz", X_train=X, y_train=y)
+    return load_recipe("two-layer-digits", overrides={
+        "data.source": str(tmp_path / "blobs.npz"), "model.init": "he",
+        "model.layers.2.affine.out": 3, "optim.update": "adam", "optim.lr": 1e-3,
+        "train.batch_size": 50})
+
+
+def test_a_slow_but_sound_lr_does_not_fail_the_model(tmp_path):
+    # Adam 1e-3 on overlapping blobs has not memorized 20 points after 500 steps;
+    # lr-probe passes 1e-3 for the real training. The model memorizes at 10x: pass.
+    result = overfit_tiny(overlapping_blobs(tmp_path))
+    assert result.status == "pass"
+    first, second = result.metrics["attempts"]
+    assert not first["memorized"] and second["memorized"]
+    assert result.metrics["lr_memorized"] == pytest.approx(1e-2)
+
+
+def test_a_far_too_low_lr_is_named_after_every_retry():
+    result = overfit_tiny(load_recipe("broken/lr-too-low"))
+    (finding,) = result.findings
+    assert "far too low" in finding.message and "raise the learning rate" in finding.fix
+    assert [a["lr"] for a in result.metrics["attempts"]] == pytest.approx([1e-7, 1e-6, 1e-5])

@@ -160,3 +160,53 @@ def test_resume_errors(tmp_path):
         train(load_recipe("two-layer-digits"), resume=tmp_path / "junk.h5")
     with pytest.raises(BabysitError):
         recipe_for_resume(tmp_path / "missing.h5")
+
+
+# -- a failing train means a bad outcome (calibration issue) -----------------------------
+
+def severities(result):
+    return {f.code: f.severity for f in result.findings}
+
+
+def test_dead_units_in_a_run_near_the_best_are_a_warning(tmp_path):
+    # convnet-digits at lr 0.0316 ends at ~97% validation accuracy (the best LR
+    # reaches ~97.5%) with 60% of a ReLU layer dead: a cause to report, not a failure.
+    result = train(load_recipe("convnet-digits", overrides={"optim.lr": 0.0316}),
+                   out=tmp_path / "run.h5")
+    assert result.metrics["val_accuracy"] > 0.95
+    assert severities(result).get("dead_relu") == "warn"
+    assert result.status != "fail"
+
+
+def test_regularization_that_overwhelms_the_data_fails_at_chance(tmp_path):
+    # He init, 64 hidden units, SGD 0.1, reg 1.0: the L2 pull wins, every weight
+    # goes to 0 and the run ends at chance. It used to exit 0 with two warnings.
+    spec = load_recipe("two-layer-digits", overrides={
+        "model.init": "he", "model.layers.0.affine.out": 64, "model.reg": 1.0,
+        "optim.update": "sgd", "optim.lr": 0.1, "train.epochs": 10})
+    result = train(spec, out=tmp_path / "run.h5")
+    assert result.metrics["val_accuracy"] < 0.15
+    assert result.status == "fail"
+    finding = next(f for f in result.findings if f.code == "reg_too_strong")
+    assert finding.severity == "fail" and finding.layer == "0.affine"
+    assert "ended at chance" in finding.message and "lower model.reg" in finding.fix
+    assert finding.evidence["shrink"]["0.W"] < 0.01
+
+
+def test_a_moderately_strong_l2_term_is_a_warning(tmp_path):
+    result = train(load_recipe("two-layer-digits", overrides={"model.reg": 0.316}),
+                   out=tmp_path / "run.h5")
+    assert 0.5 < result.metrics["val_accuracy"] < 0.9
+    assert severities(result).get("reg_too_strong") == "warn"
+    assert result.status == "warn"
+
+
+def test_a_run_at_chance_always_fails_even_without_a_named_cause(tmp_path):
+    # random labels (gaussian data): nothing to generalize, validation stays at chance
+    spec = load_recipe("two-layer-digits", overrides={
+        "data.source": {"builtin": "gaussian", "n": 400, "dim": 20, "classes": 4},
+        "model.layers.2.affine.out": 4, "train.epochs": 3})
+    result = train(spec, out=tmp_path / "run.h5")
+    assert result.status == "fail"
+    failing = [f for f in result.findings if f.severity == "fail"]
+    assert failing and "chance" in failing[0].message

@@ -93,7 +93,7 @@ def test_bad_batch_size_is_rejected(batch_size):
 
 def test_bad_optim_section_is_rejected():
     with pytest.raises(ModelError, match="unknown update"):
-        Solver(Quadratic(), {"lr": 0.1, "update": "lbfgs"}, 2, np.random.default_rng(0))
+        Solver(Quadratic(), {"lr": 0.1, "update": "adamw"}, 2, np.random.default_rng(0))
 
 
 # -- the one training loop -------------------------------------------------------

@@ -95,6 +95,12 @@ def wrong_classes(input_shape, num_classes):
     return nn.Linear(input_shape[0], num_classes + 1)
 
 
+def exits(input_shape, num_classes):
+    import sys
+
+    sys.exit(0)
+
+
 # -- names, parameters, kinds ------------------------------------------------------------
 
 
@@ -293,6 +299,12 @@ def test_kinks_are_recorded_from_relu_and_max_pooling():
     ("wrong_classes", r"must return class scores of shape \(2, 3\) \(the data has 3 classes\)"),
     ("tests.torch_backend.no_such:f", "cannot import model.torch factory module"),
     ("nope", "has no attribute 'nope'"),
+    ("exits", r"raised SystemExit: the code called sys.exit\(0\)"),
+    # a recipe cannot make babysit call a library's function with arguments of its choosing
+    ("os:system", "is a builtin_function_or_method, not a function returning an nn.Module .*nothing "
+                  "was called"),
+    ("subprocess:run", "is a function of subprocess, not a factory of your own.*nothing was called"),
+    ("babysit.store:write_hdf5", "is a function of babysit.store, not a factory of your own"),
 ])
 def test_a_bad_factory_is_one_clear_model_error(factory, message):
     with pytest.raises(ModelError, match=message):

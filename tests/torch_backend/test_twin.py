@@ -134,3 +134,26 @@ def test_a_convnet_twin_agrees_on_sanity_init_stats_and_gradcheck():
     assert (b.status, codes(b)) == (a.status, codes(a))
     a, b = gradcheck_recipe(numpy_recipe), gradcheck_recipe(torch_recipe)
     assert b.status == a.status and {c for c, _, _ in codes(b)} <= {c for c, _, _ in codes(a)} | {"kink_crossed"}
+
+
+def test_lbfgs_trains_a_torch_model_as_it_trains_the_numpy_one():
+    """lbfgs is babysit's own L-BFGS on both backends (over the torch model's NumPy views)."""
+    from babysit.diagnostics.common import build, load
+    from babysit.engine.solver import FULL_BATCH, Solver
+
+    numpy_recipe = load_recipe("two-layer-digits").with_overrides(
+        {"optim.update": "lbfgs", "train.batch_size": FULL_BATCH, "data.limit": 200})
+    torch_recipe = twin(numpy_recipe)
+    data = load(numpy_recipe)
+    finals = []
+    for recipe in (numpy_recipe, torch_recipe):
+        model = build(recipe, data, 0, np.float64)
+        solver = Solver(model, recipe.optim.to_dict(), FULL_BATCH, np.random.default_rng(0))
+        assert type(solver.optimizer).__name__ == "LBFGS"
+        state = solver.run(data.X_train, data.y_train, steps=4)
+        finals.append((state.loss, model))
+    (loss_a, a), (loss_b, b) = finals
+    assert loss_b == pytest.approx(loss_a, rel=1e-6)
+    for na, nb in param_pairs(a.params, b.params):
+        value = a.params[na].T if a.params[na].ndim == 2 else a.params[na]
+        np.testing.assert_allclose(b.params[nb], value, rtol=1e-5, atol=1e-8)

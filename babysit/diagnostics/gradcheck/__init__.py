@@ -60,7 +60,7 @@ def burn_in(model, recipe, data, steps: int, seed: int) -> float:
 
     optim = common.section_dict(recipe.optim)
     train = common.section_dict(recipe.train)
-    solver = Solver(model, optim, int(train.get("batch_size") or 100), common.stream(seed, "batches"))
+    solver = Solver(model, optim, train.get("batch_size") or 100, common.stream(seed, "batches"))
     state = solver.run(data.X_train, data.y_train, steps=steps, lr=float(solver.lr_at(0)))
     return float(state.loss)
 
@@ -101,7 +101,7 @@ def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entrie
         if reg is None:
             reg = model.reg if model.reg > 0 else DEFAULT_REG_CHECK
         reports += checker.reg_reports(float(reg))
-    add_findings(result, reports, model.has_kinks, model.names)
+    add_findings(result, reports, model.has_kinks, model.names, checker.low_precision)
     result.metrics = report_metrics(reports, model.has_kinks, h, entries)
     result.metrics.update(datapoints=int(len(X)), burn_in=int(burn_in_steps), reg_checked=float(reg),
                           loss=loss)

@@ -11,6 +11,16 @@ TINY = 1e-10
 EPS = float(np.finfo(np.float64).eps)
 RESOLUTION_ULPS = 8
 DEFAULT_H = 1e-5
+# Steps float64 centered differences can use: below H_MIN rounding swamps the
+# difference (the estimate cannot resolve anything under 8 eps |f| / h, 1e-7
+# for a loss of 2.3 at h = 1e-8), above H_MAX the curvature does.
+H_MIN, H_MAX = 1e-8, 1e-2
+# A failing entry is re-estimated with STABILITY_STEP x h: a float64 function's
+# estimate then moves by O(h^2) (parts in 1e8); one that moves by at least
+# STABILITY times its disagreement with the analytic value is rounding noise
+# (float32 inside the function), not a gradient, and says nothing about the backward.
+STABILITY_STEP = 10.0
+STABILITY = 0.5
 DEFAULT_DATAPOINTS = 3
 DEFAULT_ENTRIES = 10
 # L2 strength for checking the regularization term when the recipe has none.
@@ -20,6 +30,7 @@ CHECKS = {
     "gradients": ["gradient_mismatch", "gradient_suspicious", "loss_not_finite"],
     "kinks": ["kink_crossed"],
     "float_range": ["gradient_tiny"],
+    "precision": ["gradient_precision"],
 }
 
 
@@ -41,5 +52,5 @@ def band(rel_error: float | None, has_kinks: bool) -> str:
 
 
 __all__ = ["relative_error", "band", "FAIL_BAND", "WARN_BAND", "EXCELLENT_BAND", "TINY", "EPS",
-           "RESOLUTION_ULPS", "DEFAULT_H", "DEFAULT_DATAPOINTS", "DEFAULT_ENTRIES", "DEFAULT_REG_CHECK",
+           "RESOLUTION_ULPS", "DEFAULT_H", "H_MIN", "H_MAX", "STABILITY_STEP", "STABILITY", "DEFAULT_DATAPOINTS", "DEFAULT_ENTRIES", "DEFAULT_REG_CHECK",
            "CHECKS"]

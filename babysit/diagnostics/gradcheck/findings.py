@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from babysit.diagnostics.gradcheck.bands import FAIL_BAND, TINY, WARN_BAND
+from babysit.diagnostics.gradcheck.bands import FAIL_BAND, H_MAX, H_MIN, TINY, WARN_BAND
 from babysit.diagnostics.gradcheck.numerical import Report
-from babysit.validation import POSITIVE, POSITIVE_INT
+from babysit.validation import POSITIVE_INT, Rule
+
+STEP = Rule(f"a step between {H_MIN:g} and {H_MAX:g} (float64 centered differences resolve "
+            "nothing useful outside it)", lambda h: H_MIN <= h <= H_MAX)
 
 def _suffix(index: tuple) -> str:
     return "[" + ", ".join(map(str, index)) + "]"
@@ -80,7 +83,9 @@ class Blame:
         return f"correct the backward of {layer}: {what} is wrong{sure}"
 
 
-def add_findings(result, reports: list[Report], has_kinks: bool, order: list[str]) -> None:
+def add_findings(result, reports: list[Report], has_kinks: bool, order: list[str],
+                 low_precision=()) -> None:
+    """Every finding of a check; ``low_precision`` names layers whose output was not float64."""
     blame = Blame(reports, order, has_kinks)
     for report in reports:
         worst = report.worst
@@ -101,6 +106,7 @@ def add_findings(result, reports: list[Report], has_kinks: bool, order: list[str
             result.add("gradient_suspicious", "warn", message,
                        "rerun with --h 1e-6 or fewer --datapoints; if it persists, "
                        + blame.fix(report), report.layer, **evidence)
+    precision_findings(result, reports, low_precision, order)
     crossed = {r.name: r.kinks for r in reports if r.kinks}
     if crossed:
         blind = [r.name for r in reports if r.entries and not r.judged and r.kinks]
@@ -133,11 +139,46 @@ def add_findings(result, reports: list[Report], has_kinks: bool, order: list[str
                    None, tiny=tiny, vanishing=vanishing)
 
 
+def precision_findings(result, reports: list[Report], low_precision, order: list[str]) -> None:
+    """``gradient_precision``: estimates that are rounding noise, and layers that compute below float64.
+
+    Entries whose numerical gradient moves with the step size were not judged:
+    their backward is unverified, which is a failure of the check, named as
+    precision (not as a wrong backward). A layer whose output is not float64 in
+    the float64 check explains it.
+    """
+    unstable = {r.name: r.unstable for r in reports if r.unstable}
+    if not unstable and not low_precision:
+        return
+    parts = []
+    if low_precision:
+        parts.append(f"{', '.join(low_precision)} computes below float64 (its output in the "
+                     "float64 check is not float64)")
+    if unstable:
+        parts.append("the numerical gradient changes with the step size, so it is rounding "
+                     "noise and the backward cannot be verified for: "
+                     + ", ".join(f"{name} ({count})" for name, count in unstable.items()))
+    # the noise enters at the deepest layer whose own input gives unstable estimates:
+    # everything upstream of it inherits the noise, nothing downstream sees it
+    noisy_inputs = [r.layer for r in reports if r.kind == "input" and r.unstable]
+    if low_precision:
+        layer = low_precision[0]
+    elif noisy_inputs:
+        layer = max(noisy_inputs, key=lambda name: order.index(name) if name in order else -1)
+        parts.append(f"the noise enters at {layer} (arrays after it give steady estimates)")
+    else:
+        layer = next((r.layer for r in reports if r.unstable), None)
+    result.add("gradient_precision", "fail" if unstable else "warn", "; ".join(parts),
+               "make every layer compute in the dtype of its input (no float32 casts inside "
+               "forward); the backward may be right, but a check cannot tell until then",
+               layer, unstable=unstable, low_precision=list(low_precision))
+
+
 def check_options(datapoints, entries, all_entries, h) -> tuple:
     """``(datapoints, entries or None for all, h)``, each checked."""
     datapoints = POSITIVE_INT.check(datapoints, "datapoints")
     entries = None if all_entries else POSITIVE_INT.check(entries, "entries")
-    return datapoints, entries, POSITIVE.check(h, "h")
+    return datapoints, entries, STEP.check(h, "h")
 
 
 def report_metrics(reports: list[Report], has_kinks: bool, h: float, entries) -> dict:
@@ -151,4 +192,4 @@ def report_metrics(reports: list[Report], has_kinks: bool, h: float, entries) ->
             "reg": {r.name: r.to_metrics() for r in reports if r.kind == "reg"}}
 
 
-__all__ = ["add_findings", "Blame", "check_options", "report_metrics"]
+__all__ = ["add_findings", "Blame", "check_options", "report_metrics", "precision_findings", "STEP"]

@@ -53,29 +53,22 @@ def parse_kwargs(text) -> dict:
 
 def make_layer(layer_cls, kwargs, input_shape, rng):
     """Instantiate and (when it can) build a user's layer with float64 parameters."""
+    from babysit.engine.builder import check_layer_object
     from babysit.engine.init import get_initializer
-    from babysit.engine.builder import check_layer_object, import_object
+    from babysit.engine.user_code import fenced, load_layer_class
 
-    if isinstance(layer_cls, str):
-        layer_cls = import_object(layer_cls)
-    label = getattr(layer_cls, "__name__", repr(layer_cls))
-    if not callable(layer_cls):
-        raise ModelError(f"{label} is not a class (expected pkg.module:Class)")
-    try:
+    layer_cls = load_layer_class(layer_cls)  # a layer class, checked before it is called
+    label = layer_cls.__name__
+    # anything the user's constructor raises (SystemExit too) is their input
+    with fenced(f"{label}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed:"):
         layer = layer_cls(**kwargs)
-    except Exception as exc:  # anything the user's constructor raises is their input
-        raise ModelError(f"{label}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: "
-                         f"{type(exc).__name__}: {exc}") from None
     check_layer_object(layer, label)
     if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
         layer.rng = rng
     build = getattr(layer, "build", None)
     if callable(build):
-        try:
+        with fenced(f"{label}.build(input shape {tuple(input_shape[1:])}) failed:"):
             build(tuple(input_shape[1:]), rng, np.float64, get_initializer("xavier"), 0.0)
-        except Exception as exc:
-            raise ModelError(f"{label}.build(input shape {tuple(input_shape[1:])}) failed: "
-                             f"{type(exc).__name__}: {exc}") from None
     for key, value in list(layer.params.items()):
         layer.params[key] = np.array(value, dtype=np.float64)
         layer.grads[key] = np.zeros_like(layer.params[key])
@@ -83,12 +76,10 @@ def make_layer(layer_cls, kwargs, input_shape, rng):
 
 
 def _call(label: str, what: str, fn):
-    try:
+    from babysit.engine.user_code import fenced
+
+    with fenced(f"{label}.{what} raised"):  # a user's layer failing (or exiting) is bad input, not our bug
         return fn()
-    except BabysitError:
-        raise
-    except Exception as exc:  # a user's layer failing is bad input, not our bug
-        raise ModelError(f"{label}.{what} raised {type(exc).__name__}: {exc}") from None
 
 
 def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_ENTRIES,
@@ -110,7 +101,7 @@ def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_E
     kwargs = parse_kwargs(kwargs)
     rng = common.stream(seed, "projection")
     if isinstance(layer_cls, str):
-        from babysit.engine.builder import import_object
+        from babysit.engine.user_code import import_object
 
         layer_cls = import_object(layer_cls)
     layer = None
@@ -145,7 +136,7 @@ def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_E
         report.layer = label
     result = common.new_result("gradcheck", None, seed, CHECKS)
     has_kinks = model.has_kinks
-    add_findings(result, reports, has_kinks, [label])
+    add_findings(result, reports, has_kinks, [label], checker.low_precision)
     result.metrics = report_metrics(reports, has_kinks, h, entries)
     result.metrics.update(layer=label, kwargs=kwargs, input_shape=list(shape))
     return result

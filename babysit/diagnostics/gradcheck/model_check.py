@@ -56,6 +56,9 @@ class ModelChecker:
         model = self.model
         with model.recording():
             loss, grads = model.loss(self.X, self.y, reg=0.0)
+            # a layer that rounds below float64 makes numerical gradients noise
+            self.low_precision = [name for name in model.names
+                                  if np.asarray(model.outputs[name]).dtype != np.float64]
             # inputs[p] / input_grads[p]: what enters layer p and dLoss/d(that). A backend
             # that records every layer's real input says so (torch: any graph); otherwise the
             # layers form a chain and layer p's input is layer p-1's output.

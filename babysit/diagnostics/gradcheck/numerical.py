@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from babysit.diagnostics.gradcheck.bands import EPS, RESOLUTION_ULPS, TINY, band, relative_error
+from babysit.diagnostics.gradcheck.bands import (EPS, RESOLUTION_ULPS, STABILITY, STABILITY_STEP, TINY,
+                                                 WARN_BAND, band, relative_error)
+
 
 @dataclass
 class Entry:
@@ -34,6 +36,7 @@ class Entry:
     numerical: float
     kink: bool = False
     floor: float = 0.0
+    unstable: bool = False  # the estimate moved with the step: rounding noise, not a gradient
 
     @property
     def scale(self) -> float:
@@ -51,7 +54,7 @@ class Entry:
 
     @property
     def judged(self) -> bool:
-        return not (self.kink or self.tiny)
+        return not (self.kink or self.tiny or self.unstable)
 
     @property
     def raw_error(self) -> float:
@@ -118,6 +121,10 @@ class Report:
     def tiny(self) -> int:
         return sum(e.tiny for e in self.entries if not e.kink)
 
+    @property
+    def unstable(self) -> int:
+        return sum(e.unstable for e in self.entries)
+
     def verdict(self, has_kinks: bool) -> str:
         return band(self.judged_rel_error, has_kinks)
 
@@ -126,6 +133,7 @@ class Report:
         return {"max_rel_error": self.max_rel_error,
                 "judged_rel_error": self.judged_rel_error,
                 "checked": len(self.entries), "kinks": self.kinks, "tiny": self.tiny,
+                "unstable": self.unstable,
                 "grad_max": self.grad_max,
                 "analytic": None if worst is None else worst.analytic,
                 "numerical": None if worst is None else worst.numerical,
@@ -166,24 +174,55 @@ class Differencer:
 
     def check(self, report: Report, array: np.ndarray, analytic: np.ndarray, loss,
               kinks=None) -> Report:
-        h = self.h
         report.grad_max = float(np.max(np.abs(analytic))) if analytic.size else 0.0
         for idx in self.sample(array.shape):
-            old = array[idx]
-            array[idx] = old + h
-            plus = loss()
-            state_plus = snapshot(kinks()) if kinks else None
-            array[idx] = old - h
-            minus = loss()
-            state_minus = kinks() if kinks else None
-            array[idx] = old
-            # Only x+h against x-h: layers before a layer-input check keep the
-            # (identical) state of an earlier pass, so a third reference would lie.
-            crossed = kinks is not None and not same_state(state_plus, state_minus)
-            floor = RESOLUTION_ULPS * EPS * max(abs(plus), abs(minus)) / h
-            report.entries.append(Entry(idx, float(analytic[idx]), (plus - minus) / (2 * h),
-                                        crossed, floor))
+            numerical, crossed, floor = self.estimate(array, idx, self.h, loss, kinks)
+            entry = Entry(idx, float(analytic[idx]), numerical, crossed, floor)
+            if entry.judged and entry.rel_error > WARN_BAND:
+                entry.unstable = self.moves_with_step(array, idx, entry, loss, kinks)
+            report.entries.append(entry)
         return report
+
+    def estimate(self, array, idx, h: float, loss, kinks) -> tuple[float, bool, float]:
+        """``(f(x+h) - f(x-h)) / 2h`` at one entry, whether a kink was crossed, the floor."""
+        old = array[idx]
+        array[idx] = old + h
+        plus = loss()
+        state_plus = snapshot(kinks()) if kinks else None
+        array[idx] = old - h
+        minus = loss()
+        state_minus = kinks() if kinks else None
+        array[idx] = old
+        # Only x+h against x-h: layers before a layer-input check keep the
+        # (identical) state of an earlier pass, so a third reference would lie.
+        crossed = kinks is not None and not same_state(state_plus, state_minus)
+        floor = RESOLUTION_ULPS * EPS * max(abs(plus), abs(minus)) / h
+        return (plus - minus) / (2 * h), crossed, floor
+
+    def moves_with_step(self, array, idx, entry: Entry, loss, kinks) -> bool:
+        """A failing entry's estimate is noise: it moves, when the step grows
+        STABILITY_STEP-fold (or its square), by about as much as it disagrees
+        with the analytic value.
+
+        A float64 function's centered difference barely moves (O(h^2), parts in
+        1e8), so a wrong backward keeps its disagreement under the larger step;
+        a function that rounds in float32 inside gives noise of order
+        ``eps32 |f| / h``, which shrinks with the larger step. A kink crossed by
+        the larger step proves nothing either way, and so does a loss that
+        changes between two calls at the same point (the entry keeps its verdict).
+        """
+        if loss() != loss():
+            # not a function of its inputs (randomness not replayed): no step size
+            # makes its estimate meaningful, and that is the layer's fault
+            return False
+        disagreement = abs(entry.analytic - entry.numerical) - entry.floor
+        for growth in (STABILITY_STEP, STABILITY_STEP ** 2):  # one step can agree by chance
+            wider, crossed, floor = self.estimate(array, idx, growth * self.h, loss, kinks)
+            if crossed:
+                return False
+            if abs(wider - entry.numerical) - floor >= STABILITY * disagreement:
+                return True
+        return False
 
 
 __all__ = ["Entry", "Report", "Differencer", "same_state", "snapshot"]

@@ -3,9 +3,12 @@
 Laid out as the run log's ``history/`` group (:mod:`babysit.store`)::
 
     iteration/{loss,lr}               one entry per step
-    epoch/<metric>                    epoch, lr, train_loss, train_accuracy, val_loss, val_accuracy
-    monitors/<monitor>/<param>        update_ratio, grad_norm (over each epoch's last step)
+    epoch/<metric>                    epoch, lr, train_loss, train_accuracy, val_loss, val_accuracy,
+                                      reg_loss (the L2 term at the epoch's end)
+    monitors/<monitor>/<param>        update_ratio, grad_norm (over each epoch's last step),
+                                      weight_norm (||W|| at the epoch's end)
     layers/<layer>/<stat>             mean, std, near_zero, saturated, dead (NaN: not applicable)
+    initial/weight_norm/<param>       ||W|| at initialization (scalar)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class History:
         self.epoch: dict[str, list] = {}
         self.monitors: dict[str, dict[str, list]] = {"update_ratio": {}, "grad_norm": {}}
         self.layers: dict[str, dict[str, list]] = {}
+        self.initial: dict[str, dict[str, float]] = {}
 
     def add_iteration(self, loss: float, lr: float) -> None:
         self.loss.append(float(loss))
@@ -59,7 +63,7 @@ class History:
         return {"iteration": {"loss": np.asarray(self.loss, dtype=np.float64),
                               "lr": np.asarray(self.lr, dtype=np.float64)},
                 "epoch": arrays(self.epoch), "monitors": arrays(self.monitors),
-                "layers": arrays(self.layers)}
+                "layers": arrays(self.layers), "initial": arrays(self.initial)}
 
     @classmethod
     def from_tree(cls, tree: dict) -> "History":
@@ -74,6 +78,7 @@ class History:
         history.epoch = lists(tree.get("epoch", {}))
         history.monitors.update(lists(tree.get("monitors", {})))
         history.layers = lists(tree.get("layers", {}))
+        history.initial = lists(tree.get("initial", {}))
         return history
 
 

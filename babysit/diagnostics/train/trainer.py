@@ -29,37 +29,43 @@ dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epoch
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from babysit.atomic import check_target, file_stem
 from babysit.diagnostics import common
 from babysit.diagnostics.monitors import model_layer_stats, param_grad_norms, update_ratios
 from babysit.diagnostics.result import Finding
 from babysit.diagnostics.train.history import History
 from babysit.diagnostics.train.verdicts import CHECKS, history_findings
 from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evaluate
-from babysit.errors import BabysitError, ModelError
+from babysit.errors import BabysitError, Interrupted, ModelError
+from babysit.interrupts import Deferred
+from babysit.locks import exclusive
 from babysit.store import Checkpoint, RunLog, read_run_log, restore_rng, rng_state_json
 from babysit.validation import POSITIVE_INT
 
 SAVE_INTERVAL = 5.0   # seconds between run-log rewrites at epoch ends (always at the end,
                       # on interruption and on divergence)
 TRAIN_EVAL_SIZE = 1000
+RESUME_USE = ("--resume continues a run log written by `babysit train` "
+              "(`babysit report` shows any log)")
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by SIGINT/SIGTERM after saving a resumable checkpoint."""
+class TrainingInterrupted(Interrupted):
+    """Training stopped by SIGINT/SIGTERM after saving a checkpoint (``resumable``
+    False: an ensemble run, whose log keeps the finished members but cannot resume)."""
 
-    def __init__(self, run_log: Path, epoch: int, iteration: int):
+    def __init__(self, run_log: Path | None, epoch: int, iteration: int, resumable: bool = True):
         super().__init__(f"interrupted at epoch {epoch}, iteration {iteration}; "
                          f"checkpoint saved to {run_log}")
         self.run_log, self.epoch, self.iteration = run_log, epoch, iteration
+        self.resumable = resumable
 
 
 @dataclass
@@ -81,40 +87,29 @@ class ProgressEvent:
     val_accuracy: float | None = None
 
 
-class StopRequests:
+class StopRequests(Deferred):
     """While active, SIGINT/SIGTERM ask the loop to stop after the current step.
 
     Stopping mid-step would leave half-updated parameters, so the handler only
-    records the request; a second Ctrl-C stops at once. Handlers can only be
-    installed from the main thread; elsewhere (a worker thread) this does nothing.
+    records the request (``requested``); a second Ctrl-C stops at once.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self):
-        self.requested = None
-        self._previous = {}
+        super().__init__(second_ctrl_c_stops=True)
 
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signum
 
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-        return False
+def weight_norms(model) -> dict:
+    """``{weight: ||W||}`` of the regularized weights (what the L2 term shrinks)."""
+    norms = {}
+    for name in model.weight_names:
+        w = np.asarray(model.params[name], dtype=np.float64)
+        norms[name] = float(np.sqrt(np.vdot(w, w)))
+    return norms
 
 
 def default_run_path(recipe) -> Path:
-    return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
+    """``runs/<name>-<time>.h5``, the recipe name made safe as a file name (never outside runs/)."""
+    return Path("runs") / f"{file_stem(recipe.name)}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
 
 
 # ---------------------------------------------------------------------------
@@ -159,7 +154,8 @@ class Monitor(Callback):
         epoch_losses = trainer.history.loss[self.first_iteration:state.iteration]
         metrics = {"epoch": state.epoch, "lr": state.lr, "train_loss": float(np.mean(epoch_losses)),
                    "train_accuracy": train_accuracy, "val_loss": val_loss,
-                   "val_accuracy": val_accuracy}
+                   "val_accuracy": val_accuracy, "reg_loss": float(model.reg_loss()[0])}
+        self.monitors["weight_norm"] = weight_norms(model)
         trainer.history.add_epoch(metrics, self.monitors, layers)
 
 
@@ -183,6 +179,9 @@ class Checkpointer(Callback):
             trainer.best = Checkpoint(params=trainer.last.params, buffers=trainer.last.buffers,
                                       attrs={"epoch": state.epoch, "score": score,
                                              "val_accuracy": val_accuracy})
+        if trainer.snapshots is not None:   # a checkpoint ensemble's members
+            trainer.snapshots.append((state.epoch, Checkpoint(params=trainer.last.params,
+                                                              buffers=trainer.last.buffers)))
         # Rewriting the whole log costs more than a short epoch: at most every
         # SAVE_INTERVAL seconds (the content of the final log does not depend on it).
         if trainer.saved_at is None or time.monotonic() - trainer.saved_at >= SAVE_INTERVAL:
@@ -223,19 +222,30 @@ class StopOnSignal(Callback):
 
 
 class Trainer:
-    """One training run of a recipe, resumable; :meth:`run` returns the Result."""
+    """One training run of a recipe, resumable; :meth:`run` returns the Result.
+
+    For ensembles (:mod:`babysit.diagnostics.train.ensemble`): ``member_seed``
+    (default: the recipe seed) seeds the initial weights and the batch order
+    while the recipe seed keeps the data split; ``data`` reuses loaded data;
+    ``persist=False`` writes no file; ``keep_last=K`` keeps the last K epoch
+    checkpoints in ``snapshots`` (``(epoch, Checkpoint)`` pairs).
+    """
 
     def __init__(self, recipe, seed=None, out=None, resume=None,
-                 progress: Callable | None = None, train_eval_size: int = TRAIN_EVAL_SIZE):
+                 progress: Callable | None = None, train_eval_size: int = TRAIN_EVAL_SIZE, *,
+                 member_seed: int | None = None, data=None, persist: bool = True, keep_last: int = 0):
         self.recipe = common.seeded(recipe, seed)
         self.seed = self.recipe.seed
+        self.member_seed = self.seed if member_seed is None else int(member_seed)
+        self.persist = persist
+        self.snapshots = deque(maxlen=keep_last) if keep_last else None
         self.progress = progress or (lambda event: None)
-        self.data = common.load(self.recipe)
-        self.model = common.build(self.recipe, self.data, self.seed)
+        self.data = data if data is not None else common.load(self.recipe)
+        self.model = common.build(self.recipe, self.data, self.member_seed)
         train = self.recipe.train
         self.epochs = int(train.epochs)
-        self.solver = Solver(self.model, self.recipe.optim.to_dict(), int(train.batch_size),
-                             common.stream(self.seed, "batches"), average=train.average)
+        self.solver = Solver(self.model, self.recipe.optim.to_dict(), train.batch_size,
+                             common.stream(self.member_seed, "batches"), average=train.average)
         self.X_eval, self.y_eval = common.subset(
             self.data.X_train, self.data.y_train,
             POSITIVE_INT.check(train_eval_size, "train eval size"), common.stream(self.seed, "subset"))
@@ -248,16 +258,18 @@ class Trainer:
         self.recipe_yaml = self.recipe.to_yaml()
         self.saved_at = None           # time.monotonic() of the last save
         if resume is not None:
-            self._restore(read_run_log(resume))
+            self._restore(read_run_log(resume, RESUME_USE))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(self.recipe))
-        if self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
+        if persist and self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
             raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
                                f"give a file name such as {self.path / 'run.h5'}")
+        if persist:  # /dev/null, a FIFO: refused before any work
+            check_target(self.path, stream_ok=False)
 
     @property
     def iterations_per_epoch(self) -> int:
-        return math.ceil(len(self.data.X_train) / self.solver.batch_size)
+        return self.solver.batches_per_epoch(len(self.data.X_train))
 
     # -- checkpoints -------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -273,6 +285,9 @@ class Trainer:
                           average=average.state_dict() if average is not None else None)
 
     def _restore(self, log: RunLog) -> None:
+        if log.ensemble is not None:
+            raise BabysitError(f"{log.path}: an ensemble run ({len(log.ensemble.members)} members "
+                               f"stored) cannot be resumed; train it again with --ensemble")
         last = log.checkpoints.get("last")
         if last is None or last.optimizer is None:
             raise BabysitError(f"{log.path}: the run log has no resumable 'last' checkpoint")
@@ -303,7 +318,10 @@ class Trainer:
         self.best = log.checkpoints.get("best")
         self.last = last
 
-    def save(self, status: str, last: Checkpoint | None = None, result=None) -> Path:
+    def save(self, status: str, last: Checkpoint | None = None, result=None,
+             ensemble=None) -> Path | None:
+        if not self.persist:
+            return None
         checkpoints = {"last": last or self.last, "best": self.best}
         if self.solver.average is not None:
             checkpoints["average"] = Checkpoint(params={k: v.copy() for k, v in
@@ -313,10 +331,12 @@ class Trainer:
                  "epochs": self.epochs, "epochs_run": self.history.epochs,
                  "iterations": self.state.iteration, "start_loss": self.divergence.reference,
                  "iterations_per_epoch": self.iterations_per_epoch,
+                 "num_classes": self.data.num_classes, "reg": self.model.reg,
                  "recipe_path": common.recipe_label(self.recipe) or "",
                  "recipe_base_dir": self.recipe.data.base_dir or ""}
         log = RunLog(recipe_yaml=self.recipe_yaml, attrs=attrs, history=self.history.to_tree(),
-                     checkpoints=checkpoints, result=result.to_dict() if result is not None else None)
+                     checkpoints=checkpoints, result=result.to_dict() if result is not None else None,
+                     ensemble=ensemble)
         path = log.save(self.path)
         self.saved_at = time.monotonic()
         return path
@@ -324,7 +344,8 @@ class Trainer:
     def interrupt(self):
         path = self.save("interrupted", last=self.checkpoint())
         state = self.state
-        raise TrainingInterrupted(path, state.epoch + (1 if state.batch else 0), state.iteration)
+        raise TrainingInterrupted(path, state.epoch + (1 if state.batch else 0), state.iteration,
+                                  resumable=self.persist)
 
     # -- the loop --------------------------------------------------------------
     def event(self, kind: str, lr: float, loss=None) -> None:
@@ -341,10 +362,22 @@ class Trainer:
         return X, y
 
     def run(self):
-        """Train to ``train.epochs`` (from where a resumed log left off) -> Result."""
+        """Train to ``train.epochs`` (from where a resumed log left off) -> Result.
+
+        The run log is locked for the whole run (:func:`babysit.locks.exclusive`):
+        a second writer of the same file fails with OutputLocked (exit 2).
+        """
+        if not self.persist:  # writes no file, locks none
+            return self._run()
+        with exclusive(self.path):
+            return self._run()
+
+    def _run(self):
         result = common.new_result("train", self.recipe, self.seed, CHECKS)
         if self.last is None:
             self.last = self.checkpoint()  # the initial state, for a log saved before epoch 1 ends
+        if not self.history.initial:
+            self.history.initial["weight_norm"] = weight_norms(self.model)
         self.event("start", self.solver.lr_at(self.state.epoch))
         with StopRequests() as requests:
             self.solver.run(self.data.X_train, self.data.y_train, epochs=self.epochs,
@@ -372,12 +405,14 @@ class Trainer:
     def findings(self) -> list[Finding]:
         if self.state.diverged:
             return [self.diverged_finding()]
-        return history_findings(self.history, self.model.layer_of)
+        return history_findings(self.history, self.model.layer_of, 1.0 / self.data.num_classes,
+                                self.model.reg)
 
     def metrics(self) -> dict:
         history = self.history
         metrics = {"epochs_run": history.epochs,
                    "iterations": self.state.iteration,
+                   "diverged": bool(self.state.diverged),
                    "final_loss": (history.loss[-1] if self.state.diverged
                                   else history.last("train_loss")),
                    "train_accuracy": history.last("train_accuracy"),
@@ -391,6 +426,8 @@ class Trainer:
             self.model.set_params(average.params)
             metrics["average_val_accuracy"] = evaluate(self.model, *self.validation())[1]
             self.model.set_params(current)
+        if self.solver.optimizer.full_batch:   # L-BFGS: whether it reached its convergence test
+            metrics["converged"] = bool(self.solver.optimizer.converged)
         return metrics
 
 
@@ -398,7 +435,7 @@ def recipe_for_resume(path, overrides=None):
     """The recipe stored in run log ``path``, with ``overrides`` (e.g. ``{"train.epochs": 4}``)."""
     from babysit.recipes import recipe_from_yaml
 
-    log = read_run_log(path)
+    log = read_run_log(path, RESUME_USE)
     return recipe_from_yaml(log.recipe_yaml, origin=f"{path} (its recipe)", overrides=overrides,
                             path=log.attrs.get("recipe_path") or None,
                             base_dir=log.attrs.get("recipe_base_dir") or None,
@@ -418,8 +455,9 @@ def train(recipe, seed=None, out=None, resume=None, progress: Callable | None = 
 
     Metrics: epochs_run, iterations, final_loss (mean training loss of the last
     epoch), train_accuracy (on a fixed subset of ``train_eval_size`` training
-    examples), val_accuracy, best_val_accuracy, best_epoch, run_log, and
-    average_val_accuracy when ``train.average`` is set.
+    examples), val_accuracy, best_val_accuracy, best_epoch, run_log,
+    average_val_accuracy when ``train.average`` is set, and converged for a
+    full-batch optimizer (L-BFGS). Ensembles: :func:`train_ensemble`.
     """
     return Trainer(recipe, seed, out, resume, progress, train_eval_size).run()
 

@@ -1,12 +1,26 @@
 """What a finished (or stopped) training run's history says: train's findings.
 
+A failing ``train`` must mean a bad outcome: the loss diverged, went flat, or
+the run ended at chance; causes found along the way (dead units, saturation,
+update ratios, a strong L2 term) are warnings that say why a run is worse
+than it could be, and become the failing finding only when the run ended at
+chance (calibrated on real runs: benchmarks/README.md).
+
 * the curves (:mod:`babysit.diagnostics.curves`): loss shape, train/val gap;
 * ``update_ratio_high`` / ``update_ratio_low``: a weight's median update/weight
   ratio over the epochs (``||lr * update|| / ||W||`` over each epoch's last
   step) above ``UPDATE_RATIO_HIGH`` or below ``UPDATE_RATIO_LOW``; healthy is
   about 1e-3 (the lecture's rule of thumb);
 * ``dead_relu`` / ``activation_saturation``: the last epoch's layer statistics
-  on the training subset, with init-stats' thresholds.
+  on the training subset, with init-stats' thresholds (warnings);
+* ``reg_too_strong``: the lecture's "don't let the regularization overwhelm
+  the data": with an L2 term, a weight array ended below ``REG_SHRINK`` of its
+  norm at init (the L2 pull won over the data's);
+* the outcome: a run whose final validation accuracy (train accuracy when
+  there is no validation set) is within ``CHANCE_MARGIN`` of chance (1/C)
+  learned nothing: it fails with its most specific cause (``reg_too_strong``,
+  ``dead_relu``, ``activation_saturation``, ``loss_plateau``), else with
+  ``underfitting``.
 """
 
 from __future__ import annotations
@@ -16,12 +30,17 @@ import math
 import numpy as np
 
 from babysit.diagnostics.curves import diagnose_curves
-from babysit.diagnostics.init_stats import DEAD_FAIL, DEAD_WARN, SATURATION_FAIL
+from babysit.diagnostics.init_stats import DEAD_WARN, SATURATION_FAIL
 from babysit.diagnostics.result import Finding, Result
 from babysit.diagnostics.train.history import History
 
 UPDATE_RATIO_LOW = 1e-5
 UPDATE_RATIO_HIGH = 1e-1
+REG_SHRINK = 0.25      # a weight array ending below a quarter of its init norm under L2
+CHANCE_MARGIN = 0.05   # final accuracy within 5 points of 1/C: nothing learned
+# the causes a chance-level run fails with, most specific first
+CHANCE_CAUSES = ("reg_too_strong", "dead_relu", "activation_saturation", "loss_plateau",
+                 "underfitting")
 
 CHECKS = {
     "divergence": ["loss_diverged"],
@@ -29,16 +48,70 @@ CHECKS = {
     "generalization": ["overfitting", "underfitting"],
     "update_ratio": ["update_ratio_high", "update_ratio_low"],
     "activations": ["dead_relu", "activation_saturation"],
+    "regularization": ["reg_too_strong"],
 }
 
 
-def history_findings(history: History, layer_of) -> list[Finding]:
-    """Every finding of a run that did not diverge; ``layer_of(param) -> layer name``."""
+def history_findings(history: History, layer_of, chance: float, reg: float) -> list[Finding]:
+    """Every finding of a run that did not diverge; ``layer_of(param) -> layer name``,
+    ``chance`` the accuracy of guessing (1/C), ``reg`` the run's L2 strength."""
     findings = diagnose_curves(history.loss, history.last("train_accuracy"),
                                history.last("val_accuracy"))
     findings += update_ratio_findings(history.monitors.get("update_ratio", {}), layer_of)
     findings += activation_findings(history.layers)
-    return findings
+    findings += reg_findings(history, layer_of, reg)
+    return judge_outcome(findings, history, chance)
+
+
+def final_accuracy(history: History) -> float:
+    """The run's outcome: validation accuracy, or train accuracy without a validation set."""
+    value = history.last("val_accuracy")
+    return value if math.isfinite(value) else history.last("train_accuracy")
+
+
+def judge_outcome(findings: list[Finding], history: History, chance: float) -> list[Finding]:
+    """Fail a run that ended at chance with its most specific cause (see the module doc)."""
+    accuracy = final_accuracy(history)
+    if not math.isfinite(accuracy) or accuracy > chance + CHANCE_MARGIN:
+        return findings
+    if any(f.severity == "fail" for f in findings):
+        return findings
+    outcome = (f"; the run ended at chance ({100 * accuracy:.1f}% for {round(1 / chance)} "
+               f"classes, guessing gives {100 * chance:.1f}%)")
+    for code in CHANCE_CAUSES:
+        cause = next((f for f in findings if f.code == code), None)
+        if cause is not None:
+            cause.severity = "fail"
+            cause.message += outcome
+            return findings
+    return findings + [Finding(
+        "underfitting", "fail",
+        f"the run learned nothing that generalizes: final accuracy {100 * accuracy:.1f}% "
+        f"for {round(1 / chance)} classes, guessing gives {100 * chance:.1f}%",
+        "check the labels (are they learnable?), the learning rate (`babysit lr-probe`) "
+        "and the model's capacity", None,
+        {"accuracy": accuracy, "chance": chance})]
+
+
+def reg_findings(history: History, layer_of, reg: float) -> list[Finding]:
+    """``reg_too_strong``: the L2 term shrank a weight array below REG_SHRINK of its init norm."""
+    norms = history.monitors.get("weight_norm", {})
+    initial = history.initial.get("weight_norm", {})
+    ratios = {name: values[-1] / initial[name] for name, values in norms.items()
+              if values and initial.get(name, 0.0) > 0.0}
+    if reg <= 0.0 or not ratios:
+        return []
+    worst = min(ratios, key=ratios.get)
+    if ratios[worst] >= REG_SHRINK:
+        return []
+    share = history.last("reg_loss") / history.last("train_loss")
+    return [Finding(
+        "reg_too_strong", "warn",
+        f"the L2 term (reg {reg:g}) shrank {worst} to {100 * ratios[worst]:.2g}% of its norm at "
+        f"init: the regularization overwhelms the data",
+        f"lower model.reg (try {reg / 10:g}); the lecture: don't let the regularization "
+        "overwhelm the data", layer_of(worst),
+        {"shrink": ratios, "reg": reg, "reg_share": share})]
 
 
 def update_ratio_findings(ratios: dict, layer_of) -> list[Finding]:
@@ -71,7 +144,7 @@ def activation_findings(layers: dict) -> list[Finding]:
     if over:
         first = next(iter(over))
         findings.append(Finding(
-            "dead_relu", "fail" if max(over.values()) > DEAD_FAIL else "warn",
+            "dead_relu", "warn",
             f"after training {100 * over[first]:.0f}% of {first}'s units never fire on the "
             "training subset", "lower the learning rate; use a small positive bias, He init "
             "or leaky_relu", first, {"fractions": dead}))
@@ -111,7 +184,9 @@ def result_from_run_log(log) -> Result:
     history = History.from_tree(log.history)
     result = Result(command="train", recipe=recipe, seed=attrs.get("seed"), checks=dict(CHECKS))
     if history.epochs:
-        result.findings.extend(history_findings(history, layer_by_index(list(history.layers))))
+        chance = 1.0 / attrs["num_classes"] if attrs.get("num_classes") else 0.0
+        result.findings.extend(history_findings(history, layer_by_index(list(history.layers)),
+                                                chance, float(attrs.get("reg") or 0.0)))
     result.metrics.update(epochs_run=history.epochs, iterations=len(history.loss),
                           final_loss=history.last("train_loss"),
                           train_accuracy=history.last("train_accuracy"),
@@ -120,5 +195,6 @@ def result_from_run_log(log) -> Result:
     return result
 
 
-__all__ = ["CHECKS", "UPDATE_RATIO_LOW", "UPDATE_RATIO_HIGH", "history_findings",
+__all__ = ["CHECKS", "UPDATE_RATIO_LOW", "UPDATE_RATIO_HIGH", "REG_SHRINK", "CHANCE_MARGIN",
+           "history_findings", "judge_outcome", "reg_findings",
            "update_ratio_findings", "activation_findings", "result_from_run_log"]

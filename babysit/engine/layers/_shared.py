@@ -18,6 +18,8 @@ model builder turns both into ModelError.
 from __future__ import annotations
 
 import inspect
+import math
+import sys
 
 import numpy as np
 
@@ -102,9 +104,31 @@ def channel_shape(kind: str, input_shape) -> tuple[int, ...]:
     return (1, shape[0]) + (1,) * (len(shape) - 1)
 
 
+def _size_text(nbytes: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return ""
+
+
 def make_weight(init, shape, fan_in, rng, dtype) -> np.ndarray:
-    """``init(shape, fan_in, rng, dtype)`` as a C-contiguous array of ``dtype``."""
-    return np.ascontiguousarray(init(tuple(shape), int(fan_in), rng, dtype), dtype=dtype)
+    """``init(shape, fan_in, rng, dtype)`` as a C-contiguous array of ``dtype``.
+
+    A shape too large to allocate (``out: 10**30``, or more than the memory)
+    is a ValueError saying so, rather than NumPy's "Maximum allowed dimension
+    exceeded" (the builder adds the layer's name).
+    """
+    shape = tuple(int(s) for s in shape)
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    too_large = ValueError(f"weights of shape {shape} would need {_size_text(nbytes)} of memory: "
+                           f"too large (is the layer's size what you meant?)")
+    if nbytes > sys.maxsize:  # more than NumPy can describe, let alone allocate
+        raise too_large
+    try:
+        return np.ascontiguousarray(init(shape, int(fan_in), rng, dtype), dtype=dtype)
+    except MemoryError:
+        raise too_large from None
 
 
 __all__ = ["EngineLayer", "options_signature", "per_example", "image_shape", "channel_shape",

@@ -1,0 +1,130 @@
+"""SIGINT and SIGTERM as one clean stop for the command line.
+
+:func:`install` (the first thing the console script does, before the
+second or so of imports) makes both signals raise
+:class:`babysit.errors.Interrupted` (a KeyboardInterrupt) in the main thread.
+A Ctrl-C, or the SIGTERM a CI runner sends on a timeout, then ends any command
+at any moment (imports, data loading, a diagnosis) the same way: one line
+``interrupted`` on stderr and exit 130, never a traceback or a silent exit 143.
+Loops that must finish a step first (``train``, ``search``) install their own
+handlers for their duration and put these back afterwards. Once the command is
+stopping, :func:`stopping` makes a second signal exit at once instead of
+interrupting the report with a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from babysit.errors import Interrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+EXIT_INTERRUPTED = 130
+
+
+_received: list = []  # signals _raise has seen (an exception can be swallowed, the record not)
+
+
+def _raise(signum, frame):
+    _received.append(signum)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def raise_if_received() -> None:
+    """Raise Interrupted if a signal arrived but its exception was lost.
+
+    A KeyboardInterrupt that lands in a ``__del__``, a weakref callback or a
+    library's bare ``except:`` during the imports is printed or swallowed there,
+    and the command would carry on; checked at the points where it starts.
+    """
+    if _received:
+        raise Interrupted(signal.Signals(_received[-1]).name)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def install() -> dict:
+    """SIGINT and SIGTERM raise Interrupted (main thread only; elsewhere nothing).
+
+    Returns the previous handlers, for :func:`restore`.
+    """
+    if not _main_thread():
+        return {}
+    return {sig: signal.signal(sig, _raise) for sig in SIGNALS}
+
+
+def restore(previous: dict) -> None:
+    """Put back the handlers :func:`install` returned (a caller's own, for a CLI run
+    in-process); babysit's own are left as they are now (:func:`stopping` may have
+    replaced them while the process exits)."""
+    for sig, handler in previous.items():
+        if handler is not None and handler is not _raise:
+            signal.signal(sig, handler)
+
+
+def installed() -> bool:
+    """True when :func:`install`'s handlers are the current ones (the console script)."""
+    return signal.getsignal(signal.SIGINT) is _raise or signal.getsignal(signal.SIGTERM) is _raise
+
+
+def _exit_now(signum, frame):
+    os._exit(EXIT_INTERRUPTED)
+
+
+def stopping() -> None:
+    """The command is stopping (it reports and exits): a further SIGINT/SIGTERM ends
+    the process at once with exit 130, with no traceback and no waiting.
+
+    Only where :func:`install` put its handlers: a program that called the CLI
+    in-process (tests, an embedding tool) keeps its own."""
+    if _main_thread() and installed():
+        for sig in SIGNALS:
+            signal.signal(sig, _exit_now)
+
+
+class Deferred:
+    """While active (``with``), SIGINT and SIGTERM only record a request (``requested``:
+    the signal number, or None); the code stops at a safe point of its own with
+    :meth:`check`, which raises :class:`Interrupted`.
+
+    Stopping anywhere could leave half-updated parameters (train) or lose the
+    exception in a ``__del__`` or a weakref callback of an executor, where
+    Python prints and swallows it (search). With ``second_ctrl_c_stops``, a
+    second Ctrl-C raises at once. Handlers can only be installed from the main
+    thread; elsewhere this does nothing. The previous handlers are put back on exit.
+    """
+
+    def __init__(self, second_ctrl_c_stops: bool = False):
+        self.second_ctrl_c_stops = second_ctrl_c_stops
+        self.requested = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.second_ctrl_c_stops and self.requested is not None and signum == signal.SIGINT:
+            raise Interrupted("SIGINT")
+        self.requested = signum
+
+    def __enter__(self):
+        if _main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+        return False
+
+    def check(self) -> None:
+        """Raise Interrupted if a signal was requested (and forget the request)."""
+        if self.requested is not None:
+            signum, self.requested = self.requested, None
+            raise Interrupted(signal.Signals(signum).name)
+
+
+__all__ = ["Deferred", "raise_if_received", "install", "restore", "installed", "stopping", "Interrupted", "SIGNALS"]

@@ -1,0 +1,97 @@
+"""``python -m benchmarks.calibration [truth|gates|report|all]``: see the package doc.
+
+    python -m benchmarks.calibration truth               # the trainings (cached)
+    python -m benchmarks.calibration all --write-readme  # truth, gates, tables into README
+    python -m benchmarks.calibration report              # tables from the cache only
+
+The cache (``--cache``, default ``.calibration/`` in the current folder) keeps
+every finished job, so a run resumes where it stopped; ``--fresh`` starts
+over, ``--fresh-gates`` re-runs only the gates (after a rule changed; train's
+verdicts are judged again from the stored histories at every report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.calibration import gates, score, truth
+from benchmarks.calibration.runs import load_cache, run_jobs
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration")
+    parser.add_argument("stage", nargs="?", default="all", choices=["truth", "gates", "report", "all"])
+    parser.add_argument("--cache", type=Path, default=Path(".calibration"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--recipes", default=",".join(truth.RECIPES))
+    parser.add_argument("--fresh", action="store_true", help="forget every cached result")
+    parser.add_argument("--fresh-gates", action="store_true", help="forget the cached gate results")
+    parser.add_argument("--write-readme", action="store_true",
+                        help="replace the calibration section of benchmarks/README.md")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def report(truth_records: dict, gate_records: dict) -> str:
+    lr_table, lr_notes = score.lr_probe_table(truth_records, gate_records)
+    train_table, train_notes = score.train_table(truth_records)
+    seed_table, seed_notes = score.seed_table(gate_records)
+    misses = lr_notes["misses"] + train_notes["misses"] + seed_notes["misses"]
+    parts = [
+        "### lr-probe against training (recipe LR set to every LR of the grid, seeds 0-2)", "",
+        lr_table, "",
+        "### train's exit code against the run's outcome (every LR, L2 strength and init run)", "",
+        train_table, "",
+        "### Same verdict under every seed (bundled recipes, seeds 0-9)", "", seed_table, "",
+        "### L2 strength (at the recipe's LR)", "", score.axis_table(truth_records, "reg"), "",
+        "### Initialization (model.init; layers with their own init keep it)", "",
+        score.axis_table(truth_records, "init"), "",
+        "### Disagreements", "",
+        "\n".join(f"- {m}" for m in misses) if misses else "none",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_readme(text: str) -> None:
+    content = README.read_text()
+    head, rest = content.split(START, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{START}\n{text}{END}{tail}")
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.fresh and args.cache.exists():
+        shutil.rmtree(args.cache)
+    if args.fresh_gates and (args.cache / "gates.jsonl").exists():
+        (args.cache / "gates.jsonl").unlink()
+    recipes = [r for r in args.recipes.split(",") if r]
+    truth_jobs = truth.train_jobs(recipes)
+    gate_jobs = gates.lr_probe_jobs(recipes) + gates.seed_jobs()
+    if args.stage in ("truth", "all"):
+        run_jobs(truth_jobs, args.cache / "truth.jsonl", args.workers, log)
+    if args.stage in ("gates", "all"):
+        run_jobs(gate_jobs, args.cache / "gates.jsonl", args.workers, log)
+    if args.stage in ("report", "all"):
+        truth_records = {k: v for k, v in load_cache(args.cache / "truth.jsonl").items()
+                         if v["job"]["recipe"] in recipes}
+        gate_records = load_cache(args.cache / "gates.jsonl")
+        text = report(truth_records, gate_records)
+        print(text)
+        if args.write_readme:
+            write_readme(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

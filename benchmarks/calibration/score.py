@@ -1,0 +1,187 @@
+"""Scoring the gates against the truth, as Markdown tables for benchmarks/README.md.
+
+The criteria (the calibration issue's "done when"):
+
+* lr-probe: on every recipe and seed, the gate fails every LR whose training
+  ended 10 points or more below the best or diverged ("bad"), and passes every
+  LR whose mean outcome is within noise of the best ("good");
+* train: never exits 1 on a run that ends within 1.5 points of the best mean
+  outcome, always exits 1 on a run that ends at chance;
+* doctor and sanity-loss: the same verdict on every bundled recipe for seeds
+  0-9 (healthy recipes pass, each broken one fails with its code).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+
+from benchmarks.calibration import truth
+from benchmarks.calibration.runs import train_verdict
+
+NEAR_BEST = 0.015
+# what each broken recipe must fail with (doctor)
+BROKEN_CODES = {"broken/dead-relu": "dead_relu", "broken/lr-too-high": "lr_too_high",
+                "broken/lr-too-low": "lr_too_low", "broken/saturated-tanh": "activation_saturation",
+                "broken/wrong-backward": "gradient_mismatch", "broken/zero-init": "symmetric_weights"}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def lr_text(x) -> str:
+    return "none" if x is None else f"{x:.3g}"
+
+
+def curves_by(records: dict, axis: str) -> dict:
+    rows = defaultdict(list)
+    for record in records.values():
+        if record["job"]["axis"] == axis:
+            rows[record["job"]["recipe"]].append(record)
+    return {recipe: truth.Curve(rs, truth.chance(recipe)) for recipe, rs in rows.items()}
+
+
+def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
+    """Per recipe and mode: good LRs passed, bad runs failed, suggestion in range, seed spread."""
+    curves = curves_by(truth_records, "lr")
+    gates = defaultdict(dict)  # (recipe, mode) -> {(seed, lr): record}
+    for record in gate_records.values():
+        job = record["job"]
+        if job["gate"] == "lr-probe":
+            gates[(job["recipe"], job["options"]["mode"])][(job["seed"], job["value"])] = record
+    lines = ["| recipe | real good range (best, mean val) | mode | good LRs passed | bad LRs failed "
+             "| suggestion in real range | suggestion spread over seeds |",
+             "|---|---|---|---|---|---|---|"]
+    totals = defaultdict(int)
+    misses = []
+    for recipe, curve in sorted(curves.items()):
+        good = curve.good()
+        for mode in ("grid", "sweep"):
+            runs = gates.get((recipe, mode))
+            if not runs:
+                continue
+            passed = total_good = failed = total_bad = inside = suggestions = 0
+            by_seed = defaultdict(set)
+            for (seed, lr), record in runs.items():
+                if lr not in curve.runs or seed not in curve.runs[lr]:
+                    continue
+                ok = record["exit_code"] == 0
+                if curve.within_noise(lr):
+                    total_good += 1
+                    passed += ok
+                    if not ok:
+                        misses.append(f"{recipe} {mode} seed {seed}: good LR {lr:g} failed")
+                if curve.bad_run(lr, seed):
+                    total_bad += 1
+                    failed += not ok
+                    if ok:
+                        misses.append(f"{recipe} {mode} seed {seed}: bad LR {lr:g} passed")
+                suggestion = record["metrics"].get("suggested_lr")
+                if suggestion is not None:
+                    by_seed[seed].add(suggestion)
+            for seed, values in by_seed.items():
+                for value in values:
+                    suggestions += 1
+                    inside += good[0] / 1.0001 <= value <= good[-1] * 1.0001
+            # the suggestion for the recipe's own LR, per seed (it may differ with the LR probed)
+            per_seed = [statistics.median(v) for v in by_seed.values()]
+            spread = (math.log10(max(per_seed) / min(per_seed)) if per_seed else math.nan)
+            totals[f"{mode}_good"] += total_good
+            totals[f"{mode}_passed"] += passed
+            totals[f"{mode}_bad"] += total_bad
+            totals[f"{mode}_failed"] += failed
+            lines.append(f"| {recipe} | {lr_text(good[0])} .. {lr_text(good[-1])} "
+                         f"({lr_text(curve.best)}, {pct(curve.mean(curve.best))}) | {mode} | "
+                         f"{passed}/{total_good} | {failed}/{total_bad} | {inside}/{suggestions} | "
+                         f"{spread:.2f} decades |")
+    return "\n".join(lines), {"totals": dict(totals), "misses": misses}
+
+
+def train_table(truth_records: dict) -> tuple[str, dict]:
+    """train's exit code against the run's own outcome, per recipe (every axis)."""
+    lines = ["| recipe | runs | near the best (<= 1.5 points below): exit 1 | at chance: exit 1 "
+             "| other runs: exit 1 |", "|---|---|---|---|---|"]
+    best = {recipe: curve.mean(curve.best) for recipe, curve in curves_by(truth_records, "lr").items()}
+    counts = defaultdict(lambda: defaultdict(int))
+    misses = []
+    for record in truth_records.values():
+        recipe = record["job"]["recipe"]
+        chance = truth.chance(recipe)
+        accuracy = (chance if record["diverged"] else record.get("val_accuracy"))
+        if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
+            accuracy = chance
+        exit_code, findings = train_verdict(record)
+        failed = exit_code == 1
+        c = counts[recipe]
+        c["runs"] += 1
+        if accuracy <= chance + truth.CHANCE_MARGIN:
+            c["chance"] += 1
+            c["chance_failed"] += failed
+            if not failed:
+                misses.append(f"{recipe} {record['job']['axis']}={record['job']['value']} seed "
+                              f"{record['job']['seed']}: ended at chance, exit 0")
+        elif best.get(recipe, 1.0) - accuracy <= NEAR_BEST:
+            c["near"] += 1
+            c["near_failed"] += failed
+            if failed:
+                misses.append(f"{recipe} {record['job']['axis']}={record['job']['value']} seed "
+                              f"{record['job']['seed']}: near the best, exit 1 "
+                              f"({[f for f in findings if f[2] == 'fail']})")
+        else:
+            c["other"] += 1
+            c["other_failed"] += failed
+    for recipe, c in sorted(counts.items()):
+        lines.append(f"| {recipe} | {c['runs']} | {c['near_failed']}/{c['near']} | "
+                     f"{c['chance_failed']}/{c['chance']} | {c['other_failed']}/{c['other']} |")
+    return "\n".join(lines), {"misses": misses}
+
+
+def seed_table(gate_records: dict) -> tuple[str, dict]:
+    """sanity-loss and doctor statuses on every bundled recipe for seeds 0-9."""
+    statuses = defaultdict(lambda: defaultdict(list))
+    codes = defaultdict(lambda: defaultdict(set))
+    for record in gate_records.values():
+        job = record["job"]
+        if job["gate"] in ("sanity-loss", "doctor"):
+            statuses[job["recipe"]][job["gate"]].append(record["status"])
+            codes[job["recipe"]][job["gate"]].update(c for _, c, s in record["findings"] if s == "fail")
+    lines = ["| recipe | sanity-loss, seeds 0-9 | doctor, seeds 0-9 | doctor's failing codes | expected |",
+             "|---|---|---|---|---|"]
+    misses = []
+    for recipe in sorted(statuses):
+        cells = []
+        for gate in ("sanity-loss", "doctor"):
+            seen = statuses[recipe][gate]
+            cells.append(", ".join(f"{s} x{seen.count(s)}" for s in sorted(set(seen))) or "-")
+            if len(set(seen)) > 1:
+                misses.append(f"{recipe} {gate}: {sorted(set(seen))} across seeds")
+        expected = BROKEN_CODES.get(recipe, "pass")
+        doctor = statuses[recipe]["doctor"]
+        if recipe in BROKEN_CODES:
+            if expected not in codes[recipe]["doctor"] or "fail" not in doctor or len(set(doctor)) > 1:
+                misses.append(f"{recipe}: doctor must fail with {expected} on every seed")
+        elif doctor and set(doctor) - {"pass", "warn"}:
+            misses.append(f"{recipe}: a healthy recipe's doctor failed on some seed")
+        lines.append(f"| {recipe} | {cells[0]} | {cells[1]} | "
+                     f"{', '.join(sorted(codes[recipe]['doctor'])) or '-'} | {expected} |")
+    return "\n".join(lines), {"misses": misses}
+
+
+def axis_table(truth_records: dict, axis: str) -> str:
+    """Outcome and train's verdict along the reg or init axis."""
+    lines = [f"| recipe | {axis} | mean outcome | train exit codes (seeds) | failing codes |",
+             "|---|---|---|---|---|"]
+    for recipe, curve in sorted(curves_by(truth_records, axis).items()):
+        for value in curve.ordered():
+            runs = curve.runs[value]
+            judged = {s: train_verdict(runs[s]) for s in sorted(runs)}
+            codes = sorted({c for _, found in judged.values() for _, c, sev in found if sev == "fail"})
+            exits = [code for code, _ in judged.values()]
+            lines.append(f"| {recipe} | {value} | {pct(curve.mean(value))} | {exits} | "
+                         f"{', '.join(codes) or '-'} |")
+    return "\n".join(lines)
+
+
+__all__ = ["lr_probe_table", "train_table", "seed_table", "axis_table"]

@@ -1,0 +1,120 @@
+"""One writer per log (issue 10 item 6): a second ``train``/``search`` writing the same file
+gets exit 2 naming the first, instead of one run being silently lost."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from babysit.cli import cli
+from babysit.search_store import SearchLogWriter, read_search_log
+from babysit.store import read_run_log
+from tests.helpers import child_env
+
+pytest.importorskip("fcntl")
+ENV = child_env()
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def held_by_another_process(path):
+    """A child process holding the lock of ``path`` until its stdin closes."""
+    code = ("import sys; from babysit.locks import exclusive\n"
+            f"with exclusive({str(path)!r}):\n"
+            "    print('locked', flush=True); sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True, env=ENV)
+    assert child.stdout.readline() == "locked\n"
+    return child
+
+
+def test_a_second_train_on_the_same_log_is_exit_2_naming_the_first(tmp_path):
+    out = tmp_path / "run.h5"
+    first = subprocess.Popen([sys.executable, "-m", "babysit", "train", "--out", str(out), "-q",
+                              "--set", "train.epochs=100000"], env=ENV, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and time.monotonic() < deadline:  # its first epoch is saved
+            time.sleep(0.05)
+        for args in (["--out", out], ["--resume", out, "--set", "train.epochs=2"]):
+            result = run("train", *args, "-q")
+            assert result.exit_code == 2, result.output
+            (line,) = result.stderr.strip().splitlines()
+            assert line.startswith(f"error: {out} is being written by another babysit process")
+            assert f"pid {first.pid}" in line
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 130 and "checkpoint saved" in stderr  # the first run is intact
+    epochs = read_run_log(out).attrs["epochs_run"]
+    assert run("train", "--resume", out, "--set", f"train.epochs={epochs + 1}",
+               "-q").exit_code == 0
+    assert read_run_log(out).attrs["epochs_run"] == epochs + 1
+    assert sorted(os.listdir(tmp_path)) == ["run.h5"]       # the lock file went with its owner
+
+
+def test_a_second_search_on_the_same_log_is_exit_2(tmp_path):
+    out = tmp_path / "s.h5"
+    child = held_by_another_process(out)
+    try:
+        result = run("search", "--param", "optim.lr=log:1e-3:1e-1", "--trials", 1, "--epochs", 1,
+                     "--workers", 1, "--out", out, "-q")
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert result.exit_code == 2 and "is being written by another babysit process" in result.stderr
+    assert not out.exists()
+
+
+def locked_for_another_process(path) -> bool:
+    code = ("import sys; from babysit.locks import OutputLocked, exclusive\n"
+            "try:\n"
+            f"    with exclusive({str(path)!r}): pass\n"
+            "except OutputLocked: sys.exit(3)\n")
+    return subprocess.run([sys.executable, "-c", code], env=ENV, timeout=60).returncode == 3
+
+
+def test_the_search_log_writer_holds_the_lock_until_closed(tmp_path):
+    from babysit.locks import exclusive, lock_path
+
+    path = tmp_path / "s.h5"
+    writer = SearchLogWriter(path, {"seed": 0}, {})
+    assert locked_for_another_process(path)
+    with exclusive(path):             # re-entrant in the process that holds it
+        assert lock_path(path).exists()
+    assert locked_for_another_process(path)
+    writer.close("complete")
+    assert not locked_for_another_process(path)
+    with exclusive(path):
+        assert lock_path(path).exists()
+    assert read_search_log(path).status == "complete"
+    assert sorted(os.listdir(tmp_path)) == ["s.h5"]
+
+
+def test_a_lock_left_by_a_killed_owner_is_not_in_the_way(tmp_path):
+    from babysit.locks import exclusive, lock_path
+
+    out = tmp_path / "run.h5"
+    child = held_by_another_process(out)
+    child.kill()
+    child.wait(timeout=30)
+    assert lock_path(out).exists()                         # kill -9: no clean-up ran
+    with exclusive(out):                                   # ... but the kernel dropped the lock
+        pass
+    other = tmp_path / "other.h5"
+    child = held_by_another_process(other)
+    child.kill()
+    child.wait(timeout=30)
+    with exclusive(out):                                   # the next writer sweeps stale locks
+        assert not lock_path(other).exists()
+    assert os.listdir(tmp_path) == []
