@@ -60,7 +60,8 @@ FULL_BATCH_UPDATES = tuple(name for name, rule in engine_optim.RULES.items() if 
 DTYPES = ("float32", "float64")
 
 # A PyTorch model (extra babysit[torch]): ``torch: pkg.module:factory`` instead
-# of ``layers``. ``init: module`` (the default) keeps the module's own init.
+# of ``layers``. ``init: module`` (the default) keeps the module's own init
+# (babysit.torch.builder.MODULE_INIT: the same word, on the side that may import torch).
 TORCH = "torch"
 TORCH_MODEL_KEYS = ("torch", "kwargs", "init", "loss", "reg", "dropout")
 MODULE_INIT = "module"
