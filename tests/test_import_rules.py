@@ -4,6 +4,8 @@
   NumPy-only leaves (errors, validation, streams);
 * diagnostics import no click, no rich and nothing of the CLI;
 * nothing below the CLI imports the CLI;
+* the torch backend (babysit.torch, but for its entry point api.py) imports what the
+  engine may, plus torch and itself;
 * no Python file of the package is over 500 lines.
 
 Every import statement counts, including those inside functions (a lazy
@@ -79,6 +81,15 @@ def test_diagnostics_import_no_click_rich_or_cli(path):
                                   and p.name != "__main__.py"], ids=label)
 def test_nothing_below_the_cli_imports_it(path):
     bad = {name for name in imported(path) if name.startswith("babysit.cli")}
+    assert not bad, f"{label(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [p for p in modules("torch") if p.name != "api.py"], ids=label)
+def test_the_torch_backend_imports_what_the_engine_does_plus_torch(path):
+    """babysit.torch sits beside the engine (its api.py, like the CLI, is an entry point)."""
+    bad = {name for name in imported(path)
+           if name.split(".")[0] not in sys.stdlib_module_names | {"numpy", "torch"}
+           and not name.startswith(("babysit.engine", "babysit.torch")) and name not in LEAVES}
     assert not bad, f"{label(path)} imports {sorted(bad)}"
 
 

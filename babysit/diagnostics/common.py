@@ -56,8 +56,18 @@ def load(recipe):
 
 
 def build(recipe, data, seed: int, dtype=None):
-    """A fresh model for ``data`` with the weights every command sees for ``seed``."""
-    from babysit.engine.builder import build_model
+    """A fresh model for ``data`` with the weights every command sees for ``seed``.
+
+    The backend follows the model section: layers go to the NumPy engine, a
+    ``torch:`` factory to :mod:`babysit.torch` (imported only then).
+    """
+    from babysit.torch import is_torch_section, require_torch  # torch itself only when needed
+
+    if is_torch_section(recipe.model):
+        require_torch()
+        from babysit.torch.builder import build_torch_model as build_model
+    else:
+        from babysit.engine.builder import build_model
 
     return build_model(recipe.model, input_shape=data.input_shape,
                        num_classes=data.num_classes, rng=np.random.default_rng(seed),

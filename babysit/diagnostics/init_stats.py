@@ -36,6 +36,7 @@ from babysit.diagnostics import common
 from babysit.diagnostics.monitors import NONLINEAR_KINDS, LayerStats, model_layer_stats
 from babysit.diagnostics.result import Finding
 from babysit.errors import BabysitError
+from babysit.recipes.schema import MODULE_INIT
 from babysit.validation import POSITIVE_INT
 
 SHRINK_RATIO = 0.75
@@ -281,7 +282,8 @@ def init_stats(recipe, seed=None, batch_size: int = 1000, compare=None):
     """Per-layer statistics at initialization -> Result.
 
     ``compare``: a list of init specs (``"xavier"``, ``"he"``, ``"small"``,
-    ``{"normal": 1.0}``); each replaces ``model.init`` (layers with their own
+    ``{"normal": 1.0}``, and ``"module"`` for a torch model's own init); each replaces
+    ``model.init`` (layers with their own
     ``init`` keep it) and is measured on the same batch. The Result's findings
     are those of the recipe's own init; each comparison carries its own in
     ``metrics["compare"]``.
@@ -302,8 +304,10 @@ def init_stats(recipe, seed=None, batch_size: int = 1000, compare=None):
                           layers=own.rows())
     if compare:
         rows = []
+        torch_model = getattr(recipe.model, "torch", None) is not None
         for spec in compare:
-            check_compare_spec(spec)
+            if not (torch_model and spec == MODULE_INIT):   # a torch module's own init
+                check_compare_spec(spec)
             try:
                 variant = recipe.with_overrides({"model.init": spec})
             except BabysitError as exc:

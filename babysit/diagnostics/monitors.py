@@ -28,7 +28,12 @@ HISTOGRAM_BINS = 24
 
 # Layers whose outputs are "activations" (the lecture's per-layer statistics
 # are taken after the nonlinearity); the others are linear maps, pooling, ...
-NONLINEAR_KINDS = frozenset({"relu", "leaky_relu", "prelu", "elu", "tanh", "sigmoid", "maxout"})
+NONLINEAR_KINDS = frozenset({"relu", "leaky_relu", "prelu", "elu", "tanh", "sigmoid", "maxout",
+                             # torch activation modules babysit's engine has no layer for
+                             # (their kind is the class name in lower case: babysit.torch.kinds)
+                             "gelu", "silu", "mish", "softplus", "selu", "celu", "relu6",
+                             "hardtanh", "hardswish", "hardsigmoid", "softsign", "logsigmoid",
+                             "rrelu"})
 SATURATING_KINDS = frozenset({"tanh", "sigmoid"})
 DYING_KINDS = frozenset({"relu"})
 

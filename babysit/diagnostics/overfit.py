@@ -65,6 +65,8 @@ CHECKS = {"overfit": ["cannot_overfit"]}
 def tiny_recipe(recipe):
     """The recipe with L2 off and every dropout layer keeping all units."""
     overrides = {"model.reg": 0.0}
+    if getattr(recipe.model, "torch", None):   # a torch model: its dropout modules off
+        overrides["model.dropout"] = False
     for index, layer in enumerate(recipe.model.layers):
         if layer.kind == "dropout":
             overrides[f"model.layers.{index}.dropout.keep"] = 1.0

@@ -2,7 +2,7 @@
 
 Diagnostics are written against this protocol, never against the engine's
 layers or attributes, so a second backend (a PyTorch module wrapped by the
-``babysit[torch]`` extra) plugs in by implementing it: nothing in
+``babysit[torch]`` extra, :mod:`babysit.torch`) plugs in by implementing it: nothing in
 ``babysit.diagnostics`` changes. ``babysit.engine.model.Model`` is the NumPy
 implementation; DEVELOPING.md states the same contract in words.
 
@@ -78,6 +78,13 @@ class DiagnosableModel(Protocol):
 
     A float64 model for gradient checks comes from the backend's builder
     (``dtype=np.float64``): every parameter of it is float64.
+
+    Optional (looked up with ``getattr``): ``make_optimizer(optim_section)``,
+    the optimizer the Solver trains with (the torch backend's torch.optim);
+    ``layer_inputs`` / ``layer_input_grads``, recorded alongside ``outputs``:
+    each layer's real input and the gradient through that layer alone, which
+    gradient checks use instead of the chain rule "layer i's input is layer
+    i-1's output" (a torch module's graph need not be a chain).
     """
 
     names: Sequence[str]

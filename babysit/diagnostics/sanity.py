@@ -101,7 +101,7 @@ def identical_units(params: dict, weight_key: str) -> bool:
     units = np.moveaxis(W, unit_axis(W), 0)
     if not np.all(units == units[:1]):
         return False
-    b = params.get("b")
+    b = params.get("b", params.get("bias"))  # the engine's name, torch's name
     return b is None or np.ndim(b) != 1 or bool(np.all(b == b[0]))
 
 
@@ -233,7 +233,12 @@ def check_symmetry(result, model) -> list:
                 if any(np.ndim(p) >= 2 for p in params.values())]
     regularized = {}
     for param in model.weight_names:
-        regularized.setdefault(model.layer_of(param), []).append(param.split(".", 1)[1])
+        layer = model.layer_of(param)
+        # the weight's key within its layer (params_of holds the same arrays)
+        key = next((k for k, v in layer_params.get(layer, {}).items() if v is model.params[param]),
+                   None)
+        if key is not None:
+            regularized.setdefault(layer, []).append(key)
     symmetric = []
     for name, params in weighted[:-1]:  # the labels break the output layer's symmetry
         keys = [k for k in regularized.get(name) or params if np.ndim(params[k]) >= 2]

@@ -164,8 +164,11 @@ class Solver:
       of all N for ``batch_size="full"`` or a ``full_batch`` optimizer,
     * ``batches_per_epoch(N)``: how many steps an epoch of N examples takes,
     * ``lr_at(epoch)``: the section's learning-rate schedule,
-    * ``optimizer``, ``average`` (a :class:`ParameterAverage` when ``average``
-      is a beta in [0, 1), else None).
+    * ``optimizer``: ``model.make_optimizer(optim_section)`` when the model
+      offers one (the torch backend: torch.optim behind the engine's optimizer
+      interface), else the engine's ``make_optimizer(optim_section, model.params)``;
+    * ``average`` (a :class:`ParameterAverage` when ``average`` is a beta in
+      [0, 1), else None).
 
     Shuffling draws from ``rng`` only, so one seed gives one sequence of batches.
     """
@@ -175,7 +178,11 @@ class Solver:
         self.batch_size = batch_size if batch_size == FULL_BATCH else \
             POSITIVE_INT.check(batch_size, "batch_size", ModelError)
         self.rng = rng
-        self.optimizer = make_optimizer(optim_section, model.params)
+        # A backend with its own optimizers (torch.optim) offers them behind the same
+        # interface; the engine's update rules are the default.
+        factory = getattr(model, "make_optimizer", None)
+        self.optimizer = factory(optim_section) if callable(factory) else \
+            make_optimizer(optim_section, model.params)
         self.lr_at = make_schedule(optim_section)
         self.average = None if average is None else ParameterAverage(model.params, average)
 

@@ -80,16 +80,17 @@ def _importable_cwd() -> None:
         sys.path.append(cwd)
 
 
-def import_object(path: str):
+def import_object(path: str, what: str = "custom layer"):
     """Import ``"pkg.module:Name"`` (``Name`` may be dotted) and return the object.
 
     Importing runs the module: any error it raises (SystemExit included) is a ModelError.
+    ``what`` names the object in messages (a torch model factory is imported the same way).
     """
     if not isinstance(path, str) or ":" not in path:
-        raise ModelError(f"custom layer {path!r} must look like 'pkg.module:Class'")
+        raise ModelError(f"{what} {path!r} must look like 'pkg.module:Class'")
     module_name, _, attr = path.partition(":")
     _importable_cwd()
-    with fenced(f"cannot import custom layer module {module_name!r}:"):
+    with fenced(f"cannot import {what} module {module_name!r}:"):
         module = importlib.import_module(module_name)
     obj = module
     for part in attr.split("."):

@@ -26,6 +26,11 @@ A recipe has a top level ``name`` (default: the file's stem), ``description``,
                          {custom: {class: pkg.mod:Class, kwargs: {...}}}
             loss         softmax | svm
             reg          0.0 (L2 strength, >= 0)
+            or, for a PyTorch model (extra babysit[torch]), instead of layers:
+            torch        required: pkg.module:factory (factory(input_shape,
+                         num_classes, **kwargs) -> nn.Module); kwargs {}; init
+                         module (its own) or one of the inits above; loss; reg;
+                         dropout true (false: the module's dropout off)
     optim:  update       sgd | momentum | nesterov | adagrad | rmsprop | adam | lbfgs
             lr 1e-3 (> 0), momentum 0.9, decay_rate 0.99, beta1 0.9,
             beta2 0.999, eps 1e-8, memory 10 (lbfgs' curvature pairs),
@@ -58,7 +63,7 @@ from babysit.recipes.schema import (BUILTINS, CLASS_COUNT, CLASS_PATH, COMPONENT
                                     OPTIM, POSITIVE, POSITIVE_INT, POSITIVE_INT_OR_NULL, PREPROCESS,
                                     REQUIRED, SOURCE_PREFIXES, TOP_LEVEL, UPDATES, source_kind)
 from babysit.recipes.sections import (DataSection, FrozenDict, LayerSpec, ModelSection, OptimSection, Recipe,
-                                      TrainSection, freeze, thaw)
+                                      TorchModelSection, TrainSection, freeze, thaw)
 from babysit.recipes.validate import Where, suggest, validate, validate_data
 from babysit.recipes.yaml12 import compose
 
@@ -156,7 +161,8 @@ def list_recipes() -> list[tuple[str, str, str]]:
     return out
 
 
-__all__ = ["Recipe", "DataSection", "ModelSection", "OptimSection", "TrainSection", "LayerSpec",
+__all__ = ["Recipe", "DataSection", "ModelSection", "TorchModelSection", "OptimSection", "TrainSection",
+           "LayerSpec",
            "FrozenDict", "freeze", "thaw", "load_recipe", "recipe_from_yaml", "data_section",
            "list_recipes", "bundled_recipes", "BUNDLED_DIR", "DEFAULT_RECIPE",
            # the schema tables (babysit.recipes.schema)

@@ -59,9 +59,17 @@ DECAYS = engine_optim.DECAYS
 FULL_BATCH_UPDATES = tuple(name for name, rule in engine_optim.RULES.items() if rule.full_batch)
 DTYPES = ("float32", "float64")
 
+# A PyTorch model (extra babysit[torch]): ``torch: pkg.module:factory`` instead
+# of ``layers``. ``init: module`` (the default) keeps the module's own init
+# (babysit.torch.builder.MODULE_INIT: the same word, on the side that may import torch).
+TORCH = "torch"
+TORCH_MODEL_KEYS = ("torch", "kwargs", "init", "loss", "reg", "dropout")
+MODULE_INIT = "module"
+
 __all__ = ["TOP_LEVEL", "BUILTINS", "SOURCE_PREFIXES", "HDF5_SUFFIXES", "NPZ_SUFFIXES", "PREPROCESS",
            "COMPONENTS", "POSITIVE_INT_OR_NULL", "OPEN_UNIT_OR_NULL", "source_kind", "LAYERS",
            "LAYER_EXTRAS", "CUSTOM", "CLASS_PATH", "INITS", "INIT_WITH_STD", "INIT_STD", "LOSSES",
-           "UPDATES", "OPTIM", "DECAYS", "FULL_BATCH", "FULL_BATCH_UPDATES", "DTYPES", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
+           "UPDATES", "OPTIM", "DECAYS", "FULL_BATCH", "FULL_BATCH_UPDATES", "DTYPES", "TORCH",
+           "TORCH_MODEL_KEYS", "MODULE_INIT", "REQUIRED", "NUMBER", "POSITIVE", "NON_NEGATIVE",
            "OPEN_UNIT", "HALF_OPEN_UNIT", "KEEP_PROB", "POSITIVE_INT", "NON_NEGATIVE_INT",
            "CLASS_COUNT"]

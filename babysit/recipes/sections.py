@@ -133,6 +133,30 @@ class ModelSection:
 
 
 @dataclass(frozen=True)
+class TorchModelSection:
+    """A PyTorch model (extra ``babysit[torch]``): ``torch`` names a factory
+    ``pkg.module:factory(input_shape, num_classes, **kwargs) -> nn.Module``.
+
+    ``init`` is ``module`` (keep the module's own) or one of babysit's inits;
+    ``dropout: false`` turns the module's dropout modules off. ``to_dict()``
+    feeds ``babysit.torch.builder.build_torch_model``. ``layers`` is empty:
+    there is no babysit layer list to edit.
+    """
+
+    torch: str
+    kwargs: FrozenDict = field(default_factory=FrozenDict)
+    init: Any = "module"
+    loss: str = "softmax"
+    reg: float = 0.0
+    dropout: bool = True
+    layers = ()
+
+    def to_dict(self) -> dict:
+        return {"torch": self.torch, "kwargs": thaw(self.kwargs), "init": thaw(self.init),
+                "loss": self.loss, "reg": self.reg, "dropout": self.dropout}
+
+
+@dataclass(frozen=True)
 class OptimSection:
     """Update rule and its hyperparameters; ``decay`` is None or ``{kind, ...}``."""
 
@@ -213,5 +237,6 @@ class Recipe:
                         path=self.path, base_dir=self.data.base_dir)
 
 
-__all__ = ["FrozenDict", "freeze", "thaw", "DataSection", "LayerSpec", "ModelSection", "OptimSection",
+__all__ = ["FrozenDict", "freeze", "thaw", "DataSection", "LayerSpec", "ModelSection", "TorchModelSection",
+           "OptimSection",
            "TrainSection", "Recipe"]

@@ -20,9 +20,9 @@ from babysit.recipes.schema import (BUILTINS, CLASS_PATH, CUSTOM, DECAYS, DTYPES
                                     INIT_WITH_STD, INITS, LAYER_EXTRAS, LAYERS, LOSSES, NON_NEGATIVE,
                                     NON_NEGATIVE_INT, NUMBER, OPEN_UNIT_OR_NULL, OPTIM, POSITIVE_INT,
                                     POSITIVE_INT_OR_NULL, PREPROCESS, REQUIRED, TOP_LEVEL, UPDATES,
-                                    source_kind)
+                                    MODULE_INIT, TORCH, TORCH_MODEL_KEYS, source_kind)
 from babysit.recipes.sections import (DataSection, FrozenDict, LayerSpec, ModelSection, OptimSection,
-                                      Recipe, TrainSection, freeze)
+                                      Recipe, TorchModelSection, TrainSection, freeze)
 from babysit.recipes.yaml12 import at, dotted
 from babysit.validation import Rule, show
 
@@ -246,8 +246,37 @@ def _layer(entry, path, where: Where) -> LayerSpec:
                      bias=None if bias is None else float(bias))
 
 
-def _model_section(raw, where: Where) -> ModelSection:
+def _torch_model_section(raw, where: Where) -> TorchModelSection:
     path = ("model",)
+    given = _mapping(raw, path, where, TORCH_MODEL_KEYS, what="model (a torch model)")
+    factory = given[TORCH]
+    if not isinstance(factory, str) or not CLASS_PATH.match(factory):
+        raise where.error(path + (TORCH,), f"model.torch must name a factory as 'pkg.module:factory', "
+                                           f"got {show(factory)}")
+    kwargs = _mapping(given.get("kwargs"), path + ("kwargs",), where,
+                      [k for k in (given.get("kwargs") or {}) if isinstance(k, str)])
+    init = given.get("init", MODULE_INIT)
+    if init != MODULE_INIT:
+        if isinstance(init, str) and init not in INITS:
+            raise where.error(path + ("init",), f"unknown value {init!r} for model.init",
+                              (MODULE_INIT, *INITS), word=init)
+        init = _init_spec(init, path + ("init",), where)
+    dropout = given.get("dropout", True)
+    if not isinstance(dropout, bool):
+        raise where.error(path + ("dropout",), f"model.dropout must be true or false, got {show(dropout)}")
+    return TorchModelSection(
+        torch=factory, kwargs=freeze(kwargs), init=init, dropout=dropout,
+        loss=_choice(given.get("loss", "softmax"), LOSSES, path + ("loss",), where),
+        reg=float(_check(given.get("reg", 0.0), NON_NEGATIVE, path + ("reg",), where)))
+
+
+def _model_section(raw, where: Where) -> ModelSection | TorchModelSection:
+    path = ("model",)
+    if isinstance(raw, Mapping) and TORCH in raw:
+        if "layers" in raw:
+            raise where.error(path + ("layers",), "a model is either a list of layers or a torch "
+                                                  "factory (model.torch), not both")
+        return _torch_model_section(raw, where)
     given = _mapping(raw, path, where, ["init", "bias", "layers", "loss", "reg"], required=["layers"],
                      what="model")
     layers = given["layers"]

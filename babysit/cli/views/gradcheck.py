@@ -13,21 +13,27 @@ from babysit.diagnostics.gradcheck import EXCELLENT_BAND, FAIL_BAND, WARN_BAND, 
 VERDICT_STYLES = {"excellent": "green", "good": "green", "suspicious": "yellow", "fail": "bold red"}
 
 
-def _position(name: str) -> int:
+def _position(name: str, order: dict) -> int:
+    """The layer position of a layer or parameter name: the engine's names lead with it
+    (``2.W``); a torch model's are module paths, placed by ``order`` (layer -> position,
+    the order of the layer-input checks; a parameter's layer is its path's head)."""
     head = name.split(".", 1)[0]
-    return int(head) if head.isdigit() else 0
+    if head.isdigit():
+        return int(head)
+    return order.get(name, order.get(name.rpartition(".")[0], 0))
 
 
 def array_rows(metrics) -> list:
     """(label, check, metrics of one array): layer by layer, each layer's input check
     right before its parameters, then the L2 term."""
     rows = []
+    order = {layer: i + 1 for i, layer in enumerate(metrics.get("layer_inputs") or {})}
     if metrics.get("input"):
         rows.append(((0, 0), "input", "input", metrics["input"]))
     for layer, row in (metrics.get("layer_inputs") or {}).items():
-        rows.append(((_position(layer), 0), f"{layer} input", "input", row))
+        rows.append(((_position(layer, order), 0), f"{layer} input", "input", row))
     for name, row in (metrics.get("params") or {}).items():
-        rows.append(((_position(name), 1), name, "param", row))
+        rows.append(((_position(name, order), 1), name, "param", row))
     rows.sort(key=lambda r: r[0])  # stable: parameters keep their order within a layer
     rows += [((0, 2), f"{name} (L2 term)", "L2 term", row)
              for name, row in (metrics.get("reg") or {}).items()]

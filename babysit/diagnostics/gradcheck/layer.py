@@ -13,6 +13,7 @@ from babysit.diagnostics.gradcheck.findings import add_findings, check_options, 
 from babysit.diagnostics.gradcheck.model_check import ModelChecker, ProjectionLoss
 from babysit.diagnostics.gradcheck.numerical import Differencer
 from babysit.errors import BabysitError, ModelError
+from babysit.torch import is_torch_layer
 
 def parse_shape(text) -> tuple:
     """``"4,10"`` -> ``(4, 10)``: a batch size and a per-example shape, all >= 1."""
@@ -85,7 +86,8 @@ def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_E
                     all_entries=False, h=DEFAULT_H):
     """Check a standalone layer: ``layer_cls(**kwargs)`` on a random input of ``input_shape``.
 
-    ``layer_cls`` is a class or ``"pkg.module:Class"``; ``input_shape`` is
+    ``layer_cls`` is a class or ``"pkg.module:Class"`` (a NumPy layer, or a torch
+    ``nn.Module`` / ``autograd.Function``: see :mod:`babysit.torch.layer`); ``input_shape`` is
     ``(N, *per_example_shape)``. The layer is wrapped in the scalar function
     ``sum(forward(x) * R)`` for a fixed random ``R`` in float64; its parameters
     are float64 copies (built with xavier weights and zero bias when the layer
@@ -98,25 +100,36 @@ def gradcheck_layer(layer_cls, kwargs, input_shape, seed=0, *, entries=DEFAULT_E
     shape = parse_shape(input_shape)
     kwargs = parse_kwargs(kwargs)
     rng = common.stream(seed, "projection")
-    layer, label = make_layer(layer_cls, kwargs, shape, rng)
-    X = rng.standard_normal(shape)
-    out = _call(label, "forward", lambda: layer.forward(X.copy(), True))
-    out = np.asarray(out)
-    if out.ndim < 1 or out.shape[0] != shape[0]:
-        raise ModelError(f"{label}.forward must keep the batch dimension first: input {shape}, "
-                         f"output {out.shape}")
-    if not np.issubdtype(out.dtype, np.floating) or not np.all(np.isfinite(out)):
-        raise ModelError(f"{label}.forward returned non-finite or non-float values "
-                         f"(dtype {out.dtype}) for a standard normal input")
-    projection = rng.standard_normal(out.shape)
-    kind = getattr(layer, "kind", None) or label
-    model = Model([layer], ProjectionLoss(projection), 0.0, shape[1:], int(math.prod(out.shape[1:])),
-                  np.float64, names=[f"0.{kind}"])
+    if isinstance(layer_cls, str):
+        from babysit.engine.user_code import import_object
+
+        layer_cls = import_object(layer_cls)
+    layer = None
+    if is_torch_layer(layer_cls):   # an nn.Module or autograd.Function: the torch backend
+        from babysit.torch.layer import torch_layer_model
+
+        model, label, X = torch_layer_model(layer_cls, kwargs, shape, rng, ProjectionLoss)
+    else:
+        layer, label = make_layer(layer_cls, kwargs, shape, rng)
+        X = rng.standard_normal(shape)
+        out = _call(label, "forward", lambda: layer.forward(X.copy(), True))
+        out = np.asarray(out)
+        if out.ndim < 1 or out.shape[0] != shape[0]:
+            raise ModelError(f"{label}.forward must keep the batch dimension first: input {shape}, "
+                             f"output {out.shape}")
+        if not np.issubdtype(out.dtype, np.floating) or not np.all(np.isfinite(out)):
+            raise ModelError(f"{label}.forward returned non-finite or non-float values "
+                             f"(dtype {out.dtype}) for a standard normal input")
+        projection = rng.standard_normal(out.shape)
+        kind = getattr(layer, "kind", None) or label
+        model = Model([layer], ProjectionLoss(projection), 0.0, shape[1:],
+                      int(math.prod(out.shape[1:])), np.float64, names=[f"0.{kind}"])
     y = np.zeros(shape[0], dtype=np.int64)
     checker = ModelChecker(model, X, y, Differencer(h, common.stream(seed, "gradcheck"), entries))
     with np.errstate(all="ignore"):
         _call(label, "backward", checker.analytic_pass)
-        _check_layer_grads(layer, label, checker, X)
+        if layer is not None:
+            _check_layer_grads(layer, label, checker, X)
         reports = _call(label, "forward", checker.data_reports)
     for report in reports:  # the wrapper's "0." prefix means nothing to the user
         report.name = report.name.split(".", 1)[1] if report.kind == "param" else report.name

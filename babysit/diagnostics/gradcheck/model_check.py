@@ -33,6 +33,10 @@ class ProjectionLoss:
         return None
 
 
+def _float64(array):
+    return None if array is None else np.array(array, dtype=np.float64)
+
+
 def _suffix(index: tuple) -> str:
     return "[" + ", ".join(map(str, index)) + "]"
 
@@ -55,11 +59,17 @@ class ModelChecker:
             # a layer that rounds below float64 makes numerical gradients noise
             self.low_precision = [name for name in model.names
                                   if np.asarray(model.outputs[name]).dtype != np.float64]
-            # inputs[p] / input_grads[p]: what enters layer p and dLoss/d(that).
-            self.inputs = [self.X] + [np.array(model.outputs[name], dtype=np.float64)
-                                      for name in model.names[:-1]]
-            self.input_grads = [np.array(model.input_grad, dtype=np.float64)] + [
-                np.array(model.output_grads[name], dtype=np.float64) for name in model.names[:-1]]
+            # inputs[p] / input_grads[p]: what enters layer p and dLoss/d(that). A backend
+            # that records every layer's real input says so (torch: any graph); otherwise the
+            # layers form a chain and layer p's input is layer p-1's output.
+            names = model.names
+            inputs = getattr(model, "layer_inputs", None) or dict(zip(names[1:], (
+                model.outputs[name] for name in names[:-1])))
+            input_grads = getattr(model, "layer_input_grads", None) or dict(zip(names[1:], (
+                model.output_grads[name] for name in names[:-1])))
+            self.inputs = [self.X] + [_float64(inputs.get(name)) for name in names[1:]]
+            self.input_grads = [_float64(model.input_grad)] + [_float64(input_grads.get(name))
+                                                              for name in names[1:]]
         self.loss = loss
         self.grads = {name: np.array(g, dtype=np.float64) for name, g in grads.items()}
         return loss
@@ -77,18 +87,23 @@ class ModelChecker:
         model, diff = self.model, self.diff
         kinks = model.kink_state if model.has_kinks else None
         reports = []
+        owners = {param: model.layer_of(param) for param in model.params}
         with model.replay_randomness():
-            for position, (name, layer) in enumerate(zip(model.names, model.layers)):
+            for position, name in enumerate(model.names):
                 loss = functools.partial(self.loss_from, position)
-                if position == 0 or self.layer_inputs:
+                checkable = self.input_grads[position] is not None  # no gradient reached it
+                if checkable and (position == 0 or self.layer_inputs):
                     report = Report("input" if position == 0 else f"{name} input", "input", name)
                     reports.append(diff.check(report, self.inputs[position],
                                               self.input_grads[position], loss, kinks))
-                index = name.split(".", 1)[0]
-                for key in layer.params:
-                    param = f"{index}.{key}"
+                for param in [p for p, owner in owners.items() if owner == name]:
                     reports.append(diff.check(Report(param, "param", name), model.params[param],
                                               self.grads[param], loss, kinks))
+            # parameters no layer owns (a torch container's own): through the whole model
+            for param in [p for p, owner in owners.items() if owner not in model.names]:
+                reports.append(diff.check(Report(param, "param", None), model.params[param],
+                                          self.grads[param], functools.partial(self.loss_from, 0),
+                                          kinks))
         return reports
 
     def reg_reports(self, reg: float) -> list[Report]:
