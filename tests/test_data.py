@@ -449,3 +449,14 @@ def test_inspect_negative_labels_and_missing_file(tmp_path):
     np.savez(mismatched, X_train=np.zeros((3, 2)), y_train=np.array([0, 1]))
     assert "X_train has 3 examples but y_train has 2 labels" in inspect_data(str(mismatched)).problems
 
+
+
+def test_float32_range_and_finiteness_helpers_handle_every_shape():
+    from babysit.data.arrays import FLOAT32_MAX, all_finite, count_beyond
+
+    X = np.array([[1e39, -1e39], [np.inf, 1.0], [np.nan, 3e38]])
+    assert count_beyond(X, FLOAT32_MAX) == 2  # inf is counted as non-finite, not here
+    assert count_beyond(np.full((2, 2), 3e38, np.float32), FLOAT32_MAX) == 0  # float32 cannot exceed it
+    assert count_beyond(np.array([2 ** 62]), FLOAT32_MAX) == 0
+    assert all_finite(np.zeros((0, 3), np.float32)) and all_finite(np.float32(1.0))
+    assert not all_finite(X) and all_finite(X[:1])

@@ -8,6 +8,7 @@ out of range), 2 when the source cannot be read or is malformed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -35,6 +36,17 @@ def is_source(argument: str | None) -> bool:
     return True
 
 
+def refuse_data_file(app, target: str | None) -> None:
+    """Exit 2 naming what TARGET is when it is a data file that is neither a source nor a recipe."""
+    from babysit.data import ACCEPTED_SOURCES, describe_file
+
+    known = describe_file(target) if target and Path(target).is_file() else None
+    if known:
+        what, how = known
+        app.abort(f"{target} is {what}, not a recipe or a data source: babysit data takes a recipe "
+                  f"(a YAML file or a bundled name) or {ACCEPTED_SOURCES}; to use it as data, {how}")
+
+
 @click.command("data")
 @click.argument("target", metavar="[RECIPE|SOURCE]", required=False)
 @recipe_options
@@ -58,6 +70,7 @@ def command(app, target):
         used_seed = app.options.seed or 0
         report = inspect_data(target, seed=used_seed)
     else:
+        refuse_data_file(app, target)
         recipe = app.load_recipe(target)
         recipe_label, used_seed = recipe.path, recipe.seed
         report = inspect_data(recipe.data)

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 CHUNK = 8192  # rows per chunk when accumulating statistics of large arrays
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # larger values become inf in the model's float32
 
 
 def as_examples(X: np.ndarray) -> np.ndarray:
@@ -49,4 +50,23 @@ def count_nonfinite(X: np.ndarray) -> tuple[int, int]:
     return nan, inf
 
 
-__all__ = ["CHUNK", "as_examples", "rows", "mean_and_var", "count_nonfinite"]
+def count_beyond(X: np.ndarray, limit: float) -> int:
+    """How many finite values of a float array have magnitude above ``limit`` (0 for other dtypes)."""
+    if X.dtype.kind != "f" or np.finfo(X.dtype).max <= limit:
+        return 0
+    flat = rows(X) if X.ndim else X.reshape(1, -1)
+    count = 0
+    for start in range(0, len(flat), CHUNK):
+        chunk = flat[start:start + CHUNK]
+        count += int(np.count_nonzero((np.abs(chunk) > limit) & np.isfinite(chunk)))
+    return count
+
+
+def all_finite(X: np.ndarray) -> bool:
+    """True when a float array has no NaN or inf (checked by chunks, without a full-size mask)."""
+    flat = rows(X) if X.ndim else X.reshape(1, -1)
+    return all(np.isfinite(flat[start:start + CHUNK]).all() for start in range(0, len(flat), CHUNK))
+
+
+__all__ = ["CHUNK", "FLOAT32_MAX", "as_examples", "rows", "mean_and_var", "count_nonfinite",
+           "count_beyond", "all_finite"]

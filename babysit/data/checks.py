@@ -3,16 +3,32 @@
 The same words end up in the DataError of ``load_data`` (the first problem)
 and in the inspection's ``problems`` (all of them). Usable data has, in every
 split, numeric X that is 2-D (N, D), 3-D (N, H, W) or 4-D (N, C, H, W), not
-empty and finite; y of N integer labels in 0..num_classes-1; the same
+empty, finite and within float32's range (the model computes in float32, where
+larger values become inf); y of N integer labels in 0..num_classes-1; the same
 per-example shape in every split; and at least two classes.
+
+How many classes the labels may imply. C is the declared ``num_classes``, else
+the largest label + 1; N counts the examples of every split; K the distinct
+labels that occur.
+
+* C > N, more classes than examples (``too_many_classes``): unusable, a problem.
+  Most classes could never be seen, and the model's last layer (C outputs per
+  input feature) would outweigh the data itself: labels {0, 1, 2**40} would ask
+  for ``out: 1099511627777``. Such labels are ids, not class indices.
+* C > SPARSE_RATIO * K, most of 0..C-1 never occur (``sparse_labels``): usable,
+  but the model gets C outputs and an initial loss of ln C for K real classes
+  (MNIST labels 200..209 make 210 classes). ``babysit data`` warns
+  (``label_out_of_range``, severity warn) and suggests remapping to 0..K-1.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from babysit.data.arrays import as_examples, count_nonfinite
+from babysit.data.arrays import FLOAT32_MAX, as_examples, count_beyond, count_nonfinite
 from babysit.data.formats import RawData
+
+SPARSE_RATIO = 2  # classes per distinct label above which the labels are sparse
 
 
 def find_problems(raw: RawData) -> list[str]:
@@ -33,6 +49,9 @@ def find_problems(raw: RawData) -> list[str]:
                 nan, inf = count_nonfinite(X)
                 if nan or inf:
                     problems.append(f"{xs} contains {nan} NaN and {inf} inf values")
+                huge = count_beyond(X, FLOAT32_MAX)
+                if huge:
+                    problems.append(beyond_float32_words(xs, huge))
         y_flat = y.reshape(len(y)) if y.ndim == 2 and y.shape[1:] == (1,) else y
         if y_flat.ndim != 1:
             hint = " (one-hot labels? store the class index)" if y.ndim == 2 else ""
@@ -47,10 +66,51 @@ def find_problems(raw: RawData) -> list[str]:
             problems.append(f"X_{split} has per-example shape {shape} but X_train has {reference}")
     if not problems:
         labels = np.concatenate([np.asarray(y).ravel() for _, y in raw.splits.values()])
-        classes = raw.num_classes or int(labels.max()) + 1
+        largest = int(labels.max())
+        classes = raw.num_classes or largest + 1
         if classes < 2:
             problems.append("the labels name only one class; a classifier needs at least two")
+        elif too_many_classes(classes, len(labels)):
+            distinct = len(np.unique(labels))
+            problems.append(f"{too_many_classes_words(classes, largest, len(labels), distinct)}: "
+                            f"labels are class indices 0..C-1; remap them to 0..{distinct - 1} "
+                            f"(np.unique(y, return_inverse=True))")
     return problems
+
+
+def too_many_classes(num_classes: int, examples: int) -> bool:
+    """More classes than examples: unusable (see the module docstring)."""
+    return num_classes > examples
+
+
+def sparse_labels(num_classes: int, distinct: int) -> bool:
+    """Most classes 0..num_classes-1 never occur among the ``distinct`` labels."""
+    return num_classes > SPARSE_RATIO * distinct
+
+
+def _where_classes_come_from(num_classes: int, largest: int) -> str:
+    return f"labels up to {largest}" if largest == num_classes - 1 else "declared num_classes"
+
+
+def too_many_classes_words(num_classes: int, largest: int, examples: int, distinct: int) -> str:
+    """The problem of more classes than examples (``largest``: the largest label)."""
+    return (f"the data has {num_classes} classes ({_where_classes_come_from(num_classes, largest)}) "
+            f"but only {examples} examples with {distinct} distinct labels")
+
+
+def sparse_labels_words(num_classes: int, largest: int, distinct: int) -> str:
+    """The warning of sparse labels (``largest``: the largest label)."""
+    return (f"the labels are sparse: {distinct} distinct labels make {num_classes} classes "
+            f"({_where_classes_come_from(num_classes, largest)}), {num_classes - distinct} of "
+            f"them without a single example; the model needs {num_classes} outputs for "
+            f"{distinct} classes")
+
+
+def beyond_float32_words(name: str, count: int | None = None) -> str:
+    """The problem of values of array ``name`` too large for float32 (``count`` of them, if known)."""
+    values = "values" if count is None else f"{count} values"
+    return (f"{name} has {values} beyond float32's range (|x| > {FLOAT32_MAX:.3g}): "
+            f"they become inf in the model's float32")
 
 
 def non_integer_count(y: np.ndarray) -> int:
@@ -77,4 +137,5 @@ def label_problems(y: np.ndarray, name: str, num_classes: int | None) -> list[st
     return []
 
 
-__all__ = ["find_problems", "label_problems", "non_integer_count"]
+__all__ = ["find_problems", "label_problems", "non_integer_count", "too_many_classes", "sparse_labels",
+           "too_many_classes_words", "sparse_labels_words", "beyond_float32_words", "SPARSE_RATIO"]

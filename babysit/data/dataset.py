@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from babysit.data.arrays import as_examples
+from babysit.data.arrays import all_finite, as_examples
 from babysit.data.checks import find_problems
 from babysit.data.formats import RawData
 from babysit.data.preprocess import make_step
@@ -117,12 +117,22 @@ def prepare(raw: RawData, section) -> Dataset:
         train_idx = train_idx[:section.limit]
     if "val" not in raw.splits or section.limit is not None:
         examples["train"], labels["train"] = examples["train"][train_idx], labels["train"][train_idx]
-    X = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in examples.items()}
-    steps = []
-    for name, options in section.preprocess:
-        step = make_step(name, options).fit(X["train"])
-        X = {split: np.ascontiguousarray(step.apply(value), dtype=np.float32) for split, value in X.items()}
-        steps.append(step)
+    # checked data fits float32; extreme values may still overflow in a step: that is
+    # reported below as a DataError, not as NumPy warnings on stderr
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        X = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in examples.items()}
+        steps = []
+        for name, options in section.preprocess:
+            step = make_step(name, options).fit(X["train"])
+            X = {split: np.ascontiguousarray(step.apply(value), dtype=np.float32)
+                 for split, value in X.items()}
+            steps.append(step)
+    if steps:
+        for split, value in X.items():
+            if not all_finite(value):
+                raise DataError(f"{raw.source}: preprocessing ({', '.join(s.name for s in steps)}) "
+                                f"turned X_{split} into NaN/inf: its values are too extreme for "
+                                f"float32; rescale the data")
     return Dataset(X["train"], labels["train"], X["val"], labels["val"], X.get("test"), labels.get("test"),
                    input_shape=tuple(X["train"].shape[1:]), num_classes=int(num_classes),
                    source=raw.source, preprocess=steps, class_names=raw.class_names)

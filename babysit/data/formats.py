@@ -12,13 +12,16 @@
 Readers check only that the file can be read and has the expected keys; the
 arrays are returned as stored (checked later by :mod:`babysit.data.checks`).
 Every failure is a DataError whose message starts with the source's label.
+
+Files come from others and are not trusted: CIFAR-10 pickles load through the
+restricted unpickler of :mod:`babysit.data.safe_pickle`, NPZ never unpickles,
+and an HDF5 file is read only from itself (see :func:`_dataset`).
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-import pickle
 import struct
 import zlib
 from dataclasses import dataclass
@@ -26,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from babysit.data.safe_pickle import RefusedPickle, load_data_pickle
 from babysit.errors import DataError
+from babysit.validation import show
 
 SPLITS = ("train", "val", "test")
 
@@ -49,20 +54,65 @@ def _names(values) -> tuple:
 # -- HDF5 and NPZ -------------------------------------------------------------
 
 
+MAX_SOFT_LINKS = 16  # soft links followed in a row before calling it a loop (HDF5's own limit)
+
+
+def _dataset(handle, key: str, label: str):
+    """The dataset that the root name ``key`` leads to, read from this file only.
+
+    Soft links are followed inside the file (at most MAX_SOFT_LINKS in a row).
+    Refused with a DataError, before anything else is opened: external and
+    user-defined links (another file), looping or dangling soft links, groups,
+    and datasets whose values live outside the file (external raw storage,
+    virtual datasets).
+    """
+    import h5py
+
+    group, names, hops, found = handle, [key], 0, None
+    while names:
+        name = names.pop(0)
+        if name in ("", "."):
+            continue
+        link = group.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            hops += 1
+            if hops > MAX_SOFT_LINKS:
+                raise DataError(f"{label}: {key} is a soft link that loops (more than "
+                                f"{MAX_SOFT_LINKS} links in a row)")
+            group = handle if link.path.startswith("/") else group
+            names = link.path.split("/") + names
+            continue
+        if isinstance(link, h5py.ExternalLink):
+            raise DataError(f"{label}: {key} is a link to another file ({show(link.filename)}); "
+                            f"babysit reads only the file it is given")
+        if link is None or not isinstance(link, h5py.HardLink):
+            what = "a link of an unknown kind" if link is not None else "a soft link to nothing"
+            raise DataError(f"{label}: {key} is {what}; store the array itself under {key}")
+        found = group[name]
+        if names:
+            if not isinstance(found, h5py.Group):
+                raise DataError(f"{label}: {key} is a soft link to nothing")
+            group = found
+    if not isinstance(found, h5py.Dataset):
+        raise DataError(f"{label}: {key} is an HDF5 group, not a dataset (an array)")
+    if found.external or found.is_virtual:
+        raise DataError(f"{label}: {key} keeps its values in other files (HDF5 "
+                        f"{'external storage' if found.external else 'virtual dataset'}); "
+                        f"babysit reads only the file it is given")
+    return found
+
+
 def read_hdf5(path: Path, label: str) -> RawData:
     import h5py
 
     wanted = {f"{a}_{split}" for a in "Xy" for split in SPLITS} | {"num_classes", "class_names"}
     try:
         with h5py.File(path, "r") as handle:
-            # unrelated datasets are named in messages but never read
-            groups = [key for key in sorted(wanted & set(handle))
-                      if not isinstance(handle[key], h5py.Dataset)]
-            if groups:
-                raise DataError(f"{label}: {groups[0]} is an HDF5 group, not a dataset (an array)")
-            arrays = {key: (handle[key][()] if key in wanted else None) for key in handle}
+            # every key read is checked before any is read; other names are listed, never opened
+            datasets = {key: _dataset(handle, key, label) for key in sorted(wanted & set(handle))}
+            arrays = {key: (datasets[key][()] if key in datasets else None) for key in handle}
             attrs = dict(handle.attrs)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise DataError(f"{label}: cannot read the HDF5 file: {exc}") from None
     for key in ("num_classes", "class_names"):
         if key in attrs and arrays.get(key) is None:
@@ -128,9 +178,13 @@ def from_arrays(arrays: dict, label: str) -> RawData:
 
 
 def _unpickle(path: Path, label: str) -> dict:
+    """A CIFAR-10 batch or meta file as a dict with str keys, through the restricted unpickler."""
     try:
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+        batch = load_data_pickle(path)
+    except RefusedPickle as exc:
+        raise DataError(f"{label}: {path.name} is not a plain data pickle: it names {show(exc.name)}, "
+                        f"which could run code; refused without loading it (a real CIFAR-10 "
+                        f"batch holds only bytes, lists, numbers and NumPy arrays)") from None
     except Exception as exc:  # anything a corrupt pickle can raise
         raise DataError(f"{label}: cannot read {path.name}: {type(exc).__name__}: {exc}") from None
     if not isinstance(batch, dict):
@@ -227,5 +281,30 @@ def read_mnist(directory: Path, label: str) -> RawData:
     return RawData(splits, label)
 
 
+# -- telling a data file by its first bytes --------------------------------------
+
+# first bytes -> (what the file is, how to use such a file as data); for the
+# message when a data file is given where a recipe is expected
+SIGNATURES = {
+    b"\x93NUMPY": ("a NumPy .npy file (one array)", "save X_train and y_train together in an "
+                   ".npz: np.savez('data.npz', X_train=X, y_train=y)"),
+    b"PK\x03\x04": ("a zip archive", "give an .npz written by np.savez a name ending in .npz"),
+    b"\x89HDF\r\n\x1a\n": ("an HDF5 file", "give it a name ending in .h5, .hdf5 or .hdf"),
+    b"\x80": ("a Python pickle", "name the directory of CIFAR-10 batches: cifar10:DIR"),
+    b"\x1f\x8b": ("a gzip file", "name the directory of MNIST files: mnist:DIR"),
+    b"\x00\x00\x08": ("an IDX file", "name the directory of MNIST files: mnist:DIR"),
+}
+
+
+def describe_file(path) -> tuple[str, str] | None:
+    """``(what the file is, how to use it as data)`` by its first bytes; None if not known."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return None
+    return next((known for magic, known in SIGNATURES.items() if head.startswith(magic)), None)
+
+
 __all__ = ["RawData", "SPLITS", "read_hdf5", "read_npz", "from_arrays", "read_cifar10",
-           "read_idx", "read_mnist"]
+           "read_idx", "read_mnist", "describe_file", "MAX_SOFT_LINKS"]

@@ -140,7 +140,8 @@ def _y_stats(y: np.ndarray) -> dict:
     if flat.size:
         out["label_min"], out["label_max"] = _plain(flat.min()), _plain(flat.max())
     if not out.get("non_integer_labels") and flat.size:
-        labels, counts = np.unique(flat.astype(np.int64), return_counts=True)
+        # unique before int(): float labels beyond int64 (1e300) stay exact Python ints
+        labels, counts = np.unique(flat, return_counts=True)
         out["class_counts"] = {int(k): int(c) for k, c in zip(labels, counts)}
     return out
 
@@ -149,10 +150,12 @@ def array_stats(X, y) -> SplitStats:
     """The :class:`SplitStats` of one split (X, y), whatever their dtypes and shapes."""
     X, y = np.asarray(X), np.asarray(y)
     out = {}
-    if X.dtype.kind in "biuf" and X.size and X.ndim >= 1:
-        out.update(_x_stats(X))
-    if y.dtype.kind in "biuf" and y.size:
-        out.update(_y_stats(y))
+    # extreme values overflow the float64 sums: the statistics say inf, stderr stays quiet
+    with np.errstate(over="ignore", invalid="ignore"):
+        if X.dtype.kind in "biuf" and X.size and X.ndim >= 1:
+            out.update(_x_stats(X))
+        if y.dtype.kind in "biuf" and y.size:
+            out.update(_y_stats(y))
     return SplitStats(count=int(len(X)) if X.ndim else 0, X_shape=tuple(X.shape), X_dtype=str(X.dtype),
                       y_shape=tuple(y.shape), y_dtype=str(y.dtype), **out)
 

@@ -24,6 +24,8 @@ SOURCE_PREFIXES = ("builtin", "cifar10", "mnist")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 NPZ_SUFFIXES = (".npz",)
 FILE_SUFFIXES = {"hdf5": HDF5_SUFFIXES, "npz": NPZ_SUFFIXES}  # file kind -> name endings
+# the kinds of source, for messages
+ACCEPTED_SOURCES = f"builtin:NAME ({', '.join(BUILTINS)}), a .h5 or .npz file, cifar10:DIR or mnist:DIR"
 
 
 def resolve_path(location: str, base_dir: str | None, directory: bool = False) -> Path:
@@ -56,8 +58,7 @@ def source_kind(source: str) -> tuple[str, str]:
     for kind, suffixes in FILE_SUFFIXES.items():
         if lower.endswith(suffixes):
             return kind, source
-    raise ValueError(f"unknown data source {source!r}: use builtin:NAME ({', '.join(BUILTINS)}), "
-                     f"a .h5 or .npz file, cifar10:DIR or mnist:DIR")
+    raise ValueError(f"unknown data source {source!r}: use {ACCEPTED_SOURCES}")
 
 
 def _read_builtin(section) -> RawData:
@@ -98,5 +99,5 @@ def read_source(section) -> RawData:
     return SOURCES[section.kind](section)
 
 
-__all__ = ["SOURCES", "SOURCE_PREFIXES", "HDF5_SUFFIXES", "NPZ_SUFFIXES", "FILE_SUFFIXES",
+__all__ = ["SOURCES", "SOURCE_PREFIXES", "HDF5_SUFFIXES", "NPZ_SUFFIXES", "FILE_SUFFIXES", "ACCEPTED_SOURCES",
            "source_kind", "resolve_path", "read_source"]

@@ -3,9 +3,14 @@
 Works on the :class:`~babysit.data.DataReport` of :func:`babysit.data.inspect_data`
 (plain numbers, no arrays), so it can judge data that ``load_data`` would refuse. Findings:
 
-* ``data_not_finite`` (fail): NaN or inf in X of any split, as stored.
+* ``data_not_finite`` (fail): NaN or inf in X of any split, as stored, or
+  values beyond float32's range (they become inf in the model's float32).
 * ``label_out_of_range`` (fail): labels below 0, at or above the declared
-  number of classes, or not integers.
+  number of classes, or not integers; or more classes than examples (labels
+  that are ids, not class indices: {0, 1, 2**40}).
+  (warn): sparse labels, most classes 0..C-1 without an example (MNIST
+  labels 200..209 make 210 classes). Both rules are stated in
+  :mod:`babysit.data.checks` (``too_many_classes``, ``sparse_labels``).
 * ``data_not_centered`` (warn): the inputs *as the model sees them* (training
   split after the recipe's preprocessing) are far from zero mean: the largest
   per-feature mean exceeds ``CENTERING_LIMIT`` times the data's std. Inputs
@@ -22,6 +27,9 @@ from __future__ import annotations
 
 import math
 
+from babysit.data.arrays import FLOAT32_MAX
+from babysit.data.checks import (beyond_float32_words, sparse_labels, sparse_labels_words,
+                                 too_many_classes, too_many_classes_words)
 from babysit.data.inspection import DataReport, SplitStats
 from babysit.diagnostics.result import Result
 
@@ -35,6 +43,11 @@ CHECKS = {
 
 CENTERING_FIX = ("zero-centre the inputs: add data.preprocess: [mean_image] to the recipe "
                  "(or standardize; per_channel_mean for natural images)")
+RESCALE_FIX = "rescale the data (or fix the step that produced such values) before training"
+REMAP_FIX = ("labels must be integer class indices 0..C-1: remap them "
+             "(np.unique(y, return_inverse=True)) or fix num_classes")
+SPARSE_FIX = ("remap the labels to 0..K-1 (np.unique(y, return_inverse=True)), unless the "
+              "classes without examples are real and the model must score them")
 RECENTERING_FIX = ("the preprocessing leaves features off-centre: use mean_image or standardize, "
                    "which centre every feature, instead of (or after) {steps}")
 
@@ -105,6 +118,10 @@ def _check_finite(result: Result, raw: dict) -> None:
                        fix="drop or impute the non-finite entries (and find the step that "
                            "produced them) before training",
                        split=split, nan=stats.nan, inf=stats.inf, values=total)
+        if any(value is not None and abs(value) > FLOAT32_MAX for value in (stats.min, stats.max)):
+            words = f"{beyond_float32_words(f'X_{split}')} (min {stats.min:.3g}, max {stats.max:.3g})"
+            result.add("data_not_finite", "fail", words, fix=RESCALE_FIX, split=split,
+                       min=stats.min, max=stats.max, limit=FLOAT32_MAX)
 
 
 def _check_labels(result: Result, raw: dict, num_classes: int | None) -> None:
@@ -122,7 +139,26 @@ def _check_labels(result: Result, raw: dict, num_classes: int | None) -> None:
             top = f"0..{num_classes - 1}" if num_classes else "0..C-1"
             result.add("label_out_of_range", "fail",
                        f"y_{split} has labels outside {top}: {'; '.join(reasons)}",
-                       fix="labels must be integer class indices 0..C-1: remap them "
-                           "(np.unique(y, return_inverse=True)) or fix num_classes",
-                       split=split, label_min=low, label_max=high, num_classes=num_classes,
-                       non_integer_labels=bad_type)
+                       fix=REMAP_FIX, split=split, label_min=low, label_max=high,
+                       num_classes=num_classes, non_integer_labels=bad_type)
+    if not any(finding.code == "label_out_of_range" for finding in result.findings):
+        _check_label_spread(result, raw, num_classes)
+
+
+def _check_label_spread(result: Result, raw: dict, num_classes: int | None) -> None:
+    """More classes than examples (fail) or sparse labels (warn), over all splits together."""
+    counts = [stats.class_counts for stats in raw.values()]
+    if not counts or num_classes is None or any(c is None for c in counts):
+        return
+    examples = sum(sum(c.values()) for c in counts)
+    distinct = len(set().union(*counts))
+    largest = max(max(c) for c in counts)
+    evidence = dict(num_classes=num_classes, label_max=largest, examples=examples,
+                    distinct_labels=distinct)
+    if too_many_classes(num_classes, examples):
+        result.add("label_out_of_range", "fail",
+                   too_many_classes_words(num_classes, largest, examples, distinct),
+                   fix=REMAP_FIX, **evidence)
+    elif sparse_labels(num_classes, distinct):
+        result.add("label_out_of_range", "warn", sparse_labels_words(num_classes, largest, distinct),
+                   fix=SPARSE_FIX, **evidence)

@@ -108,6 +108,11 @@ def load_recipe(path_or_name=DEFAULT_RECIPE, overrides=None) -> Recipe:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
+        from babysit.data import describe_file  # a data file given as the recipe: say what it is
+        known = describe_file(file)
+        if known:
+            raise RecipeError(f"{path_or_name} is {known[0]}, not a recipe (a YAML file or a bundled "
+                              f"recipe name); to use it as data, {known[1]}") from None
         raise RecipeError(f"{path_or_name}: cannot read the recipe: {exc}") from None
     origin = str(path_or_name) if not recorded.startswith("bundled:") else str(file)
     return recipe_from_yaml(text, origin=origin, overrides=overrides, path=recorded,
