@@ -57,7 +57,7 @@ def layers(width: float, depth: int) -> list:
     for block in range(depth):
         out += [{"conv": {"filters": max(1, round(16 * width * 2 ** block)), "size": 3}}, "relu",
                 {"maxpool": {"size": 2}}]
-    return out + [{"affine": {"out": 10, "init": "small"}}]
+    return out + [{"affine": {"out": 10, "init": {"normal": 1.0e-3}}}]
 
 
 def variant(axis: str, value) -> dict:

@@ -59,8 +59,11 @@ BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # it is cut into 2 blocks, from PRODUCT_GRAIN * 8 on into 4.
 PRODUCT_GRAIN = 32 * 2 ** 20
 # Block boundaries fall on multiples of this many rows/columns, so every block
-# but the last keeps whole register tiles of the BLAS kernels.
+# but the last keeps whole register tiles of the BLAS kernels; a side too
+# short for that (a weight gradient with 32 filters) is cut on multiples of
+# MIN_ALIGN.
 BLOCK_ALIGN = 64
+MIN_ALIGN = 16
 # Element-wise work is split into spans of at least this many elements
 # (float32: 1 MiB), small enough to stay in a core's cache between the few
 # passes a layer makes over them.
@@ -289,16 +292,22 @@ def is_large(macs: int) -> bool:
 def product_parts(m: int, k: int, n: int) -> int:
     """Blocks of an ``(m, k) @ (k, n)`` product: 1, 2 or 4, from its size alone."""
     macs = m * k * n
-    if not is_large(macs) or max(m, n) < 2 * BLOCK_ALIGN:
+    if not is_large(macs) or max(m, n) < 2 * MIN_ALIGN:
         return 1
-    return 2 if macs < 8 * PRODUCT_GRAIN or max(m, n) < 4 * BLOCK_ALIGN else 4
+    return 2 if macs < 8 * PRODUCT_GRAIN or max(m, n) < 4 * MIN_ALIGN else 4
+
+
+def block_spans(length: int, parts: int) -> list[slice]:
+    """The blocks of a product's split side: :func:`spans` on BLOCK_ALIGN (or MIN_ALIGN) boundaries."""
+    align = BLOCK_ALIGN if length >= 2 * parts * BLOCK_ALIGN else MIN_ALIGN
+    return [slice(start, stop) for start, stop in spans(length, parts, align)]
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` for 2-D ``a (m, k)``, ``b (k, n)``, split into :func:`product_parts` blocks.
 
-    The blocks cut the longer of the output's two sides at multiples of
-    :data:`BLOCK_ALIGN`; each is one single-threaded BLAS call. Small products
+    The blocks cut the longer of the output's two sides (:func:`block_spans`);
+    each is one single-threaded BLAS call. Small products
     are one call, as plain ``a @ b``. ``out`` (``(m, n)``, any blasable
     strides) receives the result when given.
     """
@@ -311,14 +320,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
     if n >= m:
-        blocks = [slice(start, stop) for start, stop in spans(n, parts, BLOCK_ALIGN)]
+        blocks = block_spans(n, parts)
         run(len(blocks), lambda i: np.matmul(a, b[:, blocks[i]], out=out[:, blocks[i]]))
     else:
-        blocks = [slice(start, stop) for start, stop in spans(m, parts, BLOCK_ALIGN)]
+        blocks = block_spans(m, parts)
         run(len(blocks), lambda i: np.matmul(a[blocks[i]], b, out=out[blocks[i]]))
     return out
 
 
-__all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "PRODUCT_GRAIN", "THREADS_VARIABLE",
-           "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas", "product_parts", "run", "set_threads",
-           "spans", "threads"]
+__all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "MIN_ALIGN", "PRODUCT_GRAIN", "THREADS_VARIABLE",
+           "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas",
+           "product_parts", "run", "set_threads", "spans", "threads"]

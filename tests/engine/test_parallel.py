@@ -25,6 +25,7 @@ def small_grains(monkeypatch):
     """Split everything: products from 4k multiply-adds, element-wise spans from 64 elements."""
     monkeypatch.setattr(parallel, "PRODUCT_GRAIN", 4096)
     monkeypatch.setattr(parallel, "BLOCK_ALIGN", 4)
+    monkeypatch.setattr(parallel, "MIN_ALIGN", 2)
     monkeypatch.setattr(parallel, "ELEMENT_GRAIN", 64)
     monkeypatch.setattr("babysit.engine.conv.COL2IM_GROUP_BYTES", 2048)
     yield
@@ -44,6 +45,9 @@ def test_product_parts_follow_the_shapes_only():
     assert parallel.product_parts(256, 3072, 512) == 4
     assert parallel.product_parts(64, 64, grain // 4096) == 2
     assert parallel.product_parts(10, grain, 10) == 1                 # nothing long enough to cut
+    assert parallel.product_parts(32, 65536, 28) == 2                 # a first conv layer's weight gradient
+    assert parallel.block_spans(32, 2) == [slice(0, 16), slice(16, 32)]
+    assert parallel.block_spans(512, 4) == [slice(0, 128), slice(128, 256), slice(256, 384), slice(384, 512)]
     before = parallel.threads()
     parallel.set_threads(1)
     try:
