@@ -138,6 +138,38 @@ def write_section(report: str, path: Path, start: str, end: str, title: str) -> 
     path.write_text(text)
 
 
+# -- the drivers of bench_load and bench_cost ------------------------------------
+
+def add_round_options(parser: argparse.ArgumentParser, readme: Path) -> None:
+    """``--rounds --threads --quick --write-readme``, resolved by :func:`resolve_round_options`."""
+    parser.add_argument("--rounds", type=int, help="rounds (default 3; quick 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="BABYSIT_THREADS in the children (0: none set, babysit's default)")
+    parser.add_argument("--quick", action="store_true", help="one round")
+    parser.add_argument("--write-readme", action="store_true", help=f"store the report in {readme.name}")
+
+
+def resolve_round_options(parser: argparse.ArgumentParser, args, argv) -> None:
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    if args.rounds < 1 or args.threads < 0:
+        parser.error("--rounds must be positive and --threads non-negative")
+    args.argv = list(argv)
+
+
+def measure_and_report(argv, parse_args, run_rounds, render, readme: Path, markers: tuple, title: str) -> int:
+    """Parse, run the rounds between two load readings, print the report, store it if asked."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    load = [load_average()]
+    results = run_rounds(args)
+    load.append(load_average())
+    report = render(args, results, load)
+    print(report, end="")
+    if args.write_readme:
+        write_section(report, readme, *markers, title)
+    return 0
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="run one diagnosis and print its timing (a benchmark child)")
     parser.add_argument("command")

@@ -40,7 +40,8 @@ if __package__ in (None, ""):   # run as a script: make `benchmarks` importable 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._nets import NetSpec, flops  # noqa: E402
-from benchmarks._runs import load_average, thread_setting, time_diagnosis, write_section  # noqa: E402
+from benchmarks._runs import (add_round_options, measure_and_report, resolve_round_options,  # noqa: E402
+                              thread_setting, time_diagnosis)
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- cost:start -->", "<!-- cost:end -->"
@@ -141,39 +142,23 @@ def parse_args(argv):
     parser.add_argument("--axes", default=",".join(AXES), help="comma-separated subset of " + ",".join(AXES))
     parser.add_argument("--diagnoses", default=",".join(DIAGNOSES),
                         help="comma-separated subset of " + ",".join(DIAGNOSES))
-    parser.add_argument("--rounds", type=int, help="rounds (default 3; quick 1)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default) or the process's CPU time (steadier on a busy machine)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="BABYSIT_THREADS in the children (0: none set, babysit's default)")
-    parser.add_argument("--quick", action="store_true", help="one round")
-    parser.add_argument("--write-readme", action="store_true", help=f"store the tables in {README.name}")
+    add_round_options(parser, README)
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    resolve_round_options(parser, args, argv)
     args.axes = [a.strip() for a in args.axes.split(",") if a.strip()]
     args.diagnoses = [d.strip() for d in args.diagnoses.split(",") if d.strip()]
     bad = sorted(set(args.axes) - set(AXES)) + sorted(set(args.diagnoses) - set(DIAGNOSES))
     if bad:
         parser.error(f"unknown axis or diagnosis {bad}; axes: {', '.join(AXES)}; "
                      f"diagnoses: {', '.join(DIAGNOSES)}")
-    if args.rounds < 1 or args.threads < 0:
-        parser.error("--rounds must be positive and --threads non-negative")
     args.clock = "diagnosis_s" if args.clock == "wall" else "cpu_s"
-    args.argv = list(argv)
     return args
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    load = [load_average()]
-    results = run_rounds(args)
-    load.append(load_average())
-    report = render(args, results, load)
-    print(report, end="")
-    if args.write_readme:
-        write_section(report, README, START, END, "Cost curve")
-    return 0
+    return measure_and_report(argv, parse_args, run_rounds, render, README, (START, END), "Cost curve")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ from pathlib import Path
 if __package__ in (None, ""):   # run as a script: make `benchmarks` importable like `-m` does
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._runs import (busy_processes, load_average, summary, thread_setting,  # noqa: E402
-                              time_cli, write_section)
+from benchmarks._runs import (add_round_options, busy_processes, measure_and_report,  # noqa: E402
+                              resolve_round_options, summary, thread_setting, time_cli)
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- load:start -->", "<!-- load:end -->"
@@ -102,39 +102,25 @@ def render(args, results, load) -> str:
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, help="rounds (default 3; quick 1)")
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated recipes")
     parser.add_argument("--commands", default=",".join(COMMANDS), help="comma-separated subset of "
                         + ",".join(COMMANDS))
     parser.add_argument("--busy", type=int, default=2, help="busy processes beside the loaded runs")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="BABYSIT_THREADS in the children (0: none set, babysit's default)")
-    parser.add_argument("--quick", action="store_true", help="one round")
-    parser.add_argument("--write-readme", action="store_true", help=f"store the table in {README.name}")
+    add_round_options(parser, README)
     args = parser.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 3)
+    resolve_round_options(parser, args, argv)
     args.recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     args.commands = [c.strip() for c in args.commands.split(",") if c.strip()]
     unknown = sorted(set(args.commands) - set(COMMANDS))
     if unknown:
         parser.error(f"unknown command(s) {unknown}; choose from {', '.join(COMMANDS)}")
-    if args.rounds < 1 or args.busy < 0 or args.threads < 0:
-        parser.error("--rounds must be positive, --busy and --threads non-negative")
-    args.argv = list(argv)
+    if args.busy < 0:
+        parser.error("--busy must be non-negative")
     return args
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    load = [load_average()]
-    results = run_rounds(args)
-    load.append(load_average())
-    report = render(args, results, load)
-    print(report, end="")
-    if args.write_readme:
-        write_section(report, README, START, END, "Shared machine")
-    return 0
+    return measure_and_report(argv, parse_args, run_rounds, render, README, (START, END), "Shared machine")
 
 
 if __name__ == "__main__":

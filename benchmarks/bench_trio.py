@@ -27,6 +27,7 @@ machine busy with other work).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -53,7 +54,6 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"unknown command(s) {unknown}; choose from {list(TARGETS)}")
 
-    import os
     print(f"recipe {args.recipe}, {args.rounds} rounds, {os.cpu_count()} cores, threads: "
           f"{thread_setting(args.threads)}, load average before: {load_average()}")
     diagnosis = {c: [] for c in commands}
