@@ -107,11 +107,20 @@ def blas_description() -> str:
 
 
 def thread_info() -> dict:
+    """BLAS's threads (pinned to 1 by the engine) and the engine's own (``babysit.engine.parallel``)."""
+    info = {}
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return {}
-    return {f"{p['internal_api']}": p["num_threads"] for p in threadpool_info()}
+        pass
+    else:
+        info = {f"{p['internal_api']}": p["num_threads"] for p in threadpool_info()}
+    try:
+        from babysit.engine.parallel import threads
+    except ImportError:   # an engine from before its own threads
+        return info
+    info["babysit engine"] = threads()
+    return info
 
 
 def main() -> None:

@@ -83,3 +83,81 @@ def test_quick_defaults_and_explicit_values():
     for bad in (["--iters", "0"], ["--nets", "mlp,resnet"], ["--threads", "-1"]):
         with pytest.raises(SystemExit):
             bench_engine.parse_args(bad)
+
+
+# -- the load and cost-curve benchmarks (bookkeeping only; no timing here) ------
+
+from benchmarks import _runs, bench_cost, bench_load  # noqa: E402
+
+
+def test_children_run_without_thread_variables_unless_asked(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("BABYSIT_THREADS", "1")
+    env = _runs.child_env()
+    assert not set(_runs.THREAD_VARIABLES) & set(env)          # babysit's own policy is measured
+    assert env["PYTHONPATH"].split(":")[0] == str(_runs.ROOT)
+    assert _runs.child_env(3)["BABYSIT_THREADS"] == "3"
+
+
+def test_write_section_replaces_its_markers_or_appends(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("intro\n<!-- a -->\nold\n<!-- b -->\nrest\n")
+    _runs.write_section("new\n", path, "<!-- a -->", "<!-- b -->", "A")
+    assert path.read_text() == "intro\n<!-- a -->\nnew\n<!-- b -->\nrest\n"
+    _runs.write_section("x\n", path, "<!-- c -->", "<!-- d -->", "Cost")
+    assert path.read_text().endswith("## Cost\n\n<!-- c -->\nx\n<!-- d -->\n")
+
+
+def fake_run(seconds, json=b"{}", error=""):
+    return {"seconds": seconds, "exit_code": 0, "error": error, "json": json}
+
+
+def test_load_report_takes_per_round_ratios_and_checks_the_numbers():
+    args = bench_load.parse_args(["--quick", "--recipes", "r1", "--commands", "gradcheck,doctor"])
+    assert args.rounds == 1 and args.commands == ["gradcheck", "doctor"]
+    results = {("r1", "gradcheck"): [{"quiet": fake_run(1.0), "loaded": fake_run(2.0)},
+                                     {"quiet": fake_run(2.0), "loaded": fake_run(2.4)},
+                                     {"quiet": fake_run(1.0), "loaded": fake_run(9.0)}],
+               ("r1", "doctor"): [{"quiet": fake_run(10.0), "loaded": fake_run(40.0, json=b"{1}")}]}
+    report = bench_load.render(args, results, ["0.1", "0.2"])
+    gradcheck = next(line for line in report.splitlines() if "| gradcheck |" in line)
+    assert "**2.00x** (1.20-9.00)" in gradcheck and "(met)" in gradcheck and "| yes |" in gradcheck
+    doctor = next(line for line in report.splitlines() if "| doctor |" in line)
+    assert "**4.00x**" in doctor and "**missed**" in doctor and "| **no** |" in doctor
+    with pytest.raises(SystemExit):
+        bench_load.parse_args(["--commands", "train"])
+
+
+def test_cost_variants_grow_one_axis_around_the_recipe():
+    base = bench_cost.BASE
+    assert bench_cost.layers(1.0, 3)[::3] == [{"conv": {"filters": 16, "size": 3}},
+                                               {"conv": {"filters": 32, "size": 3}},
+                                               {"conv": {"filters": 64, "size": 3}},
+                                               {"affine": {"out": 10, "init": {"normal": 1.0e-3}}}]
+    assert len(bench_cost.configs(["width", "depth", "batch", "input"])) == 9   # the base counted once
+    sets = bench_cost.overrides(bench_cost.variant("input", 64))
+    assert "data.source.size=64" in sets and f"train.batch_size={base['batch']}" in sets
+    # 3x3 convs at 32x32, 16x16, 8x8 plus the affine layer, per example
+    assert bench_cost.macs_per_example(base) == (3 * 9 * 16 * 1024 + 16 * 9 * 32 * 256 + 32 * 9 * 64 * 64
+                                                 + 64 * 16 * 10)
+    assert bench_cost.slope([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+
+
+def test_cost_variants_are_valid_recipes():
+    from babysit.recipes import load_recipe
+
+    for config in bench_cost.configs(list(bench_cost.AXES)):
+        recipe = load_recipe(bench_cost.RECIPE, overrides=bench_cost.overrides(config))
+        assert recipe.train.batch_size == config["batch"]
+
+
+def test_cost_report_fits_the_growth_exponent():
+    args = bench_cost.parse_args(["--quick", "--axes", "batch", "--diagnoses", "sanity-loss,gradcheck"])
+    results = [(bench_cost.variant("batch", b), {"sanity-loss": [b / 32], "gradcheck": [1.0]})
+               for b in bench_cost.AXES["batch"]]
+    report = bench_cost.render(args, results, ["0", "0"])
+    sanity = next(line for line in report.splitlines() if line.startswith("| sanity-loss"))
+    assert sanity.endswith("| p = 1.00 |") and "| gradcheck | 1.00 s | 1.00 s | 1.00 s | p = 0.00 |" in report
+    assert "| sum of the rows above | 2.00 s | 3.00 s | 5.00 s |" in report   # not every part: no doctor
+    with pytest.raises(SystemExit):
+        bench_cost.parse_args(["--axes", "height"])

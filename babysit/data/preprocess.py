@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.data.arrays import CHUNK, mean_and_var, rows
+from babysit.engine.parallel import pin_blas
 from babysit.errors import DataError
 from babysit.validation import POSITIVE, Rule, resolve_options
 
@@ -116,6 +117,7 @@ class PCA(Step):
             self.name = "whiten"
 
     def fit(self, X):
+        pin_blas()   # one BLAS thread: the same bits whatever the thread count
         X2 = rows(X)
         mean = mean_and_var(X2)[0]
         cov = np.zeros((X2.shape[1], X2.shape[1]))
@@ -150,6 +152,7 @@ class PCA(Step):
         return k
 
     def apply(self, X):
+        pin_blas()
         return (rows(X) - self.mean) @ self.basis
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from babysit.engine.parallel import pin_blas
 from babysit.engine.user_code import fenced
 from babysit.errors import ModelError
 
@@ -71,6 +72,15 @@ class Model:
                 self.weight_names.append(f"{index}.{key}")
         self.user_layers = {int(i): tuple(shape) for i, shape in (user_layers or {}).items()}
         self._user_input_shapes: dict[int, tuple] = {}
+        # engine ReLUs directly followed by a max pooling that can take them over
+        # (MaxPool.forward_after_relu): run fused unless outputs are recorded
+        self._relu_pools = frozenset(
+            i for i in range(len(self.layers) - 1)
+            if i not in self.user_layers and i + 1 not in self.user_layers
+            and getattr(self.layers[i], "kind", None) == "relu"
+            and getattr(self.layers[i + 1], "fuses_relu", False))
+        self._fused: set[int] = set()
+        pin_blas()
 
     # -- passes -------------------------------------------------------------
     def forward(self, X, train: bool = False) -> np.ndarray:
@@ -80,16 +90,29 @@ class Model:
         return self.forward_from(0, np.asarray(X, dtype=self.dtype), train)
 
     def forward_from(self, start: int, out: np.ndarray, train: bool) -> np.ndarray:
-        """Run layers ``start``.. on ``out``, the input of layer ``start``."""
+        """Run layers ``start``.. on ``out``, the input of layer ``start``.
+
+        A ReLU followed by a max pooling runs as one fused step (see
+        ``MaxPool.forward_after_relu``) unless outputs are being recorded.
+        """
         record, user = self.record, self.user_layers
-        for index in range(start, len(self.layers)):
+        fusable = () if record else self._relu_pools
+        self._fused = set()
+        index = start
+        while index < len(self.layers):
             layer = self.layers[index]
+            if index in fusable:
+                out = self.layers[index + 1].forward_after_relu(out, train, layer)
+                self._fused.add(index)
+                index += 2
+                continue
             if index in user:
                 out = self._user_forward(index, out, train)
             else:
                 out = layer.forward(out, train)
             if record:
                 self.outputs[self.names[index]] = out
+            index += 1
         return out
 
     def backward(self, dscores: np.ndarray, input_grad: bool = True) -> dict[str, np.ndarray]:
@@ -108,13 +131,19 @@ class Model:
             first.needs_input_grad = False
         user = self.user_layers
         try:
-            for index in range(len(self.layers) - 1, -1, -1):
+            index = len(self.layers) - 1
+            while index >= 0:
                 if record:
                     self.output_grads[self.names[index]] = dout
+                if index - 1 in self._fused:   # a fused ReLU + pooling: back to the ReLU's input
+                    dout = self.layers[index].backward_after_relu(dout)
+                    index -= 2
+                    continue
                 if index in user:
                     dout = self._user_backward(index, dout)
                 else:
                     dout = self.layers[index].backward(dout)
+                index -= 1
         finally:
             if skip:
                 first.needs_input_grad = True

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.engine.lbfgs import LBFGS
+from babysit.engine.parallel import for_spans
 from babysit.errors import ModelError
 from babysit.validation import (HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, POSITIVE, POSITIVE_INT,
                                 REQUIRED, as_mapping, check_keys, resolve_options)
@@ -116,8 +117,18 @@ class Optimizer:
             self.update(x, grads[name], lr, self.state[name], self._scratch[name])
 
     def update(self, x, dx, lr, slots, scratch) -> None:
-        np.multiply(dx, -lr, out=scratch)
-        x += scratch
+        # x -= lr * dx, in spans of the flat parameter on the free cores
+        # (element-wise: the same numbers as one whole-array pass)
+        if not x.flags.c_contiguous:   # a user layer's strided parameter: one pass, in place
+            np.multiply(dx, -lr, out=scratch)
+            x += scratch
+            return
+        flat_x, flat_dx, flat_scratch = x.reshape(-1), np.ravel(dx), scratch.reshape(-1)
+
+        def part(start, stop):
+            np.multiply(flat_dx[start:stop], -lr, out=flat_scratch[start:stop])
+            flat_x[start:stop] += flat_scratch[start:stop]
+        for_spans(flat_x.size, part)
 
     # -- checkpoints ------------------------------------------------------
     def state_dict(self) -> dict:

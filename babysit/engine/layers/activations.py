@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from babysit.engine.layers._shared import EngineLayer, channel_shape, per_example
+from babysit.engine.parallel import for_outer
 from babysit.validation import NUMBER, POSITIVE
 
 
@@ -22,17 +23,30 @@ class _Elementwise(EngineLayer):
 
 
 class ReLU(_Elementwise):
-    """``max(x, 0)``; the gradient at 0 is 0. Kink state: ``x > 0``."""
+    """``max(x, 0)``; the gradient at 0 is 0. Kink state: ``x > 0``.
+
+    Both passes run in spans of the outer axis on the free cores. A following
+    max pooling may take the ReLU over (``MaxPool.forward_after_relu``): it
+    then hands this layer its input with :meth:`keep_input`, for the kink state.
+    """
 
     kind = "relu"
     has_kinks = True
 
     def forward(self, x, train):
         self._x = x
-        return np.maximum(x, 0)
+        out = np.empty_like(x)
+        for_outer(x, lambda span: np.maximum(x[span], 0, out=out[span]))
+        return out
+
+    def keep_input(self, x):
+        self._x = x
 
     def backward(self, dout):
-        return np.multiply(dout, self._x > 0)
+        x = self._x
+        dx = np.empty_like(dout)
+        for_outer(dout, lambda span: np.multiply(dout[span], x[span] > 0, out=dx[span]))
+        return dx
 
 
 class LeakyReLU(_Elementwise):

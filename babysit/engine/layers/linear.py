@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from babysit.engine.layers._shared import EngineLayer, make_weight, per_example
+from babysit.engine.parallel import matmul
 from babysit.validation import POSITIVE_INT, REQUIRED
 
 
@@ -25,18 +26,18 @@ class _Linear(EngineLayer):
         W = self.params["W"]
         self._x_shape = x.shape
         self._x2d = x2d = x.reshape(x.shape[0], -1).astype(W.dtype, copy=False)
-        z = x2d @ W
+        z = matmul(x2d, W)
         z += self.params["b"]
         return z
 
     def _linear_backward(self, dz):
         """Fill ``grads`` from ``dz = dLoss/dz (N, columns)``; return dx (None when not needed)."""
         W, x2d = self.params["W"], self._x2d
-        self.grads["W"] = x2d.T @ dz
+        self.grads["W"] = matmul(x2d.T, dz)
         self.grads["b"] = dz.sum(axis=0)
         if not self.needs_input_grad:
             return None
-        return (dz @ W.T).reshape(self._x_shape)
+        return matmul(dz, W.T).reshape(self._x_shape)
 
 
 class Affine(_Linear):

@@ -118,6 +118,12 @@ class MaxPool(_Windowed):
     The gradient goes to the first maximum of each window. ``kink_state`` is
     the arg-max offset inside each window. ``size`` and ``stride`` are
     integers in recipes; the Python API also takes ``[h, w]`` pairs.
+
+    ``fuses_relu`` (windows that do not overlap): the model may run a ReLU
+    and this pooling as :meth:`forward_after_relu` / :meth:`backward_after_relu`,
+    pooling first and rectifying the maxima; outputs, gradients and both
+    layers' kink states are bit for bit those of the two layers run one after
+    the other (see ``conv.MaxPoolWindows``), for a quarter of the ReLU's work.
     """
 
     kind = "maxpool"
@@ -128,7 +134,8 @@ class MaxPool(_Windowed):
         super().__init__(*args, **kwargs)
         self.size = _square(self.size)
         self.stride = self.size if self.stride is None else _square(self.stride)
-        self._x = self._index = None
+        self.fuses_relu = self.stride[0] >= self.size[0] and self.stride[1] >= self.size[1]
+        self._x = self._index = self._rectified = self._kinks = None
 
     def build(self, input_shape, rng, dtype, init, bias):
         C, H, W = image_shape(self.kind, input_shape)
@@ -138,15 +145,24 @@ class MaxPool(_Windowed):
         return (C, output_size(H, kh, sh, 0), output_size(W, kw, sw, 0))
 
     def forward(self, x, train):
+        return self._pool(x, train, rectify=False)
+
+    def forward_after_relu(self, x, train, relu):
+        """``self.forward(relu.forward(x))``, computed as ReLU of the pooled ``x``."""
+        relu.keep_input(x)
+        return self._pool(x, train, rectify=True)
+
+    def _pool(self, x, train, rectify):
         if x.ndim != 4 or x.shape[2] < self.size[0] or x.shape[3] < self.size[1]:
             raise ValueError(f"maxpool {self.size[0]}x{self.size[1]} expects input (N, C, H, W) "
                              f"at least that large, got {x.shape}")
         self._windows = MaxPoolWindows(x.shape, self.size, self.stride)
-        self._x = x
+        self._x, self._kinks = x, None
         if train:  # a backward pass follows: find the arg-max now, in the same sweep
-            out, self._index = self._windows.argmax(x)
+            out, self._index = self._windows.argmax(x, rectify)
         else:
-            out, self._index = self._windows.max(x), None
+            out, self._index = self._windows.max(x, rectify), None
+        self._rectified = out if rectify else None
         return out
 
     def _argmax(self) -> np.ndarray:
@@ -157,8 +173,18 @@ class MaxPool(_Windowed):
     def backward(self, dout):
         return self._windows.backward(dout, self._argmax(), self._x)
 
+    def backward_after_relu(self, dout):
+        """Gradient with respect to the ReLU's input, after :meth:`forward_after_relu`."""
+        return self._windows.backward(dout, self._argmax(), self._x, rectified=self._rectified)
+
     def kink_state(self):
-        return None if self._x is None else self._argmax()
+        if self._x is None:
+            return None
+        if self._rectified is None:
+            return self._argmax()
+        if self._kinks is None:  # the arg-max over the ReLU's output, as unfused
+            self._kinks = self._windows.argmax(np.maximum(self._x, 0))[1]
+        return self._kinks
 
 
 class Flatten(EngineLayer):
