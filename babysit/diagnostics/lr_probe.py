@@ -7,13 +7,14 @@ first steps a probe sees at an LR *are* the first steps of ``train --set
 optim.lr=LR``, and a verdict judged on them transfers to training.
 
 ``grid`` (the default): short runs (``steps``; by default half the recipe's
-own training run, at least 50 and at most 300 steps, and never more than the
+own training run, at least 20 and at most 300 steps, and never more than the
 whole run) at LRs on a log lattice of ``per_decade`` points per decade (4 by
-default), visited by a walk:
+default) anchored on the recipe's LR, visited by a walk:
 
-1. the recipe's LR (the lattice is anchored on it), then whole decades up
-   and down from it while the progress grows (to find the decade of the best LR),
-2. lattice points on both sides of the best until each side fails.
+1. from the recipe's LR, strides of half a decade (doubling while the
+   progress keeps growing) up and down to the peak,
+2. the peak refined on the fine lattice (a quarter-decade on each side),
+3. half-decade steps out from the best until each side fails.
 
 A run is judged on every mini-batch loss by training's own divergence rule
 (NaN/inf or above 3x the first mini-batch loss: ``too_high``) and on its
@@ -62,7 +63,8 @@ DEFAULT_PER_DECADE = 4
 # a grid run lasts half the recipe's training (its low LRs catch up over a long
 # run), within these bounds
 STEPS_SHARE = 0.5
-MIN_STEPS, MAX_STEPS = 50, 300
+MIN_STEPS, MAX_STEPS = 20, 300
+WALK_STRIDE = 2   # lattice points per step of the walk's outer phases (a half-decade)
 DEFAULT_SWEEP_STEPS = 200
 DEFAULT_EVAL_EXAMPLES = 500
 PROGRESS_SHARE = 0.8
@@ -239,42 +241,46 @@ class Lattice:
 
 
 def walk(prober: Prober, lattice: Lattice) -> int:
-    """Probe the lattice around the best LR (see the module doc); returns the best index."""
+    """Probe the lattice around the best LR (see the module doc); returns the best index.
+
+    Three phases, each a few short runs: find the peak from the recipe's LR in
+    strides that double while the progress grows; refine it on the fine lattice
+    (one point on each side); then step out from it, ``WALK_STRIDE`` points at a
+    time, until each side fails the progress share or diverges.
+    """
     probe = lambda k: prober.trial(lattice.lr(k))  # noqa: E731
+    better = lambda k, than: probe(k).progress > probe(than).progress  # noqa: E731
     best_k = min(max(0, lattice.lo), lattice.hi)   # the recipe's LR, or the nearest limit
-    decade = lattice.per_decade
-    for direction in (+1, -1):  # whole decades while the progress grows
-        k = best_k
-        while k + direction * decade in lattice:
-            k += direction * decade
-            if probe(k).progress <= probe(best_k).progress:
-                break
+    for direction in (+1, -1):
+        stride = WALK_STRIDE
+        while best_k + direction * stride in lattice and better(best_k + direction * stride, best_k):
+            best_k += direction * stride
+            stride *= 2
+    for k in (best_k - 1, best_k + 1):
+        if k in lattice and better(k, best_k):
             best_k = k
-    for direction in (+1, -1):  # every lattice point until each side fails
+    for direction in (+1, -1):
         k = best_k
-        while k + direction in lattice:
-            k += direction
-            trial, best = probe(k), probe(best_k)
-            if trial.progress > best.progress:
+        while k + direction * WALK_STRIDE in lattice:
+            k += direction * WALK_STRIDE
+            if better(k, best_k):
                 best_k = k
-                continue
-            if not trial.progress >= PROGRESS_SHARE * best.progress:
+            elif not probe(k).progress >= PROGRESS_SHARE * probe(best_k).progress:
                 break
     return best_k
 
 
 def good_lattice_run(prober: Prober, best_k: int, lattice: Lattice) -> list[Trial]:
-    """The contiguous good lattice trials around the best one."""
-    run = []
-    for direction in (-1, +1):
-        k = best_k if direction == -1 else best_k + 1
-        while True:
-            trial = next((t for lr, t in prober.trials.items() if same_lr(lr, lattice.lr(k))), None)
-            if trial is None or trial.verdict != "good":
-                break
-            run.append(trial)
-            k += direction
-    return sorted(run, key=lambda t: t.lr)
+    """The good lattice trials around the best one, up to the first probed one that is not."""
+    probed = sorted((k, t) for k in range(lattice.lo, lattice.hi + 1)
+                    for lr, t in prober.trials.items() if same_lr(lr, lattice.lr(k)))
+    index = next(i for i, (k, _) in enumerate(probed) if k == best_k)
+    lo = hi = index
+    while lo > 0 and probed[lo - 1][1].verdict == "good":
+        lo -= 1
+    while hi + 1 < len(probed) and probed[hi + 1][1].verdict == "good":
+        hi += 1
+    return [t for _, t in probed[lo:hi + 1]]
 
 
 def run_grid(result, prober: Prober, recipe_lr: float, update: str, lr_min: float,

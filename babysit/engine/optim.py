@@ -114,21 +114,29 @@ class Optimizer:
         self.t += 1
         lr = float(lr)
         for name, x in self.params.items():
-            self.update(x, grads[name], lr, self.state[name], self._scratch[name])
+            self.update_in_spans(x, grads[name], lr, self.state[name], self._scratch[name])
 
-    def update(self, x, dx, lr, slots, scratch) -> None:
-        # x -= lr * dx, in spans of the flat parameter on the free cores
-        # (element-wise: the same numbers as one whole-array pass)
-        if not x.flags.c_contiguous:   # a user layer's strided parameter: one pass, in place
-            np.multiply(dx, -lr, out=scratch)
-            x += scratch
+    def update_in_spans(self, x, dx, lr, slots, scratch) -> None:
+        """:meth:`update` over spans of the flat parameter, on the free cores.
+
+        Every rule is element-wise (its scalars, such as Adam's bias
+        corrections, are the same for every span), so the spans give the same
+        numbers as one whole-array pass. A user layer's strided parameter gets
+        that one pass.
+        """
+        if not x.flags.c_contiguous:
+            self.update(x, dx, lr, slots, scratch)
             return
         flat_x, flat_dx, flat_scratch = x.reshape(-1), np.ravel(dx), scratch.reshape(-1)
+        flat_slots = {key: value.reshape(-1) for key, value in slots.items()}
+        for_spans(flat_x.size, lambda start, stop: self.update(
+            flat_x[start:stop], flat_dx[start:stop], lr,
+            {key: value[start:stop] for key, value in flat_slots.items()},
+            flat_scratch[start:stop]))
 
-        def part(start, stop):
-            np.multiply(flat_dx[start:stop], -lr, out=flat_scratch[start:stop])
-            flat_x[start:stop] += flat_scratch[start:stop]
-        for_spans(flat_x.size, part)
+    def update(self, x, dx, lr, slots, scratch) -> None:
+        np.multiply(dx, -lr, out=scratch)
+        x += scratch
 
     # -- checkpoints ------------------------------------------------------
     def state_dict(self) -> dict:

@@ -7,6 +7,8 @@ report must hold no "…", and no report line may be wider than the terminal
 (tables split into a second table, plots shrink).
 """
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -73,7 +75,10 @@ def test_report_of_a_run_log_fits(width, tmp_path):
 def test_a_table_too_wide_for_the_terminal_continues_in_a_second_one(tmp_path):
     result = run(COMMANDS["lr-probe"], 60, tmp_path)
     wide = run(COMMANDS["lr-probe"], 200, tmp_path)
-    # every LR keeps its row, numbers whole, in both layouts (the recipe's 0.03 and
-    # the decades above it, where the walk starts)
-    for lr in ("0.0300", "0.300", "3.00"):
+    probed = run(COMMANDS["lr-probe"] + ["--json", "-", "--quiet"], 200, tmp_path)
+    # every LR the walk probed keeps its row, numbers whole, in both layouts
+    from babysit.cli.render import fmt
+
+    for trial in json.loads(probed.stdout)["metrics"]["trials"]:
+        lr = fmt(trial["lr"])
         assert lr in result.stdout and lr in wide.stdout

@@ -118,12 +118,14 @@ def test_no_progress_anywhere_has_no_best():
     assert [t.verdict for t in trials] == ["too_low", "too_low"]
 
 
-def test_runs_never_outlast_training():
+def test_runs_last_half_the_training_and_never_outlast_it():
     spec = recipe("deep-tanh-init")
     data = common.load(spec)
     assert training_steps(spec, data) == 45  # 5 epochs of 9 batches (900 training examples)
-    result = lr_probe(spec, lr_min=1e-3, lr_max=1.0)
-    assert result.metrics["steps"] == 45
+    assert lr_probe(spec, lr_min=1e-3, lr_max=1.0).metrics["steps"] == 22
+    # one epoch of 3 batches: a run as long as the whole training, not the 20-step minimum
+    short = recipe(**{"train.epochs": 1, "train.batch_size": 500})
+    assert lr_probe(short, lr_min=1e-2, lr_max=1.0).metrics["steps"] == 3
 
 
 # -- the rest of the contract --------------------------------------------------------------

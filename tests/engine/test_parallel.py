@@ -205,3 +205,27 @@ def test_results_do_not_depend_on_the_thread_count_from_the_command_line(tmp_pat
                        cwd=ROOT, env=env, check=False, capture_output=True, timeout=300)
         outputs.append(path.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.parametrize("update", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"])
+def test_every_update_rule_gives_the_same_bits_in_spans(small_grains, update):
+    # each rule runs over spans of the flat parameter on the free cores: element-wise,
+    # so any thread count gives the bits of one whole-array pass
+    from babysit.engine.optim import make_optimizer
+
+    def steps(threads):
+        parallel.set_threads(threads)
+        rng = np.random.default_rng(0)
+        params = {"W": rng.standard_normal((37, 29)).astype(np.float32),
+                  "b": rng.standard_normal(29).astype(np.float32)}
+        optimizer = make_optimizer({"update": update, "lr": 0.01}, params)
+        for _ in range(3):
+            grads = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+            optimizer.step(grads, 0.01)
+        state = optimizer.state_dict()
+        return [params[k].tobytes() for k in sorted(params)] + [
+            np.asarray(state[k]).tobytes() for k in sorted(state)]
+
+    one = steps(1)
+    for threads in (2, 3):
+        assert steps(threads) == one
