@@ -74,7 +74,9 @@ class DiagnosableModel(Protocol):
 
     Structure: ``kind_of(layer)`` (``"relu"``, ``"tanh"``, ``"affine"``, ...:
     what the activation statistics key on), ``layer_of(param)``,
-    ``params_of(layer) -> {key: array}``.
+    ``params_of(layer) -> {key: array}``, ``units_axis(weight)`` (the axis
+    of a weight that indexes its layer's units: symmetric units are copies
+    along it).
 
     A float64 model for gradient checks comes from the backend's builder
     (``dtype=np.float64``): every parameter of it is float64.
@@ -122,6 +124,8 @@ class DiagnosableModel(Protocol):
     def layer_of(self, param_name: str) -> str | None: ...
 
     def params_of(self, layer_name: str) -> dict[str, np.ndarray]: ...
+
+    def units_axis(self, param_name: str) -> int: ...
 
     def copy_params(self) -> dict[str, np.ndarray]: ...
 

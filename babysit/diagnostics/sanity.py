@@ -88,17 +88,15 @@ def pick_reg(weight_sq: float, expected: float) -> float:
     return float(min(MAX_REG, 10.0 ** math.ceil(math.log10(10.0 * expected / weight_sq))))
 
 
-def unit_axis(weight: np.ndarray) -> int:
-    """Axis that indexes a layer's units: columns of an affine ``(D, M)``, filters of a conv."""
-    return weight.ndim - 1 if weight.ndim == 2 else 0
+def identical_units(params: dict, weight_key: str, axis: int) -> bool:
+    """All units of a layer (its ``params``) compute the same function (same weights and bias).
 
-
-def identical_units(params: dict, weight_key: str) -> bool:
-    """All units of a layer (its ``params``) compute the same function (same weights and bias)."""
+    ``axis`` indexes the units in the weight (the model protocol's ``units_axis``).
+    """
     W = np.asarray(params[weight_key])
-    if W.ndim < 2 or W.shape[unit_axis(W)] < 2:
+    if W.ndim < 2 or W.shape[axis] < 2:
         return False
-    units = np.moveaxis(W, unit_axis(W), 0)
+    units = np.moveaxis(W, axis, 0)
     if not np.all(units == units[:1]):
         return False
     b = params.get("b", params.get("bias"))  # the engine's name, torch's name
@@ -232,6 +230,7 @@ def check_symmetry(result, model) -> list:
     weighted = [(name, params) for name, params in layer_params.items()
                 if any(np.ndim(p) >= 2 for p in params.values())]
     regularized = {}
+    axes = {}
     for param in model.weight_names:
         layer = model.layer_of(param)
         # the weight's key within its layer (params_of holds the same arrays)
@@ -239,10 +238,11 @@ def check_symmetry(result, model) -> list:
                    None)
         if key is not None:
             regularized.setdefault(layer, []).append(key)
+            axes[(layer, key)] = model.units_axis(param)
     symmetric = []
     for name, params in weighted[:-1]:  # the labels break the output layer's symmetry
         keys = [k for k in regularized.get(name) or params if np.ndim(params[k]) >= 2]
-        if keys and all(identical_units(params, k) for k in keys):
+        if keys and all(identical_units(params, k, axes.get((name, k), 0)) for k in keys):
             value = float(np.asarray(params[keys[0]]).flat[0])
             symmetric.append(name)
             result.add("symmetric_weights", "fail",

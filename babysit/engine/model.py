@@ -246,6 +246,11 @@ class Model:
         index = param_name.split(".", 1)[0]
         return next((name for name in self.names if name.split(".", 1)[0] == index), None)
 
+    def units_axis(self, param_name: str) -> int:
+        """The axis of a weight that indexes its layer's units: the columns of an
+        affine ``(D_in, D_out)`` weight, the filters of a conv ``(F, C, HH, WW)``."""
+        return 1 if np.ndim(self.params[param_name]) == 2 else 0
+
     def params_of(self, layer_name: str) -> dict[str, np.ndarray]:
         """``{key: array}`` of one layer's parameters (``"W"``, ``"b"`` ...), in place."""
         return dict(self.layers[self.names.index(layer_name)].params)

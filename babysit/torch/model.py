@@ -335,6 +335,10 @@ class TorchModel:
         owner = self._param_owner.get(param_name)
         return next((name for name in self.names if self._owners.get(name) == owner), None)
 
+    def units_axis(self, param_name: str) -> int:
+        """Torch keeps a layer's units first: ``Linear.weight (out, in)``, ``Conv2d.weight (out, in, kh, kw)``."""
+        return 0
+
     def params_of(self, layer_name: str) -> dict[str, np.ndarray]:
         """``{key: array}`` of the parameters of the module behind a layer (``weight``, ``bias``)."""
         owner = self._owners.get(layer_name)

@@ -325,3 +325,25 @@ def test_a_failing_forward_or_backward_is_a_model_error():
         model.forward(np.zeros((2, 3)))
     with pytest.raises(ModelError, match="needs a train-mode forward"):
         model.backward(np.zeros((2, 10)))
+
+
+def test_sanity_finds_identical_units_in_torch_rows(tmp_path, monkeypatch):
+    # torch keeps a Linear's units in rows (out, in): copies of one random row are
+    # symmetric units even though the weight is not constant
+    from babysit.diagnostics.sanity import sanity_loss
+    from babysit.recipes import load_recipe
+
+    (tmp_path / "copied_units.py").write_text(
+        "import torch, torch.nn as nn\n"
+        "def make(input_shape, num_classes):\n"
+        "    hidden = nn.Linear(64, 20)\n"
+        "    with torch.no_grad():\n"
+        "        hidden.weight.copy_(torch.randn(1, 64).repeat(20, 1) * 0.1)\n"
+        "        hidden.bias.zero_()\n"
+        "    return nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), nn.Linear(20, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    spec = load_recipe("torch-two-layer-digits", overrides={"model.torch": "copied_units:make",
+                                                             "model.kwargs": {}})
+    result = sanity_loss(spec)
+    assert "symmetric_weights" in {f.code for f in result.findings if f.severity == "fail"}
