@@ -24,7 +24,8 @@ NEAR_BEST = 0.015
 # what each broken recipe must fail with (doctor)
 BROKEN_CODES = {"broken/dead-relu": "dead_relu", "broken/lr-too-high": "lr_too_high",
                 "broken/lr-too-low": "lr_too_low", "broken/saturated-tanh": "activation_saturation",
-                "broken/wrong-backward": "gradient_mismatch", "broken/zero-init": "symmetric_weights"}
+                "broken/wrong-backward": "gradient_mismatch", "broken/zero-init": "symmetric_weights",
+                "broken/torch-wrong-backward": "gradient_mismatch"}
 
 
 def pct(x: float) -> str:
