@@ -14,7 +14,6 @@ The criteria (the calibration issue's "done when"):
 from __future__ import annotations
 
 import math
-import statistics
 from collections import defaultdict
 
 from benchmarks.calibration import truth
@@ -44,6 +43,12 @@ def curves_by(records: dict, axis: str) -> dict:
     return {recipe: truth.Curve(rs, truth.chance(recipe)) for recipe, rs in rows.items()}
 
 
+def own_lr(recipe: str) -> float:
+    from babysit.recipes import load_recipe
+
+    return float(load_recipe(recipe).optim.lr)
+
+
 def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
     """Per recipe and mode: good LRs passed, bad runs failed, suggestion in range, seed spread."""
     curves = curves_by(truth_records, "lr")
@@ -52,9 +57,9 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
         job = record["job"]
         if job["gate"] == "lr-probe":
             gates[(job["recipe"], job["options"]["mode"])][(job["seed"], job["value"])] = record
-    lines = ["| recipe | real good range (best, mean val) | mode | good LRs passed | bad LRs failed "
-             "| suggestion in real range | suggestion spread over seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | real good range (best, mean outcome) | mode | good LRs passed | bad LRs failed "
+             "| bad for its own seed: failed | suggestion in real range (seeds) | suggestion spread over seeds |",
+             "|---|---|---|---|---|---|---|---|"]
     totals = defaultdict(int)
     misses = []
     for recipe, curve in sorted(curves.items()):
@@ -64,7 +69,7 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
             if not runs:
                 continue
             passed = total_good = failed = total_bad = inside = suggestions = 0
-            by_seed = defaultdict(set)
+            own_bad = own_failed = 0
             for (seed, lr), record in runs.items():
                 if lr not in curve.runs or seed not in curve.runs[lr]:
                     continue
@@ -74,28 +79,33 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
                     passed += ok
                     if not ok:
                         misses.append(f"{recipe} {mode} seed {seed}: good LR {lr:g} failed")
+                if curve.bad_for_its_seed(lr, seed):
+                    own_bad += 1
+                    own_failed += not ok
                 if curve.bad_run(lr, seed):
                     total_bad += 1
                     failed += not ok
                     if ok:
                         misses.append(f"{recipe} {mode} seed {seed}: bad LR {lr:g} passed")
-                suggestion = record["metrics"].get("suggested_lr")
-                if suggestion is not None:
-                    by_seed[seed].add(suggestion)
-            for seed, values in by_seed.items():
-                for value in values:
-                    suggestions += 1
-                    inside += good[0] / 1.0001 <= value <= good[-1] * 1.0001
-            # the suggestion for the recipe's own LR, per seed (it may differ with the LR probed)
-            per_seed = [statistics.median(v) for v in by_seed.values()]
-            spread = (math.log10(max(per_seed) / min(per_seed)) if per_seed else math.nan)
+            # the suggestion a user gets: the run at the grid LR nearest the recipe's own, per seed
+            own = own_lr(recipe)
+            per_seed = {}
+            for (seed, lr), record in runs.items():
+                best = per_seed.get(seed)
+                if best is None or abs(math.log(lr / own)) < abs(math.log(best[0] / own)):
+                    per_seed[seed] = (lr, record["metrics"].get("suggested_lr"))
+            values = [v for _, v in per_seed.values() if v is not None]
+            suggestions = len(values)
+            inside = sum(good[0] / 1.0001 <= v <= good[-1] * 1.0001 for v in values)
+            spread = math.log10(max(values) / min(values)) if values else math.nan
             totals[f"{mode}_good"] += total_good
             totals[f"{mode}_passed"] += passed
             totals[f"{mode}_bad"] += total_bad
             totals[f"{mode}_failed"] += failed
             lines.append(f"| {recipe} | {lr_text(good[0])} .. {lr_text(good[-1])} "
                          f"({lr_text(curve.best)}, {pct(curve.mean(curve.best))}) | {mode} | "
-                         f"{passed}/{total_good} | {failed}/{total_bad} | {inside}/{suggestions} | "
+                         f"{passed}/{total_good} | {failed}/{total_bad} | {own_failed}/{own_bad} | "
+                         f"{inside}/{suggestions} | "
                          f"{spread:.2f} decades |")
     return "\n".join(lines), {"totals": dict(totals), "misses": misses}
 

@@ -126,6 +126,17 @@ class Curve:
         record = self.runs[value][seed]
         return record["diverged"] or outcome(record, self.chance) <= self.mean(self.best) - BAD_MARGIN
 
+    def bad_for_its_seed(self, value, seed) -> bool:
+        """This seed's run ended 10 points or more below the same seed's best run, or diverged.
+
+        The view that holds when seeds differ a lot (deep-tanh-init's random labels:
+        20-30 points between seeds at one LR), where the mean-based view calls a
+        poor seed's every run bad.
+        """
+        record = self.runs[value][seed]
+        own_best = max(outcome(runs[seed], self.chance) for runs in self.runs.values() if seed in runs)
+        return record["diverged"] or outcome(record, self.chance) <= own_best - BAD_MARGIN
+
     def at_chance(self, value, seed) -> bool:
         return outcome(self.runs[value][seed], self.chance) <= self.chance + CHANCE_MARGIN
 
