@@ -440,3 +440,51 @@ def test_a_step_outside_what_float64_resolves_is_refused(h):
 def test_the_smallest_allowed_step_still_catches_a_broken_backward():
     result = gradcheck_recipe(load_recipe("broken/wrong-backward"), h=1e-8)
     assert result.status == "fail" and "gradient_mismatch" in codes(result, "fail")
+
+
+@pytest.mark.parametrize("seed", [1, 8])
+def test_the_spiral_origin_is_not_a_datapoint(seed):
+    # every arm of the spiral starts at (0, 0): with zero biases that input sits on the
+    # kink of every ReLU unit, so every entry of 0.b crossed a kink and the check of
+    # seeds 1 and 8 warned "nothing left to judge"
+    from babysit.diagnostics.gradcheck import checkable_datapoints
+
+    result = gradcheck_recipe(load_recipe("spiral-mlp"), seed=seed)
+    assert result.status == "pass", [f.message for f in result.findings]
+    X = np.zeros((5, 2))
+    X[3] = 1.0
+    chosen, _ = checkable_datapoints(X, np.arange(5), 1, np.random.default_rng(0))
+    assert np.all(chosen == 1.0)
+
+
+def test_entries_near_a_kink_are_retried_with_a_smaller_step():
+    # a ReLU input within 1e-5 of zero crosses the kink at h = 1e-5 but not at 1e-7
+    class NearZeroReLU:
+        def __init__(self):
+            self.params, self.grads = {}, {}
+            self.has_kinks = True
+
+        def forward(self, x, train):
+            self.x = x
+            return np.maximum(x, 0.0)
+
+        def backward(self, dout):
+            return dout * (self.x > 0)
+
+        def kink_state(self):
+            return self.x > 0
+
+    from babysit.diagnostics.gradcheck.model_check import ModelChecker, ProjectionLoss
+    from babysit.diagnostics.gradcheck.numerical import Differencer
+    from babysit.engine.model import Model
+
+    layer = NearZeroReLU()
+    X = np.array([[3e-6, -2.0, 1.0]])
+    R = np.array([[0.5, 0.7, -1.1]])
+    model = Model([layer], ProjectionLoss(R), 0.0, (3,), 3, np.float64, names=["0.relu"])
+    checker = ModelChecker(model, X, np.zeros(1, dtype=np.int64),
+                           Differencer(1e-5, np.random.default_rng(0), None))
+    checker.analytic_pass()
+    (report,) = checker.data_reports()
+    assert report.kinks == 0 and len(report.judged) == 3
+    assert report.entries[0].numerical == pytest.approx(0.5)

@@ -65,6 +65,20 @@ def burn_in(model, recipe, data, steps: int, seed: int) -> float:
     return float(state.loss)
 
 
+def checkable_datapoints(X, y, count: int, rng):
+    """``count`` training examples to check on, all-zero inputs left out when there are others.
+
+    An all-zero input meets a zero-bias ReLU exactly at its kink in every
+    unit (every arm of the spiral starts at the origin): every entry of the
+    first layer's bias would cross a kink, leaving nothing to judge.
+    """
+    nonzero = np.flatnonzero(np.any(np.asarray(X).reshape(len(X), -1) != 0, axis=1))
+    if len(nonzero) == len(X) or len(nonzero) < count:
+        return common.subset(X, y, count, rng)
+    X_sub, y_sub = common.subset(X[nonzero], y[nonzero], count, rng)
+    return X_sub, y_sub
+
+
 def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entries=DEFAULT_ENTRIES,
                      all_entries=False, h=DEFAULT_H, burn_in_steps=0, reg=None,
                      layer_inputs=True):
@@ -88,7 +102,7 @@ def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entrie
             _not_finite(result, last, f"after {burn_in_steps} burn-in steps")
             result.metrics = {"dtype": "float64", "burn_in": int(burn_in_steps)}
             return result
-    X, y = common.subset(data.X_train, data.y_train, datapoints, common.stream(seed, "subset"))
+    X, y = checkable_datapoints(data.X_train, data.y_train, datapoints, common.stream(seed, "subset"))
     checker = ModelChecker(model, X, y, Differencer(h, common.stream(seed, "gradcheck"), entries),
                            layer_inputs)
     with np.errstate(all="ignore"):

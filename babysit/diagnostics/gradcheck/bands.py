@@ -21,6 +21,10 @@ H_MIN, H_MAX = 1e-8, 1e-2
 # (float32 inside the function), not a gradient, and says nothing about the backward.
 STABILITY_STEP = 10.0
 STABILITY = 0.5
+# An entry whose f(x+h) and f(x-h) took different sides of a kink is estimated
+# again with h divided by these (in order) before it is set aside as crossed:
+# close to a ReLU's zero a 10x smaller step usually stays on one side.
+KINK_RETRIES = (10.0, 100.0)
 DEFAULT_DATAPOINTS = 3
 DEFAULT_ENTRIES = 10
 # L2 strength for checking the regularization term when the recipe has none.
@@ -52,5 +56,5 @@ def band(rel_error: float | None, has_kinks: bool) -> str:
 
 
 __all__ = ["relative_error", "band", "FAIL_BAND", "WARN_BAND", "EXCELLENT_BAND", "TINY", "EPS",
-           "RESOLUTION_ULPS", "DEFAULT_H", "H_MIN", "H_MAX", "STABILITY_STEP", "STABILITY", "DEFAULT_DATAPOINTS", "DEFAULT_ENTRIES", "DEFAULT_REG_CHECK",
+           "RESOLUTION_ULPS", "DEFAULT_H", "H_MIN", "H_MAX", "STABILITY_STEP", "STABILITY", "KINK_RETRIES", "DEFAULT_DATAPOINTS", "DEFAULT_ENTRIES", "DEFAULT_REG_CHECK",
            "CHECKS"]

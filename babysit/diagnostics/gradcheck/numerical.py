@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from babysit.diagnostics.gradcheck.bands import (EPS, RESOLUTION_ULPS, STABILITY, STABILITY_STEP, TINY,
-                                                 WARN_BAND, band, relative_error)
+from babysit.diagnostics.gradcheck.bands import (EPS, KINK_RETRIES, RESOLUTION_ULPS, STABILITY,
+                                                 STABILITY_STEP, TINY, WARN_BAND, band, relative_error)
 
 
 @dataclass
@@ -177,6 +177,10 @@ class Differencer:
         report.grad_max = float(np.max(np.abs(analytic))) if analytic.size else 0.0
         for idx in self.sample(array.shape):
             numerical, crossed, floor = self.estimate(array, idx, self.h, loss, kinks)
+            for shrink in KINK_RETRIES:  # a smaller step often stays on one side of the kink
+                if not crossed:
+                    break
+                numerical, crossed, floor = self.estimate(array, idx, self.h / shrink, loss, kinks)
             entry = Entry(idx, float(analytic[idx]), numerical, crossed, floor)
             if entry.judged and entry.rel_error > WARN_BAND:
                 entry.unstable = self.moves_with_step(array, idx, entry, loss, kinks)
