@@ -4,6 +4,7 @@ one line at any moment, and no search worker or resource tracker outlives the pa
 These run the real console entry point (``python -m babysit``) in a child process.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,39 +116,44 @@ def test_a_signal_in_the_first_moments_is_exit_130_with_one_line(tmp_path, signu
     assert not out.exists() and os.listdir(tmp_path) == []
 
 
-def test_sigterm_stops_a_pool_search_like_ctrl_c_and_leaves_no_process(tmp_path):
+@contextlib.contextmanager
+def pool_search(tmp_path):
+    """A 2-worker search writing ``s.h5`` once its workers run: ``(process, helpers, log path)``.
+
+    ``helpers`` are the two workers and multiprocessing's resource tracker;
+    whatever is still alive when the block ends is killed.
+    """
     out = tmp_path / "s.h5"
     process = babysit("search", "--param", LR, "--trials", 500, "--epochs", 2, "--workers", 2,
                       "--out", out, "-q", cwd=tmp_path)
     helpers = []
     try:
         assert wait_until(lambda: workers_started(process.pid), timeout=90, step=0.05)
-        helpers = children(process.pid)   # the two workers and multiprocessing's resource tracker
+        helpers.extend(children(process.pid))
+        yield process, helpers, out
+    finally:
+        kill_all(process, helpers)
+
+
+def test_sigterm_stops_a_pool_search_like_ctrl_c_and_leaves_no_process(tmp_path):
+    with pool_search(tmp_path) as (process, helpers, out):
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
         assert time.monotonic() - start < 15
-    finally:
-        kill_all(process, helpers)
+        # inside the block: leaving it kills whatever is left, which would hide orphans
+        assert wait_until(lambda: not any(running(pid) for pid in helpers), timeout=10, step=0.1), \
+            [pid for pid in helpers if running(pid)]
     assert process.returncode == 130, stderr
     assert stderr.startswith("interrupted: ") and "finished trial(s) kept in" in stderr
     log = read_search_log(out)
     assert log.status == "interrupted" and len(log.trials) < 500
-    assert wait_until(lambda: not any(running(pid) for pid in helpers), timeout=10, step=0.1)
 
 
 def test_kill_9_of_a_search_takes_its_workers_with_it(tmp_path):
-    out = tmp_path / "s.h5"
-    process = babysit("search", "--param", LR, "--trials", 500, "--epochs", 2, "--workers", 2,
-                      "--out", out, "-q", cwd=tmp_path)
-    helpers = []
-    try:
-        assert wait_until(lambda: workers_started(process.pid), timeout=90, step=0.05)
-        helpers = children(process.pid)
+    with pool_search(tmp_path) as (process, helpers, _):
         process.kill()
         process.wait(timeout=30)
         # the workers notice within a fraction of a second, then the tracker sees its pipe close
         assert wait_until(lambda: not any(running(pid) for pid in helpers), timeout=15, step=0.1), \
             [pid for pid in helpers if running(pid)]
-    finally:
-        kill_all(process, helpers)
