@@ -229,6 +229,13 @@ class Solver:
                              f"{self.batch_size} is smaller than the {len(X)} training examples; "
                              f"use batch_size {FULL_BATCH!r}")
         state = state if state is not None else LoopState()
+        # one errstate for the whole run, not one per step (a small net's step is a
+        # millisecond): overflow on the way to NaN is the divergence rule's business
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._loop(X, y, epochs, steps, lr, divergence, callbacks, state)
+
+    def _loop(self, X, y, epochs, steps, lr, divergence, callbacks, state) -> LoopState:
+        """:meth:`run`'s epochs and steps."""
         while epochs is None or state.epoch < epochs:
             for callback in callbacks:
                 callback.on_epoch_start(state)
@@ -243,8 +250,7 @@ class Solver:
                 for callback in callbacks:
                     callback.on_step_start(state)
                 index = batches[b]
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    state.loss = float(self.step(X[index], y[index], state.lr))
+                state.loss = float(self.step(X[index], y[index], state.lr))
                 state.iteration += 1
                 state.batch = b + 1
                 state.diverged = divergence is not None and divergence(state.loss)

@@ -239,7 +239,7 @@ class Trainer:
         self.member_seed = self.seed if member_seed is None else int(member_seed)
         self.persist = persist
         self.snapshots = deque(maxlen=keep_last) if keep_last else None
-        self.progress = progress or (lambda event: None)
+        self.progress = progress   # None: nobody listens (no event is built)
         self.data = data if data is not None else common.load(self.recipe)
         self.model = common.build(self.recipe, self.data, self.member_seed)
         train = self.recipe.train
@@ -355,6 +355,8 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------
     def event(self, kind: str, lr: float, loss=None) -> None:
+        if self.progress is None:   # every step calls this: a small net's step is a millisecond
+            return
         state = self.state
         self.progress(ProgressEvent(
             kind, min(state.epoch + 1, self.epochs), self.epochs, state.iteration,
