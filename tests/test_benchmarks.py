@@ -161,3 +161,28 @@ def test_cost_report_fits_the_growth_exponent():
     assert "| sum of the rows above | 2.00 s | 3.00 s | 5.00 s |" in report   # not every part: no doctor
     with pytest.raises(SystemExit):
         bench_cost.parse_args(["--axes", "height"])
+
+
+def _curve(outcomes: dict):
+    """A calibration Curve from ``{lr: [outcome of seed 0, 1, 2]}``."""
+    from benchmarks.calibration import truth
+
+    records = [{"job": {"recipe": "two-layer-digits", "value": lr, "seed": seed}, "diverged": False,
+                "val_accuracy": value}
+               for lr, values in outcomes.items() for seed, value in enumerate(values)]
+    return truth.Curve(records, chance_level=0.1)
+
+
+def test_paired_noise_cancels_what_a_seed_makes_easy_or_hard():
+    # seeds 20-30 points apart at every LR; 1e-4 ends 15-20 points below the best on every seed
+    curve = _curve({1e-3: [0.70, 0.95, 0.85], 1e-4: [0.55, 0.75, 0.70], 1e-2: [0.69, 0.96, 0.84]})
+    assert curve.best == 1e-3
+    assert curve.within_noise(1e-4)              # unpaired: the seeds' spread hides it
+    assert not curve.within_noise_paired(1e-4)   # paired: below the best on every seed
+    assert curve.within_noise_paired(1e-2)       # +-1 point on each seed: within noise
+    assert curve.within_noise_paired(1e-3)
+
+
+def test_paired_noise_keeps_a_real_tie_within_noise():
+    curve = _curve({1e-3: [0.90, 0.92, 0.91], 3e-3: [0.93, 0.89, 0.91]})
+    assert curve.within_noise_paired(3e-3) and curve.within_noise_paired(1e-3)

@@ -4,7 +4,8 @@ The criteria (the calibration issue's "done when"):
 
 * lr-probe: on every recipe and seed, the gate fails every LR whose training
   ended 10 points or more below the best or diverged ("bad"), and passes every
-  LR whose mean outcome is within noise of the best ("good");
+  LR whose mean outcome is within noise of the best ("good"); noise is judged
+  both unpaired and with the seeds paired (:meth:`truth.Curve.within_noise_paired`);
 * train: never exits 1 on a run that ends within 1.5 points of the best mean
   outcome, always exits 1 on a run that ends at chance;
 * doctor and sanity-loss: the same verdict on every bundled recipe for seeds
@@ -57,9 +58,10 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
         job = record["job"]
         if job["gate"] == "lr-probe":
             gates[(job["recipe"], job["options"]["mode"])][(job["seed"], job["value"])] = record
-    lines = ["| recipe | real good range (best, mean outcome) | mode | good LRs passed | bad LRs failed "
+    lines = ["| recipe | real good range (best, mean outcome) | mode | good LRs passed "
+             "| good, seeds paired: passed | bad LRs failed "
              "| bad for its own seed: failed | suggestion in real range (seeds) | suggestion spread over seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     totals = defaultdict(int)
     misses = []
     for recipe, curve in sorted(curves.items()):
@@ -69,7 +71,7 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
             if not runs:
                 continue
             passed = total_good = failed = total_bad = inside = suggestions = 0
-            own_bad = own_failed = 0
+            own_bad = own_failed = paired_good = paired_passed = 0
             for (seed, lr), record in runs.items():
                 if lr not in curve.runs or seed not in curve.runs[lr]:
                     continue
@@ -79,6 +81,9 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
                     passed += ok
                     if not ok:
                         misses.append(f"{recipe} {mode} seed {seed}: good LR {lr:g} failed")
+                if curve.within_noise_paired(lr):
+                    paired_good += 1
+                    paired_passed += ok
                 if curve.bad_for_its_seed(lr, seed):
                     own_bad += 1
                     own_failed += not ok
@@ -104,7 +109,8 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
             totals[f"{mode}_failed"] += failed
             lines.append(f"| {recipe} | {lr_text(good[0])} .. {lr_text(good[-1])} "
                          f"({lr_text(curve.best)}, {pct(curve.mean(curve.best))}) | {mode} | "
-                         f"{passed}/{total_good} | {failed}/{total_bad} | {own_failed}/{own_bad} | "
+                         f"{passed}/{total_good} | {paired_passed}/{paired_good} | "
+                         f"{failed}/{total_bad} | {own_failed}/{own_bad} | "
                          f"{inside}/{suggestions} | "
                          f"{spread:.2f} decades |")
     return "\n".join(lines), {"totals": dict(totals), "misses": misses}

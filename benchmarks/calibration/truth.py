@@ -115,6 +115,25 @@ class Curve:
         noise = max(NOISE_FLOOR, 2 * math.sqrt(self.se(value) ** 2 + self.se(best) ** 2))
         return self.mean(best) - self.mean(value) <= noise
 
+    def within_noise_paired(self, value) -> bool:
+        """Within noise of the best, the seeds paired: ``mean(d) <= max(1 point, 2 SE(d))``.
+
+        ``d`` is, per seed, the best LR's outcome minus this LR's. Seed s starts
+        from the same weights and draws the same batches at every LR, so what a
+        seed makes easy or hard (deep-tanh-init's random labels: 20-30 points
+        between seeds at one LR) cancels in ``d``; the unpaired view counts it
+        as noise and calls LRs 20 points below the best on every seed "within
+        noise". Both views are published.
+        """
+        best = self.best
+        seeds = sorted(set(self.runs[value]) & set(self.runs[best]))
+        if value == best or len(seeds) < 2:
+            return self.within_noise(value)
+        diffs = [outcome(self.runs[best][s], self.chance) - outcome(self.runs[value][s], self.chance)
+                 for s in seeds]
+        noise = max(NOISE_FLOOR, 2 * statistics.stdev(diffs) / math.sqrt(len(diffs)))
+        return statistics.fmean(diffs) <= noise
+
     def good(self) -> list:
         return [v for v in self.ordered() if self.within_noise(v)]
 
