@@ -4,7 +4,8 @@ The criteria (the calibration issue's "done when"):
 
 * lr-probe: on every recipe and seed, the gate fails every LR whose training
   ended 10 points or more below the best or diverged ("bad"), and passes every
-  LR whose mean outcome is within noise of the best ("good"); noise is judged
+  LR whose mean outcome is within noise of the best ("good"; a seed whose run
+  diverged counts as bad there, not as good); noise is judged
   both unpaired and with the seeds paired (:meth:`truth.Curve.within_noise_paired`);
 * train: never exits 1 on a run that ends within 1.5 points of the best mean
   outcome, always exits 1 on a run that ends at chance;
@@ -76,12 +77,15 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
                 if lr not in curve.runs or seed not in curve.runs[lr]:
                     continue
                 ok = record["exit_code"] == 0
-                if curve.within_noise(lr):
+                # a run that diverged is bad whatever its LR's mean (the criteria's
+                # "or diverged"): a good LR's unlucky seed is no "good LR failed"
+                diverged = curve.runs[lr][seed]["diverged"]
+                if curve.within_noise(lr) and not diverged:
                     total_good += 1
                     passed += ok
                     if not ok:
                         misses.append(f"{recipe} {mode} seed {seed}: good LR {lr:g} failed")
-                if curve.within_noise_paired(lr):
+                if curve.within_noise_paired(lr) and not diverged:
                     paired_good += 1
                     paired_passed += ok
                 if curve.bad_for_its_seed(lr, seed):
