@@ -70,3 +70,15 @@ def child_env(**extra):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (home, os.environ.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
+
+
+def one_error_line(result, *words):
+    """A CLI result that exited 2 with exactly one ``error: ...`` line naming ``words``
+    and no traceback; returns that line."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

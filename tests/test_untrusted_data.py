@@ -28,21 +28,11 @@ from babysit.data import describe_file, inspect_data, load_data
 from babysit.data.safe_pickle import ADMITTED_GLOBALS, RefusedPickle, load_data_pickle
 from babysit.diagnostics.data_check import check_data
 from babysit.errors import DataError
+from tests.helpers import one_error_line
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def one_line_error(result, *words):
-    """Exit 2, one ``error: ...`` line naming ``words``, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 def data_error(source, **section) -> str:
@@ -180,7 +170,7 @@ def test_a_malicious_file_in_a_cifar_directory_runs_nothing_and_exits_2(tmp_path
     write_real_cifar(tmp_path / "cifar")
     (tmp_path / "cifar" / victim).write_bytes(payloads(marker)[1][1])
     result = run("data", f"cifar10:{tmp_path / 'cifar'}")
-    line = one_line_error(result, victim, "not a plain data pickle", "system", "refused")
+    line = one_error_line(result, victim, "not a plain data pickle", "system", "refused")
     assert not marker.exists() and "Traceback" not in result.output, line
     assert victim in data_error(f"cifar10:{tmp_path / 'cifar'}") and not marker.exists()
 
@@ -231,7 +221,7 @@ def test_a_soft_link_loop_is_a_data_error_not_a_traceback(tmp_path):
     path = write_h5(tmp_path / "loop.h5", X_train=h5py.SoftLink("/a"), a=h5py.SoftLink("/X_train"),
                     y_train=LABELS)
     assert "X_train is a soft link that loops" in data_error(path)
-    one_line_error(run("data", path), "soft link that loops")
+    one_error_line(run("data", path), "soft link that loops")
     report = inspect_data(str(path))
     assert not report.ok and "loops" in report.problems[0]
 
@@ -275,7 +265,7 @@ def test_external_raw_storage_is_refused(tmp_path):
         handle["y_train"] = LABELS
     message = data_error(path)
     assert "X_train keeps its values in other files (HDF5 external storage)" in message
-    one_line_error(run("data", path), "external storage")
+    one_error_line(run("data", path), "external storage")
 
 
 def test_virtual_datasets_are_refused(tmp_path):
@@ -313,7 +303,7 @@ def test_more_classes_than_examples_is_label_out_of_range(tmp_path):
     assert finding["evidence"]["distinct_labels"] == 3
     # sanity-loss stops at the data and never advises an absurd last layer
     sanity = run("sanity-loss", "--set", f"data.source={path}", "--quiet")
-    line = one_line_error(sanity, "1099511627777 classes")
+    line = one_error_line(sanity, "1099511627777 classes")
     assert "out: 1099511627777" not in line
 
 
@@ -358,14 +348,14 @@ def test_labels_with_a_few_missing_classes_are_fine(tmp_path):
 
 def test_a_npy_given_to_babysit_data_says_what_it_is_and_what_is_accepted(tmp_path):
     np.save(tmp_path / "X.npy", np.zeros((3, 2)))
-    line = one_line_error(run("data", tmp_path / "X.npy"), "is a NumPy .npy file",
+    line = one_error_line(run("data", tmp_path / "X.npy"), "is a NumPy .npy file",
                           "not a recipe or a data source", "np.savez", "cifar10:DIR", ".npz")
     assert "utf-8" not in line
 
 
 def test_a_npy_given_as_a_recipe_says_what_it_is(tmp_path):
     np.save(tmp_path / "X.npy", np.zeros((3, 2)))
-    line = one_line_error(run("sanity-loss", tmp_path / "X.npy"), "is a NumPy .npy file",
+    line = one_error_line(run("sanity-loss", tmp_path / "X.npy"), "is a NumPy .npy file",
                           "not a recipe", "np.savez")
     assert "codec" not in line
 
@@ -373,11 +363,11 @@ def test_a_npy_given_as_a_recipe_says_what_it_is(tmp_path):
 def test_other_data_files_are_told_apart(tmp_path):
     write_h5(tmp_path / "data.bin", X_train=np.ones((6, 2)), y_train=LABELS)
     assert describe_file(tmp_path / "data.bin")[0] == "an HDF5 file"
-    one_line_error(run("data", tmp_path / "data.bin"), "is an HDF5 file", ".h5")
+    one_error_line(run("data", tmp_path / "data.bin"), "is an HDF5 file", ".h5")
     (tmp_path / "batch").write_bytes(pickle.dumps({}, protocol=2))
     assert "cifar10:DIR" in describe_file(tmp_path / "batch")[1]
     (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")  # not a data file: the codec error stays
-    one_line_error(run("sanity-loss", tmp_path / "latin1.yaml"), "cannot read the recipe")
+    one_error_line(run("sanity-loss", tmp_path / "latin1.yaml"), "cannot read the recipe")
 
 
 def extreme_npz(path):

@@ -12,20 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from babysit.cli import cli
+from tests.helpers import one_error_line
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def assert_usage_error(result, *words):
-    """Exit 2 with exactly one line ``error: ...`` naming ``words``, no traceback."""
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 # -- custom layers that fail at run time (past the builder's shape probe) ------------
@@ -92,7 +83,7 @@ def custom_recipe(directory, cls: str):
 def test_custom_layer_failing_at_run_time(layer_dir, cls, words, command):
     extra = ["--out", layer_dir / "run.h5"] if command == "train" else []
     result = run(command, custom_recipe(layer_dir, cls), "--quiet", *extra)
-    assert_usage_error(result, *words)
+    one_error_line(result, *words)
 
 
 # -- options and output paths ---------------------------------------------------------
@@ -106,33 +97,33 @@ def test_negative_seed_is_rejected_by_the_option_itself():
 
 def test_json_onto_a_directory_fails_before_the_work(tmp_path):
     result = run("lr-probe", "--json", tmp_path, "--quiet")
-    assert_usage_error(result, str(tmp_path), "is a directory")
+    one_error_line(result, str(tmp_path), "is a directory")
 
 
 def test_train_out_onto_a_directory_fails_before_training(tmp_path):
     result = run("train", "--out", tmp_path, "--quiet")
-    assert_usage_error(result, f"cannot write the run log to {tmp_path}: it is a directory")
+    one_error_line(result, f"cannot write the run log to {tmp_path}: it is a directory")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rename_names_the_target_not_the_temporary_file(tmp_path):
     result = run("search", "--out", tmp_path, "--param", "optim.lr=log:1e-3:1e-1", "--trials", "1",
                  "--epochs", "1", "--workers", "1", "--quiet")
-    assert_usage_error(result, f"cannot write {tmp_path}: it is a directory")
+    one_error_line(result, f"cannot write {tmp_path}: it is a directory")
     assert ".tmp" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_out_of_memory_is_one_line():
     result = run("gradcheck", "--layer", "babysit.bundled.broken_layers:WrongSlopeLeakyReLU",
                  "--input-shape", "1000000,1000000", "--quiet")
-    assert_usage_error(result, "out of memory")
+    one_error_line(result, "out of memory")
 
 
 def test_resume_with_a_resized_layer_names_the_run_log(tmp_path):
     log = tmp_path / "run.h5"
     assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
     result = run("train", "--resume", log, "--set", "model.layers.0.affine.out=20", "--quiet")
-    assert_usage_error(result, f"{log}: the checkpoint does not fit this recipe's model",
+    one_error_line(result, f"{log}: the checkpoint does not fit this recipe's model",
                        "'0.W' has shape (64, 20), got (64, 50)")
 
 
@@ -149,7 +140,7 @@ def test_labels_up_to_a_billion_are_reported_not_allocated(tmp_path):
     inspected = run("data", path)
     assert inspected.exit_code == 1 and "Class balance" in inspected.stdout
     assert "label_out_of_range" in inspected.stdout
-    assert_usage_error(run("sanity-loss", "--set", f"data.source={path}", "--quiet"),
+    one_error_line(run("sanity-loss", "--set", f"data.source={path}", "--quiet"),
                        "the data has 900000001 classes")
 
 
@@ -158,7 +149,7 @@ def test_report_of_a_search_stopped_by_a_broken_layer_says_so(layer_dir):
     result = run("search", custom_recipe(layer_dir, "BackwardRaises"), "--param",
                  "optim.lr=log:1e-3:1e-1", "--trials", "1", "--epochs", "1", "--workers", "1",
                  "--out", log, "--quiet")
-    assert_usage_error(result, "backward raised RuntimeError")
+    one_error_line(result, "backward raised RuntimeError")
     report = run("report", log)
     assert report.exit_code == 0 and "failed" in report.stdout
     assert "the search stopped on an error: only finished trials are shown" in report.stdout
@@ -167,5 +158,5 @@ def test_report_of_a_search_stopped_by_a_broken_layer_says_so(layer_dir):
 def test_search_param_errors_name_the_param_option(tmp_path):
     result = run("search", "--param", "optim.lrate=log:1e-3:1e-1", "--trials", 1,
                  "--out", tmp_path / "s.h5")
-    assert_usage_error(result, "--param optim.lrate", "did you mean 'lr'")
+    one_error_line(result, "--param optim.lrate", "did you mean 'lr'")
     assert "--set" not in result.stderr and not (tmp_path / "s.h5").exists()

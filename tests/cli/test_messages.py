@@ -8,20 +8,13 @@ import sys
 from click.testing import CliRunner
 
 from babysit.cli import cli
-from tests.helpers import child_env, device_node
+from tests.helpers import child_env, device_node, one_error_line
 
 ENV = child_env()
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "300"})
-
-
-def one_error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def test_resuming_a_search_log_says_what_it_is(tmp_path):

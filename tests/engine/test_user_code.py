@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from babysit.cli import cli
 from babysit.engine.builder import build_model
 from babysit.errors import ModelError
+from tests.helpers import one_error_line
 
 LAYER = '''
 import sys
@@ -30,13 +31,6 @@ class Identity:
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def one_error_line(result):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture
