@@ -125,14 +125,8 @@ def train_verdict(record: dict) -> tuple[int, list]:
     return int(failed), [["train", f.code, f.severity] for f in findings]
 
 
-GATES = {
-    "lr-probe": ("babysit.diagnostics.lr_probe", "lr_probe"),
-    "sanity-loss": ("babysit.diagnostics.sanity", "sanity_loss"),
-    "overfit-tiny": ("babysit.diagnostics.overfit", "overfit_tiny"),
-    "init-stats": ("babysit.diagnostics.init_stats", "init_stats"),
-    "gradcheck": ("babysit.diagnostics.gradcheck", "gradcheck_recipe"),
-    "doctor": ("babysit.diagnostics.doctor", "doctor"),
-}
+# the gates: doctor and each of its parts (doctor.PARTS, looked up when a gate runs)
+DOCTOR = ("babysit.diagnostics.doctor", "doctor")
 # the metrics a gate record keeps (the rest is dropped to keep the cache small)
 KEPT_METRICS = ("good_range", "suggested_lr", "recipe_lr", "initial_loss", "expected_loss",
                 "statuses", "train_accuracy", "final_loss", "epochs_run")
@@ -141,7 +135,9 @@ KEPT_METRICS = ("good_range", "suggested_lr", "recipe_lr", "initial_loss", "expe
 def run_gate(job: dict) -> dict:
     import importlib
 
-    module, name = GATES[job["gate"]]
+    from babysit.diagnostics.doctor import PARTS   # (module, function) of every diagnosis
+
+    module, name = DOCTOR if job["gate"] == "doctor" else PARTS[job["gate"]]
     function = getattr(importlib.import_module(module), name)
     result = function(recipe_of(job), **job.get("options", {}))
     metrics = {k: result.metrics[k] for k in KEPT_METRICS if k in result.metrics}
@@ -204,4 +200,4 @@ def run_jobs(jobs: list[dict], cache: Path, workers: int = 2, progress=print) ->
     return {job_key(job): done[job_key(job)] for job in jobs}
 
 
-__all__ = ["run_jobs", "run_job", "job_key", "load_cache", "GATES", "train_verdict"]
+__all__ = ["run_jobs", "run_job", "job_key", "load_cache", "train_verdict"]
