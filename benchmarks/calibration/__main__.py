@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks._runs import write_section
 from benchmarks.calibration import gates, score, truth
 from benchmarks.calibration.runs import load_cache, run_jobs
 
@@ -63,10 +64,7 @@ def report(truth_records: dict, gate_records: dict) -> str:
 
 
 def write_readme(text: str) -> None:
-    content = README.read_text()
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{text}{END}{tail}")
+    write_section(text, README, START, END, "Calibration")
 
 
 def main(argv=None) -> int:

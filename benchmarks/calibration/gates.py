@@ -16,9 +16,9 @@ DOCTOR_SEEDS = tuple(range(10))
 
 
 def bundled() -> list[str]:
-    from babysit.recipes import list_recipes
+    from babysit.recipes import bundled_recipes
 
-    return [name for name, _, _ in list_recipes() if name != "cifar10-two-layer"]
+    return [name for name in bundled_recipes() if name != "cifar10-two-layer"]
 
 
 # the default gate (grid) on every seed; the cheaper sweep on the first
@@ -38,8 +38,9 @@ def lr_probe_jobs(recipes=truth.RECIPES, seeds=truth.SEEDS) -> list[dict]:
 
 
 def seed_jobs(gates=("sanity-loss", "doctor"), seeds=DOCTOR_SEEDS) -> list[dict]:
+    recipes = bundled()
     return [{"kind": "gate", "gate": gate, "recipe": recipe, "seed": seed}
-            for gate in gates for recipe in bundled() for seed in seeds]
+            for gate in gates for recipe in recipes for seed in seeds]
 
 
 __all__ = ["lr_probe_jobs", "seed_jobs", "bundled", "DOCTOR_SEEDS"]

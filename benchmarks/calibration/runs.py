@@ -125,20 +125,15 @@ def train_verdict(record: dict) -> tuple[int, list]:
     return int(failed), [["train", f.code, f.severity] for f in findings]
 
 
-# the gates: doctor and each of its parts (doctor.PARTS, looked up when a gate runs)
-DOCTOR = ("babysit.diagnostics.doctor", "doctor")
 # the metrics a gate record keeps (the rest is dropped to keep the cache small)
 KEPT_METRICS = ("good_range", "suggested_lr", "recipe_lr", "initial_loss", "expected_loss",
                 "statuses", "train_accuracy", "final_loss", "epochs_run")
 
 
 def run_gate(job: dict) -> dict:
-    import importlib
+    from benchmarks._runs import diagnoses   # every doctor part, and doctor
 
-    from babysit.diagnostics.doctor import PARTS   # (module, function) of every diagnosis
-
-    module, name = DOCTOR if job["gate"] == "doctor" else PARTS[job["gate"]]
-    function = getattr(importlib.import_module(module), name)
+    function = diagnoses()[job["gate"]]
     result = function(recipe_of(job), **job.get("options", {}))
     metrics = {k: result.metrics[k] for k in KEPT_METRICS if k in result.metrics}
     return {"status": result.status, "exit_code": int(result.failed()),

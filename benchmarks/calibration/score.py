@@ -130,9 +130,7 @@ def train_table(truth_records: dict) -> tuple[str, dict]:
     for record in truth_records.values():
         recipe = record["job"]["recipe"]
         chance = truth.chance(recipe)
-        accuracy = (chance if record["diverged"] else record.get("val_accuracy"))
-        if not isinstance(accuracy, (int, float)) or not math.isfinite(accuracy):
-            accuracy = chance
+        accuracy = truth.outcome(record, chance)   # what "the best" was measured in
         exit_code, findings = train_verdict(record)
         failed = exit_code == 1
         c = counts[recipe]

@@ -18,6 +18,7 @@ max(1 point, 2 standard errors of the difference)``.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 
@@ -70,6 +71,7 @@ def train_jobs(recipes=RECIPES, seeds=SEEDS) -> list[dict]:
     return jobs
 
 
+@functools.lru_cache(maxsize=None)   # scoring asks once per record: load each data set once
 def chance(recipe: str) -> float:
     from babysit.recipes import load_recipe
     from babysit.data import load_data
@@ -155,9 +157,6 @@ class Curve:
         record = self.runs[value][seed]
         own_best = max(outcome(runs[seed], self.chance) for runs in self.runs.values() if seed in runs)
         return record["diverged"] or outcome(record, self.chance) <= own_best - BAD_MARGIN
-
-    def at_chance(self, value, seed) -> bool:
-        return outcome(self.runs[value][seed], self.chance) <= self.chance + CHANCE_MARGIN
 
 
 def json_value(value):
