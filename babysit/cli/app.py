@@ -188,16 +188,21 @@ class App:
 
     def write_output(self, path: str, data: bytes, what: str) -> None:
         """Write an output file atomically ("-" = stdout); failure = one line, exit 2."""
+        try:
+            self.put_output(path, data)
+        except OSError as exc:
+            self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
+
+    def put_output(self, path: str, data: bytes) -> None:
+        """``data`` to stdout ("-") or atomically to ``path``, its missing folders created
+        (as pytest's --junitxml does); OSError when it cannot be written."""
         if path == "-":
             self.wrote_stdout = True
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
-        try:
-            make_parent_dirs(path)
-            write_bytes(path, data)
-        except OSError as exc:
-            self.abort(f"cannot write {what} to {path}: {exc.strerror or exc}")
+        make_parents(path)
+        write_bytes(path, data)
 
     def _save_plot(self, result, plot: Callable | None, path: str) -> None:
         if plot is None:
@@ -211,7 +216,7 @@ class App:
             self.warn(f"{result.command} has nothing to plot; {path} not written")
             return
         try:
-            make_parent_dirs(path)
+            make_parents(path)
             plots.save_png(figure, path)
         except OSError as exc:
             self.abort(f"cannot write plot to {path}: {exc.strerror or exc}")
@@ -258,28 +263,15 @@ def current_app() -> App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
-def make_parent_dirs(path) -> None:
-    """Create the missing folders above an output file (as pytest's --junitxml does)."""
-    make_parents(path)  # babysit.atomic: a WriteError naming the output when it cannot
-
-
-def blocked_parent(path) -> str | None:
-    """The existing non-folder that stands where a folder above ``path`` should be, or None.
-
-    Missing folders are created when the output is written; a file in their
-    place cannot be (``--json out.txt/r.json`` with ``out.txt`` a file).
-    """
-    blocker = blocking_file(path)
-    return None if blocker is None else str(blocker)
-
-
 def _check_output_dirs(app: App, paths) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
     if sum(path == "-" for path in paths) > 1:
         app.abort("only one output can go to stdout ('-')")
     for path in paths:
         if path and path != "-":
-            blocker = blocked_parent(path)
+            # missing folders are created when the output is written; a file in
+            # their place cannot be (--json out.txt/r.json with out.txt a file)
+            blocker = blocking_file(path)
             if blocker is not None:
                 app.abort(f"cannot write {path}: {blocker} is not a directory")
             if os.path.isdir(path):

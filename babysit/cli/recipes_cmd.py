@@ -129,7 +129,7 @@ def copy(app, name, dest, force):
     Never replaces an existing file unless --force. Then edit it and run any
     command on it, e.g. `babysit doctor DEST`.
     """
-    from babysit.cli.app import make_parent_dirs
+    from babysit.atomic import make_parents
 
     with guard(app):
         source = bundled_file(name)
@@ -139,7 +139,7 @@ def copy(app, name, dest, force):
         if target.exists() and not force:
             app.abort(f"{target} exists; give another DEST or add --force to replace it")
         try:
-            make_parent_dirs(target)
+            make_parents(target)
             write_bytes(target, source.read_bytes())
         except OSError as exc:
             app.abort(f"cannot write {target}: {exc.strerror or exc}")

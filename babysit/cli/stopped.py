@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 
 
 def stopped_result(app, status: str, message: str):
@@ -42,7 +41,6 @@ def stopped_result(app, status: str, message: str):
 
 def write_documents(app, status: str, message: str) -> None:
     """Write the --json and --junit documents of ``app``'s stopped command (once)."""
-    from babysit.atomic import write_bytes
     from babysit.cli.app import result_json
     from babysit.cli.junit import junit_xml
 
@@ -57,12 +55,7 @@ def write_documents(app, status: str, message: str) -> None:
         if not path or (path == "-" and app.wrote_stdout):
             continue
         with contextlib.suppress(OSError):
-            if path == "-":
-                app.wrote_stdout = True
-                sys.stdout.write(document().decode("utf-8"))
-                sys.stdout.flush()
-            else:
-                write_bytes(path, document())
+            app.put_output(path, document())
 
 
 __all__ = ["stopped_result", "write_documents"]

@@ -46,6 +46,14 @@ def test_a_usage_error_writes_error_documents(tmp_path):
     assert error.get("type") == "error" and error.get("message") == message
 
 
+def test_the_error_documents_create_their_folders_like_any_output(tmp_path):
+    out, xml = tmp_path / "new" / "r.json", tmp_path / "other" / "deep" / "r.xml"
+    result = run("sanity-loss", "--set", "model.layers.0.affine.out=0", "--json", out, "--junit", xml)
+    assert result.exit_code == 2
+    assert json.loads(out.read_text())["status"] == "error"
+    assert junit(xml).get("errors") == "1"
+
+
 def test_the_error_document_can_go_to_stdout(tmp_path):
     result = run("train", "--resume", tmp_path / "missing.h5", "--json", "-")
     assert result.exit_code == 2
