@@ -74,11 +74,12 @@ def render(console, result) -> None:
     columns = [("gradient of", "left"), ("entries", "right"), ("judged\nerror", "right"),
                ("verdict (band)", "left"), ("rel error\n(textbook)", "right"),
                ("analytic", "right"), ("numerical", "right"), ("kinks", "right")]
-    crossed = any(row["kinks"] for _, _, row in array_rows(m))
+    arrays = array_rows(m)
+    crossed = any(row["kinks"] for _, _, row in arrays)
     if not crossed:  # a column of zeros says nothing: fewer columns fit narrow terminals
         columns.pop()
     rows = []
-    for label, _, row in array_rows(m):
+    for label, _, row in arrays:
         judged = row["judged_rel_error"]
         verdict = band(judged, m["has_kinks"]) if judged is not None else "not judged"
         cell = Text(verdict, style=VERDICT_STYLES.get(verdict, "dim"))
