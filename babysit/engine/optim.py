@@ -37,7 +37,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.engine.lbfgs import LBFGS
-from babysit.engine.parallel import for_spans
+from babysit.engine.parallel import for_spans, splits
 from babysit.errors import ModelError
 from babysit.validation import (HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, POSITIVE, POSITIVE_INT,
                                 REQUIRED, as_mapping, check_keys, resolve_options)
@@ -121,10 +121,10 @@ class Optimizer:
 
         Every rule is element-wise (its scalars, such as Adam's bias
         corrections, are the same for every span), so the spans give the same
-        numbers as one whole-array pass. A user layer's strided parameter gets
-        that one pass.
+        numbers as one whole-array pass. A user layer's strided parameter, and
+        any parameter too small to split, gets that one pass.
         """
-        if not x.flags.c_contiguous:
+        if not x.flags.c_contiguous or not splits(x.size):
             self.update(x, dx, lr, slots, scratch)
             return
         flat_x, flat_dx, flat_scratch = x.reshape(-1), np.ravel(dx), scratch.reshape(-1)

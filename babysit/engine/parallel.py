@@ -249,6 +249,15 @@ def spans(length: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def splits(elements: int, grain: int = ELEMENT_GRAIN) -> bool:
+    """Whether :func:`for_spans` cuts work of ``elements`` elements into more than one span.
+
+    When it does not, callers may hand the whole array to one call without
+    building the span machinery (a small layer's step is microseconds).
+    """
+    return elements // grain > 1 and threads() > 1
+
+
 def for_spans(length: int, fn: Callable[[int, int], None], per_index: int = 1,
               grain: int = ELEMENT_GRAIN) -> None:
     """``fn(start, stop)`` over spans of ``range(length)`` that together cover it.
@@ -275,7 +284,7 @@ def for_outer(x: np.ndarray, fn: Callable[[tuple], None], axes=None) -> None:
     arrays shaped like it, see :func:`for_spans`.
     """
     candidates = [a for a in (range(x.ndim) if axes is None else axes) if x.shape[a] > 1]
-    if not candidates:
+    if not candidates or not splits(x.size):
         fn(())
         return
     axis = max(candidates, key=lambda a: abs(x.strides[a]))
@@ -330,4 +339,4 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 __all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "MIN_ALIGN", "PRODUCT_GRAIN", "THREADS_VARIABLE",
            "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas",
-           "product_parts", "run", "set_threads", "spans", "threads"]
+           "product_parts", "run", "set_threads", "spans", "splits", "threads"]
