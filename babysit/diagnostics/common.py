@@ -83,12 +83,17 @@ def prepare(recipe, dtype=None):
     return data, build(recipe, data, recipe.seed, dtype)
 
 
+def subset_index(count: int, size: int, rng: np.random.Generator):
+    """Sorted indexes of ``size`` of ``count`` examples drawn without replacement (None: all)."""
+    if size >= count:
+        return None
+    return np.sort(rng.choice(count, size=size, replace=False))
+
+
 def subset(X, y, size: int, rng: np.random.Generator):
     """``size`` examples drawn without replacement (all of them, in order, if fewer)."""
-    if size >= len(X):
-        return X, y
-    index = np.sort(rng.choice(len(X), size=size, replace=False))
-    return X[index], y[index]
+    index = subset_index(len(X), size, rng)
+    return (X, y) if index is None else (X[index], y[index])
 
 
 def all_finite(*values) -> bool:
@@ -96,4 +101,4 @@ def all_finite(*values) -> bool:
 
 
 __all__ = ["STREAMS", "stream", "section_dict", "seeded", "recipe_dtype", "recipe_label",
-           "new_result", "load", "build", "prepare", "subset", "all_finite"]
+           "new_result", "load", "build", "prepare", "subset", "subset_index", "all_finite"]

@@ -163,15 +163,16 @@ def tiny_set(data, examples: int, seed: int):
     """
     rng = common.stream(seed, "subset")
     X_all, y_all = data.X_train, data.y_train
-    if examples >= len(X_all):
+    index = common.subset_index(len(X_all), examples, rng)
+    if index is None:
         return X_all, y_all, []
-    index = np.sort(rng.choice(len(X_all), size=examples, replace=False))
     conflicts = conflicting_duplicates(X_all[index], y_all[index])
     if not conflicts:
         return X_all[index], y_all[index], []
     bad = {int(index[i]) for group in conflicts for i in group}
     keep = [int(i) for i in index if int(i) not in bad]
-    spare = [int(i) for i in rng.permutation(len(X_all)) if int(i) not in set(index)]
+    chosen = set(index.tolist())
+    spare = [int(i) for i in rng.permutation(len(X_all)) if int(i) not in chosen]
     for candidate in spare:
         if len(keep) == examples:
             break

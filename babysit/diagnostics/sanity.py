@@ -53,6 +53,7 @@ import math
 import numpy as np
 
 from babysit.diagnostics import common
+from babysit.engine.losses import softmax
 from babysit.validation import POSITIVE, POSITIVE_INT
 
 DEFAULT_TOLERANCE = 0.1   # relative deviation of the initial loss from what its scores give
@@ -149,10 +150,7 @@ class ScaleTrace:
 
 def softmax_mean(scores: np.ndarray) -> np.ndarray:
     """The average softmax distribution over the batch ``(C,)``."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    p = np.exp(shifted)
-    p /= p.sum(axis=1, keepdims=True)
-    return p.mean(axis=0)
+    return softmax(scores).mean(axis=0)
 
 
 def loss_given_scores(loss_fn, scores: np.ndarray, y: np.ndarray) -> float:

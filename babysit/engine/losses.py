@@ -36,6 +36,14 @@ def check_inputs(scores, y) -> tuple[np.ndarray, np.ndarray]:
     return scores, y
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise class probabilities of ``scores`` ``(N, C)``, shifted by each row's
+    maximum first (no overflow)."""
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
 class SoftmaxLoss:
     """Cross-entropy of the softmax: ``mean(-log(exp(s_y) / sum_j exp(s_j)))``.
 
@@ -136,4 +144,4 @@ def get_loss(name):
     return cls()
 
 
-__all__ = ["LOSSES", "SVMLoss", "SoftmaxLoss", "get_loss"]
+__all__ = ["LOSSES", "SVMLoss", "SoftmaxLoss", "get_loss", "softmax"]

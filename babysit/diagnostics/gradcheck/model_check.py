@@ -37,10 +37,6 @@ def _float64(array):
     return None if array is None else np.array(array, dtype=np.float64)
 
 
-def _suffix(index: tuple) -> str:
-    return "[" + ", ".join(map(str, index)) + "]"
-
-
 class ModelChecker:
     """Runs every check on one float64 model and one batch ``(X, y)``."""
 

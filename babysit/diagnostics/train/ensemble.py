@@ -36,6 +36,7 @@ import numpy as np
 
 from babysit.diagnostics import common
 from babysit.diagnostics.train.trainer import TRAIN_EVAL_SIZE, Trainer, TrainingInterrupted
+from babysit.engine.losses import softmax
 from babysit.locks import exclusive
 from babysit.store import Checkpoint, Ensemble, EnsembleMember
 from babysit.validation import POSITIVE_INT
@@ -51,10 +52,7 @@ def predictions(model, X, batch_size: int = 1000) -> np.ndarray:
     with np.errstate(all="ignore"):
         for start in range(0, len(X), batch_size):
             scores = np.asarray(model.forward(X[start:start + batch_size]), dtype=np.float64)
-            if model.loss_fn.kind != "svm":
-                scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-                scores /= scores.sum(axis=1, keepdims=True)
-            out.append(scores)
+            out.append(scores if model.loss_fn.kind == "svm" else softmax(scores))
     return np.concatenate(out) if out else np.zeros((0, model.num_classes))
 
 
@@ -103,7 +101,7 @@ class EnsembleRun:
         if recipe.train.average is None:
             recipe = recipe.with_overrides({"train.average": POLYAK_BETA})
         self.recipe, self.seed = recipe, recipe.seed
-        self.progress = progress or (lambda event: None)
+        self.progress = progress   # None: the members build no events either
         self.first = Trainer(recipe, out=out, progress=self._progress(0),
                              train_eval_size=train_eval_size, keep_last=self.checkpoints)
         self.train_eval_size = train_eval_size
@@ -111,7 +109,10 @@ class EnsembleRun:
         self.outputs: list[np.ndarray] = []   # each member's final validation predictions
 
     def _progress(self, index: int):
-        """Member ``index``'s events as steps of the whole ensemble's run."""
+        """Member ``index``'s events as steps of the whole ensemble's run (None: nobody listens)."""
+        if self.progress is None:
+            return None
+
         def forward(event):
             self.progress(dataclasses.replace(
                 event, iteration=event.iteration + index * event.iterations,
