@@ -197,7 +197,10 @@ class Model:
         """
         scores = self.forward(X, train=True)
         data_loss, dscores = self.loss_fn(scores, np.asarray(y))
-        grads = self.backward(dscores, input_grad)
+        return self.with_reg(data_loss, self.backward(dscores, input_grad), reg)
+
+    def with_reg(self, data_loss: float, grads: dict, reg: float | None = None):
+        """``(data loss + L2 term, grads + L2 gradients)``; ``grads`` itself is left as it is."""
         reg_value, reg_grads = self.reg_loss(reg)
         if reg_grads:
             grads = dict(grads)

@@ -33,7 +33,7 @@ module unchanged. The contract, as the torch side meets it:
   engine's optimizer interface (:mod:`babysit.torch.optim`); the Solver asks
   for it.
 
-``copy_params``, ``set_params``, ``reg_loss``, ``loss``, ``predict``,
+``copy_params``, ``set_params``, ``reg_loss``, ``with_reg``, ``loss``, ``predict``,
 ``accuracy`` and ``num_params`` are the engine Model's own methods: they are
 written against the protocol's members only.
 """
@@ -262,13 +262,10 @@ class TorchModel:
             grads = dict(self._backprop(data_loss.backward, input_grad))
         finally:
             self._wants_input_grad = True
-        reg_value, reg_grads = self.reg_loss(reg)
-        for name, g in reg_grads.items():   # fresh arrays: add in place
-            g += grads[name]
-            grads[name] = g
-        return data_loss.item() + reg_value, grads
+        return self.with_reg(data_loss.item(), grads, reg)
 
     reg_loss = Model.reg_loss
+    with_reg = Model.with_reg
     copy_params = Model.copy_params
     set_params = Model.set_params
     predict = Model.predict
