@@ -308,14 +308,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS reports it)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def make_backend(workers: int | None = None, scheduler: str | None = None,
                  connect_timeout: float = 5.0):
     """``scheduler`` -> Dask; else by ``workers`` (default: the core count):
@@ -323,7 +315,9 @@ def make_backend(workers: int | None = None, scheduler: str | None = None,
     if scheduler:
         return DaskCluster(scheduler, connect_timeout)
     if workers is None:
-        workers = available_cores()
+        from babysit.engine.parallel import usable_cores
+
+        workers = usable_cores()
     if workers < 1:
         raise BackendError(f"--workers must be >= 1, got {workers}")
     return InProcess() if workers == 1 else ProcessPool(workers)

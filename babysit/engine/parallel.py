@@ -146,10 +146,11 @@ def _positive(value) -> int | None:
     return number if number >= 1 else None
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
     try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # macOS, Windows
         return os.cpu_count() or 1
 
 
@@ -161,7 +162,7 @@ def _resolve() -> int:
             raise BabysitError(f"{THREADS_VARIABLE} must be a positive integer, got {raw!r}")
         return min(number, MAX_THREADS)
     limits = [n for n in (_positive(os.environ.get(name, "")) for name in BLAS_VARIABLES) if n]
-    return max(1, min([_usable_cores(), MAX_THREADS] + limits))
+    return max(1, min([usable_cores(), MAX_THREADS] + limits))
 
 
 def threads() -> int:
@@ -339,4 +340,4 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 __all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "MIN_ALIGN", "PRODUCT_GRAIN", "THREADS_VARIABLE",
            "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas",
-           "product_parts", "run", "set_threads", "spans", "splits", "threads"]
+           "product_parts", "run", "set_threads", "spans", "splits", "threads", "usable_cores"]
