@@ -133,10 +133,11 @@ def call_factory(path: str, factory, input_shape: tuple, num_classes: int, kwarg
             module = factory(tuple(input_shape), int(num_classes), **dict(kwargs))
     if not isinstance(module, nn.Module):
         raise ModelError(f"{label} returned {type(module).__name__}, not a torch nn.Module")
-    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+    parameters = dict(module.named_parameters())
+    for name, tensor in list(parameters.items()) + list(module.named_buffers()):
         if tensor.device.type != "cpu":
             raise ModelError(f"{label}: {name} lives on {tensor.device}; babysit runs torch on the CPU")
-        if tensor.is_floating_point() is False and name in dict(module.named_parameters()):
+        if tensor.is_floating_point() is False and name in parameters:
             raise ModelError(f"{label}: parameter {name} is not floating point ({tensor.dtype})")
     return module
 
