@@ -200,20 +200,16 @@ def _refuse_non_regular(path, st) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path):
-    """Yield a fresh temporary path beside ``path``'s target; rename it over the target on success.
+def _replacing(path, real: Path):
+    """Yield a fresh temporary path beside ``real`` (``path``'s resolved regular-file
+    target); rename it over ``real`` on success.
 
     The temporary file lives in the target's directory (``os.replace`` is atomic
-    only within one file system) and does not exist yet, so the writer may
-    create it however it likes (``open(tmp, "xb")``, ``h5py.File(tmp, "x")``).
-    It is flushed to disk before the rename and removed when the block fails or
-    is interrupted. Symlinks are followed; a target that is not a regular file
-    is refused. Any OSError (the block's included) becomes a :class:`WriteError`
-    naming ``path``.
+    only within one file system) and does not exist yet, so the writer creates
+    it (``open(tmp, "xb")``). It is flushed to disk before the rename and
+    removed when the block fails or is interrupted. Any OSError (the block's
+    included) becomes a :class:`WriteError` naming ``path``.
     """
-    real, st = _target(path)
-    if real is None:
-        _refuse_non_regular(path, st)
     if real.parent not in _cleaned:
         _cleaned.add(real.parent)
         remove_stale_temporaries(real.parent)
@@ -246,7 +242,7 @@ def write_bytes(path, data, stream_ok: bool = True) -> None:
         except OSError as exc:
             raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
         return
-    with replacing(path) as tmp:
+    with _replacing(path, real) as tmp:   # the target as resolved above, not again
         with open(tmp, "xb") as handle:
             _write_all(handle, data)
 
@@ -255,5 +251,5 @@ def _write_all(handle, data) -> None:
     handle.write(data)
 
 
-__all__ = ["WriteError", "blocking_file", "check_target", "file_stem", "replacing", "write_bytes", "make_parents", "remove_stale_temporaries",
+__all__ = ["WriteError", "blocking_file", "check_target", "file_stem", "write_bytes", "make_parents", "remove_stale_temporaries",
            "temporary_name"]
