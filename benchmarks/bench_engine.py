@@ -33,7 +33,7 @@ if __package__ in (None, ""):   # run as a script: make `benchmarks` importable 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._nets import NETS, flops  # noqa: E402
-from benchmarks._runs import child_env, write_section  # noqa: E402
+from benchmarks._runs import THREAD_VARIABLES, child_env, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 README = Path(__file__).resolve().parent / "README.md"
@@ -54,16 +54,13 @@ class WorkerFailed(RuntimeError):
 
 # -- running workers -------------------------------------------------------------
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def worker_env(threads: int = 0) -> dict:
     """The environment of a child process: the repo importable, no thread variable inherited
     (both libraries' defaults); ``threads`` > 0 caps both (BLAS/OpenMP pools and BABYSIT_THREADS)."""
     env = child_env()
     if threads:
         # read by OpenBLAS and by torch's OpenMP pool when they load, hence before any import
-        env.update({name: str(threads) for name in THREAD_VARIABLES + ("BABYSIT_THREADS",)})
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
     return env
 
 
