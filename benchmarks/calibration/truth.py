@@ -80,11 +80,16 @@ def chance(recipe: str) -> float:
     return 1.0 / data.num_classes
 
 
-def outcome(record: dict, chance_level: float) -> float:
-    """The accuracy a run ended at (chance when it diverged or ended non-finite)."""
+def outcome(record: dict, chance_level: float, measure: str | None = None) -> float:
+    """The accuracy a run ended at (chance when it diverged or ended non-finite).
+
+    ``measure``: ``"val_accuracy"`` or ``"train_accuracy"``; by default the
+    validation accuracy, the training accuracy on random labels (what an LR's
+    progress is: on random labels only memorizing them is progress).
+    """
     if record["diverged"]:
         return chance_level
-    key = "train_accuracy" if record["job"]["recipe"] in RANDOM_LABELS else "val_accuracy"
+    key = measure or ("train_accuracy" if record["job"]["recipe"] in RANDOM_LABELS else "val_accuracy")
     value = record.get(key)
     return value if isinstance(value, (int, float)) and math.isfinite(value) else chance_level
 
@@ -92,14 +97,18 @@ def outcome(record: dict, chance_level: float) -> float:
 class Curve:
     """Outcomes along one axis of one recipe: ``{value: [outcome per seed]}``, and what is good."""
 
-    def __init__(self, records: list[dict], chance_level: float):
+    def __init__(self, records: list[dict], chance_level: float, measure: str | None = None):
         self.chance = chance_level
+        self.measure = measure
         self.runs: dict = {}
         for record in records:
             value = json_value(record["job"]["value"])
             self.runs.setdefault(value, {})[record["job"]["seed"]] = record
-        self.outcomes = {v: [outcome(r, chance_level) for _, r in sorted(seeds.items())]
+        self.outcomes = {v: [outcome(r, chance_level, measure) for _, r in sorted(seeds.items())]
                          for v, seeds in self.runs.items()}
+
+    def outcome(self, record: dict) -> float:
+        return outcome(record, self.chance, self.measure)
 
     def mean(self, value) -> float:
         return statistics.fmean(self.outcomes[value])
@@ -131,7 +140,7 @@ class Curve:
         seeds = sorted(set(self.runs[value]) & set(self.runs[best]))
         if value == best or len(seeds) < 2:
             return self.within_noise(value)
-        diffs = [outcome(self.runs[best][s], self.chance) - outcome(self.runs[value][s], self.chance)
+        diffs = [self.outcome(self.runs[best][s]) - self.outcome(self.runs[value][s])
                  for s in seeds]
         noise = max(NOISE_FLOOR, 2 * statistics.stdev(diffs) / math.sqrt(len(diffs)))
         return statistics.fmean(diffs) <= noise
@@ -145,7 +154,7 @@ class Curve:
     def bad_run(self, value, seed) -> bool:
         """This seed's run ended 10 points or more below the best mean, or diverged."""
         record = self.runs[value][seed]
-        return record["diverged"] or outcome(record, self.chance) <= self.mean(self.best) - BAD_MARGIN
+        return record["diverged"] or self.outcome(record) <= self.mean(self.best) - BAD_MARGIN
 
     def bad_for_its_seed(self, value, seed) -> bool:
         """This seed's run ended 10 points or more below the same seed's best run, or diverged.
@@ -155,8 +164,8 @@ class Curve:
         poor seed's every run bad.
         """
         record = self.runs[value][seed]
-        own_best = max(outcome(runs[seed], self.chance) for runs in self.runs.values() if seed in runs)
-        return record["diverged"] or outcome(record, self.chance) <= own_best - BAD_MARGIN
+        own_best = max(self.outcome(runs[seed]) for runs in self.runs.values() if seed in runs)
+        return record["diverged"] or self.outcome(record) <= own_best - BAD_MARGIN
 
 
 def json_value(value):

@@ -201,7 +201,7 @@ def test_a_moderately_strong_l2_term_is_a_warning(tmp_path):
     assert result.status == "warn"
 
 
-def test_a_run_at_chance_always_fails_even_without_a_named_cause(tmp_path):
+def test_a_run_at_chance_always_fails(tmp_path):
     # random labels (gaussian data): nothing to generalize, validation stays at chance
     spec = load_recipe("two-layer-digits", overrides={
         "data.source": {"builtin": "gaussian", "n": 400, "dim": 20, "classes": 4},
@@ -217,3 +217,19 @@ def test_spiral_at_a_high_lr_with_dead_units_is_not_a_failure(tmp_path):
     result = train(load_recipe("spiral-mlp", overrides={"optim.lr": 0.1}), out=tmp_path / "run.h5")
     assert result.metrics["val_accuracy"] > 0.9
     assert result.status != "fail"
+
+
+def test_a_net_that_memorized_random_labels_fails_as_overfitting(tmp_path):
+    # 300 random-label points in 200 dimensions: the net fits every training
+    # label while validation stays at chance. The cause is memorization
+    # (overfitting), not a lack of capacity (it used to fail as underfitting).
+    spec = load_recipe("two-layer-digits", overrides={
+        "data.source": {"builtin": "gaussian", "n": 300, "dim": 200, "classes": 4},
+        "model.layers.2.affine.out": 4, "train.epochs": 30})
+    result = train(spec, out=tmp_path / "run.h5")
+    assert result.metrics["train_accuracy"] > 0.9 and result.metrics["val_accuracy"] < 0.3
+    assert result.status == "fail"
+    assert [f.code for f in result.findings if f.severity == "fail"] == ["overfitting"]
+    finding = next(f for f in result.findings if f.code == "overfitting")
+    assert "validation accuracy" in finding.message and "ended at chance" in finding.message
+    assert "labels can be predicted" in finding.fix

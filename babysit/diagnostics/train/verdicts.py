@@ -18,9 +18,10 @@ chance (calibrated on real runs: benchmarks/README.md).
   norm at init (the L2 pull won over the data's);
 * the outcome: a run whose final validation accuracy (train accuracy when
   there is no validation set) is within ``CHANCE_MARGIN`` of chance (1/C)
-  learned nothing: it fails with its most specific cause (``reg_too_strong``,
-  ``dead_relu``, ``activation_saturation``, ``loss_plateau``), else with
-  ``underfitting``.
+  learned nothing that generalizes: it fails with its most specific cause
+  (``overfitting`` when it fitted its training set all the same: it memorized
+  it, e.g. random labels; then ``reg_too_strong``, ``dead_relu``,
+  ``activation_saturation``, ``loss_plateau``), else with ``underfitting``.
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ UPDATE_RATIO_LOW = 1e-5
 UPDATE_RATIO_HIGH = 1e-1
 REG_SHRINK = 0.25      # a weight array ending below a quarter of its init norm under L2
 CHANCE_MARGIN = 0.05   # final accuracy within 5 points of 1/C: nothing learned
-# the causes a chance-level run fails with, most specific first
-CHANCE_CAUSES = ("reg_too_strong", "dead_relu", "activation_saturation", "loss_plateau",
-                 "underfitting")
+# the causes a chance-level run fails with, most specific first: a train accuracy
+# far above a validation accuracy at chance says the net memorized its data,
+# whatever else went wrong along the way
+CHANCE_CAUSES = ("overfitting", "reg_too_strong", "dead_relu", "activation_saturation",
+                 "loss_plateau", "underfitting")
+# the fix of a cause that made the run end at chance, where it differs from the warning's
+CHANCE_FIXES = {
+    "overfitting": "the net fits its training data but learned nothing that carries over: "
+                   "check that the labels can be predicted from the inputs and that train and "
+                   "validation come from one distribution; then more regularization or more data",
+}
 
 CHECKS = {
     "divergence": ["loss_diverged"],
@@ -82,13 +91,15 @@ def judge_outcome(findings: list[Finding], history: History, chance: float) -> l
         return findings
     if any(f.severity == "fail" for f in findings):
         return findings
-    outcome = (f"; the run ended at chance ({100 * accuracy:.1f}% for {round(1 / chance)} "
-               f"classes, guessing gives {100 * chance:.1f}%)")
+    measured = "validation" if math.isfinite(history.last("val_accuracy")) else "train"
+    outcome = (f"; the run ended at chance ({measured} accuracy {100 * accuracy:.1f}% for "
+               f"{round(1 / chance)} classes, guessing gives {100 * chance:.1f}%)")
     for code in CHANCE_CAUSES:
         cause = next((f for f in findings if f.code == code), None)
         if cause is not None:
             cause.severity = "fail"
             cause.message += outcome
+            cause.fix = CHANCE_FIXES.get(code, cause.fix)
             return findings
     return findings + [Finding(
         "underfitting", "fail",
@@ -200,5 +211,6 @@ def result_from_run_log(log) -> Result:
 
 
 __all__ = ["CHECKS", "UPDATE_RATIO_LOW", "UPDATE_RATIO_HIGH", "REG_SHRINK", "CHANCE_MARGIN",
+           "CHANCE_CAUSES",
            "history_findings", "judge_outcome", "reg_findings",
            "update_ratio_findings", "activation_findings", "result_from_run_log"]
