@@ -3,6 +3,9 @@
     python -m benchmarks.calibration truth               # the trainings (cached)
     python -m benchmarks.calibration all --write-readme  # truth, gates, tables into README
     python -m benchmarks.calibration report              # tables from the cache only
+    python -m benchmarks.calibration all --seeds 3,4 --cache .calibration-held-out
+                                  # held-out seeds: the LR trainings and lr-probe grid gates only
+    python -m benchmarks.calibration report --held-out .calibration-held-out --write-readme
 
 The cache (``--cache``, default ``.calibration/`` in the current folder) keeps
 every finished job, so a run resumes where it stopped; ``--fresh`` starts
@@ -32,6 +35,11 @@ def parse(argv):
     parser.add_argument("--cache", type=Path, default=Path(".calibration"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recipes", default=",".join(truth.RECIPES))
+    parser.add_argument("--seeds", default=",".join(map(str, truth.SEEDS)),
+                        help="seeds of the LR trainings and lr-probe gates (other seeds than "
+                             "the default run only those: a held-out check of the rules)")
+    parser.add_argument("--held-out", type=Path, default=None, metavar="CACHE",
+                        help="a cache of held-out seeds (--seeds) to score as its own table")
     parser.add_argument("--fresh", action="store_true", help="forget every cached result")
     parser.add_argument("--fresh-gates", action="store_true", help="forget the cached gate results")
     parser.add_argument("--write-readme", action="store_true",
@@ -43,14 +51,34 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def report(truth_records: dict, gate_records: dict) -> str:
+def held_out_part(truth_records: dict, held_out: Path | None, recipes) -> tuple[list, list]:
+    """The held-out table: lr-probe on seeds the rules were not set on, against
+    the truth of all seeds (see benchmarks/README.md)."""
+    if held_out is None:
+        return [], []
+    extra = {k: v for k, v in load_cache(held_out / "truth.jsonl").items()
+             if v["job"]["recipe"] in recipes}
+    gate_records = load_cache(held_out / "gates.jsonl")
+    seeds = sorted({r["job"]["seed"] for r in gate_records.values()})
+    table, notes = score.lr_probe_table({**truth_records, **extra}, gate_records)
+    names = ", ".join(map(str, seeds))
+    every = ", ".join(map(str, sorted({r["job"]["seed"] for r in {**truth_records, **extra}.values()})))
+    heading = (f"### Held out: lr-probe on seeds {names} (the rules were set on seeds 0-2; "
+               f"the real good range from the trainings of seeds {every})")
+    return [heading, "", table, ""], [f"held out: {m}" for m in notes["misses"]]
+
+
+def report(truth_records: dict, gate_records: dict, held_out: Path | None = None,
+           recipes=truth.RECIPES) -> str:
     lr_table, lr_notes = score.lr_probe_table(truth_records, gate_records)
     train_table, train_notes = score.train_table(truth_records)
     seed_table, seed_notes = score.seed_table(gate_records)
-    misses = lr_notes["misses"] + train_notes["misses"] + seed_notes["misses"]
+    held_out_lines, held_out_misses = held_out_part(truth_records, held_out, recipes)
+    misses = lr_notes["misses"] + train_notes["misses"] + seed_notes["misses"] + held_out_misses
     parts = [
         "### lr-probe against training (recipe LR set to every LR of the grid, seeds 0-2)", "",
         lr_table, "",
+        *held_out_lines,
         "### train's exit code against the run's outcome (every LR, L2 strength and init run)", "",
         train_table, "",
         "### Same verdict under every seed (bundled recipes, seeds 0-9)", "", seed_table, "",
@@ -74,8 +102,14 @@ def main(argv=None) -> int:
     if args.fresh_gates and (args.cache / "gates.jsonl").exists():
         (args.cache / "gates.jsonl").unlink()
     recipes = [r for r in args.recipes.split(",") if r]
-    truth_jobs = truth.train_jobs(recipes)
-    gate_jobs = gates.lr_probe_jobs(recipes) + gates.seed_jobs()
+    seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+    if seeds == truth.SEEDS:
+        truth_jobs = truth.train_jobs(recipes)
+        gate_jobs = gates.lr_probe_jobs(recipes) + gates.seed_jobs()
+    else:   # held-out seeds: the LR axis and the default gate only
+        truth_jobs = [job for job in truth.train_jobs(recipes, seeds) if job["axis"] == "lr"]
+        gate_jobs = [job for job in gates.lr_probe_jobs(recipes, seeds)
+                     if job["options"]["mode"] == "grid"]
     if args.stage in ("truth", "all"):
         run_jobs(truth_jobs, args.cache / "truth.jsonl", args.workers, log)
     if args.stage in ("gates", "all"):
@@ -84,7 +118,7 @@ def main(argv=None) -> int:
         truth_records = {k: v for k, v in load_cache(args.cache / "truth.jsonl").items()
                          if v["job"]["recipe"] in recipes}
         gate_records = load_cache(args.cache / "gates.jsonl")
-        text = report(truth_records, gate_records)
+        text = report(truth_records, gate_records, args.held_out, recipes)
         print(text)
         if args.write_readme:
             write_readme(text)
