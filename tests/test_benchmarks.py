@@ -186,3 +186,43 @@ def test_paired_noise_cancels_what_a_seed_makes_easy_or_hard():
 def test_paired_noise_keeps_a_real_tie_within_noise():
     curve = _curve({1e-3: [0.90, 0.92, 0.91], 3e-3: [0.93, 0.89, 0.91]})
     assert curve.within_noise_paired(3e-3) and curve.within_noise_paired(1e-3)
+
+
+def test_held_out_seeds_run_the_lr_axis_and_the_default_gate_only():
+    from benchmarks.calibration.__main__ import plan_jobs
+
+    trainings, probes = plan_jobs(["two-layer-digits"], (3, 4))
+    assert {job["seed"] for job in trainings + probes} == {3, 4}
+    assert {job["axis"] for job in trainings} == {"lr"}
+    assert {job["gate"] for job in probes} == {"lr-probe"}
+    assert {job["options"]["mode"] for job in probes} == {"grid"}
+    assert [job["value"] for job in trainings] == [job["value"] for job in probes]
+    default_trainings, default_gates = plan_jobs(["two-layer-digits"], (0, 1, 2))
+    assert {"lr", "reg", "init"} <= {job["axis"] for job in default_trainings}
+    assert {"sanity-loss", "doctor"} <= {job["gate"] for job in default_gates}
+
+
+def _train_record(lr, seed, val, train, exit_code, recipe="two-layer-digits"):
+    return {"job": {"recipe": recipe, "axis": "lr", "value": lr, "seed": seed},
+            "diverged": False, "val_accuracy": val, "train_accuracy": train,
+            "exit_code": exit_code, "findings": []}
+
+
+def test_train_table_scores_the_model_on_validation_data():
+    # deep-tanh-init's random labels: training accuracy 99% (the lr-probe
+    # tables' outcome there), validation at chance on every LR. No run is "near
+    # the best" (the best is at chance), so train exiting 1 on all of them is
+    # right; an exit 0 is a miss.
+    from benchmarks.calibration import score
+
+    records = {f"{lr}-{seed}": _train_record(lr, seed, 0.11, 0.99, int(seed != 2), "deep-tanh-init")
+               for lr in (1e-3, 1e-2) for seed in range(3)}
+    table, notes = score.train_table(records)
+    assert "| deep-tanh-init | 6 | 0/0 | 4/6 | 0/0 |" in table
+    assert len(notes["misses"]) == 2 and all("ended at chance, exit 0" in m for m in notes["misses"])
+    # a learnable task: the runs near the best validation accuracy must pass
+    records = {f"{lr}-{seed}": _train_record(lr, seed, val, 1.0, 1)
+               for lr, val in ((1e-3, 0.97), (1e-2, 0.60)) for seed in range(3)}
+    table, notes = score.train_table(records)
+    assert "| two-layer-digits | 6 | 3/3 | 0/0 | 3/3 |" in table
+    assert sum("near the best, exit 1" in m for m in notes["misses"]) == 3

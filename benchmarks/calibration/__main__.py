@@ -51,6 +51,15 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def plan_jobs(recipes, seeds) -> tuple[list, list]:
+    """``(training jobs, gate jobs)``: everything on the default seeds; on other
+    (held-out) seeds the LR axis and the default gate (lr-probe grid) only."""
+    if tuple(seeds) == truth.SEEDS:
+        return truth.train_jobs(recipes), gates.lr_probe_jobs(recipes) + gates.seed_jobs()
+    return ([job for job in truth.train_jobs(recipes, seeds) if job["axis"] == "lr"],
+            [job for job in gates.lr_probe_jobs(recipes, seeds) if job["options"]["mode"] == "grid"])
+
+
 def held_out_part(truth_records: dict, held_out: Path | None, recipes) -> tuple[list, list]:
     """The held-out table: lr-probe on seeds the rules were not set on, against
     the truth of all seeds (see benchmarks/README.md)."""
@@ -102,14 +111,7 @@ def main(argv=None) -> int:
     if args.fresh_gates and (args.cache / "gates.jsonl").exists():
         (args.cache / "gates.jsonl").unlink()
     recipes = [r for r in args.recipes.split(",") if r]
-    seeds = tuple(int(s) for s in args.seeds.split(",") if s)
-    if seeds == truth.SEEDS:
-        truth_jobs = truth.train_jobs(recipes)
-        gate_jobs = gates.lr_probe_jobs(recipes) + gates.seed_jobs()
-    else:   # held-out seeds: the LR axis and the default gate only
-        truth_jobs = [job for job in truth.train_jobs(recipes, seeds) if job["axis"] == "lr"]
-        gate_jobs = [job for job in gates.lr_probe_jobs(recipes, seeds)
-                     if job["options"]["mode"] == "grid"]
+    truth_jobs, gate_jobs = plan_jobs(recipes, tuple(int(s) for s in args.seeds.split(",") if s))
     if args.stage in ("truth", "all"):
         run_jobs(truth_jobs, args.cache / "truth.jsonl", args.workers, log)
     if args.stage in ("gates", "all"):
