@@ -226,3 +226,24 @@ def test_train_table_scores_the_model_on_validation_data():
     table, notes = score.train_table(records)
     assert "| two-layer-digits | 6 | 3/3 | 0/0 | 3/3 |" in table
     assert sum("near the best, exit 1" in m for m in notes["misses"]) == 3
+
+
+def test_a_run_far_below_the_best_is_a_bad_case_even_at_an_lr_within_noise():
+    # 0.1's seeds spread widely (96%, 70%, 97%): its mean is within noise of the
+    # best, but seed 1's run ended 27 points below it. The criteria ask the gate
+    # to fail that run, so failing it is a hit, not a "good LR failed".
+    from benchmarks.calibration import score
+
+    outcomes = {0.01: [0.97, 0.97, 0.97], 0.1: [0.96, 0.70, 0.97]}
+    truth_records = {f"{lr}-{seed}": _train_record(lr, seed, value, 1.0, 0)
+                     for lr, values in outcomes.items() for seed, value in enumerate(values)}
+    gate_records = {f"{lr}-{seed}": {
+        "job": {"gate": "lr-probe", "recipe": "two-layer-digits", "seed": seed, "value": lr,
+                "options": {"mode": "grid"}},
+        "exit_code": int(lr == 0.1 and seed == 1), "metrics": {"suggested_lr": 0.03}}
+        for lr in outcomes for seed in range(3)}
+    table, notes = score.lr_probe_table(truth_records, gate_records)
+    row = next(line for line in table.splitlines() if "| grid |" in line)
+    # good passed 5/5 (seed 1 at 0.1 is not among them), bad failed 1/1
+    assert "| grid | 5/5 | 5/5 | 1/1 | 1/1 |" in row
+    assert notes["misses"] == []

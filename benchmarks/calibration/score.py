@@ -79,21 +79,24 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
                 if lr not in curve.runs or seed not in curve.runs[lr]:
                     continue
                 ok = record["exit_code"] == 0
-                # a run that diverged is bad whatever its LR's mean (the criteria's
-                # "or diverged"): a good LR's unlucky seed is no "good LR failed"
-                diverged = curve.runs[lr][seed]["diverged"]
-                if curve.within_noise(lr) and not diverged:
+                # A run that diverged or ended 10 points below the best is bad,
+                # whatever its LR's mean (the criteria: "fails every LR whose
+                # training ends >= 10 points below the best or diverges"): a good
+                # LR's unlucky seed is no "good LR failed". Each view has its own
+                # "best": the best mean (unpaired), the same seed's best (paired).
+                bad, bad_for_seed = curve.bad_run(lr, seed), curve.bad_for_its_seed(lr, seed)
+                if curve.within_noise(lr) and not bad:
                     total_good += 1
                     passed += ok
                     if not ok:
                         misses.append(f"{recipe} {mode} seed {seed}: good LR {lr:g} failed")
-                if curve.within_noise_paired(lr) and not diverged:
+                if curve.within_noise_paired(lr) and not bad_for_seed:
                     paired_good += 1
                     paired_passed += ok
-                if curve.bad_for_its_seed(lr, seed):
+                if bad_for_seed:
                     own_bad += 1
                     own_failed += not ok
-                if curve.bad_run(lr, seed):
+                if bad:
                     total_bad += 1
                     failed += not ok
                     if ok:
