@@ -38,6 +38,11 @@ Pass/fail for CI: the recipe's LR must be good, judged on its own short run
 (it is always probed): the gate answers exactly "does training at this LR
 make most of the progress the best LR makes, without diverging?".
 ``lr_range_edge`` warns when the good range touches the probed limits.
+``lr_marginal`` (grid) warns when the recipe's LR passes as the lowest or
+highest point of the good range: the edge of the range is where training
+most often ends below the best (calibration: every LR the gate passed that
+trained 10 points or more below the best was an edge point; no LR strictly
+inside the range did).
 
 Calibration (benchmarks/README.md): ``PROGRESS_SHARE``, the steps and the
 sweep's range were chosen against real training runs of seven recipes at 25-29
@@ -75,7 +80,7 @@ SWEEP_RANGE = (100.0, 3.0)      # good range = that LR / these
 VERDICTS = ("too_low", "good", "unstable", "too_high")
 
 CHECKS = {
-    "recipe_lr": ["lr_too_low", "lr_too_high", "loss_not_finite"],
+    "recipe_lr": ["lr_too_low", "lr_too_high", "lr_marginal", "loss_not_finite"],
     "probed_range": ["lr_range_edge"],
 }
 
@@ -301,13 +306,36 @@ def run_grid(result, prober: Prober, recipe_lr: float, update: str, lr_min: floa
     suggested = (float(f"{math.sqrt(good_range[0] * good_range[1]):.3g}") if good_range else None)
     judge_recipe_lr(result, recipe_lr, recipe_trial, good_range, update, (lr_min, lr_max))
     if run:
-        edge = ("lowest" if same_lr(run[0].lr, lattice.lr(lattice.lo)) else
-                "highest" if same_lr(run[-1].lr, lattice.lr(lattice.hi)) else None)
+        at_limit = (same_lr(run[0].lr, lattice.lr(lattice.lo)),
+                    same_lr(run[-1].lr, lattice.lr(lattice.hi)))
+        if recipe_trial.verdict == "good":
+            warn_if_marginal(result, recipe_lr, good_range, suggested, at_limit)
+        edge = "lowest" if at_limit[0] else "highest" if at_limit[1] else None
         if edge:
             result.add("lr_range_edge", "warn",
                        f"the good range reaches the {edge} LR probed: it may extend beyond it",
                        "widen the probe with --lr-min/--lr-max", None, good_range=good_range)
     return good_range, suggested
+
+
+def warn_if_marginal(result, recipe_lr: float, good_range, suggested: float,
+                     at_limit: tuple[bool, bool]) -> None:
+    """``lr_marginal``: the recipe's (good) LR is the lowest or highest point of the
+    good range. An end of the range at a probed limit (``at_limit``: low, high) is
+    no edge: the range may go on beyond it (``lr_range_edge`` says so)."""
+    lo, hi = good_range
+    at_low = not at_limit[0] and (recipe_lr <= lo or same_lr(recipe_lr, lo))
+    at_high = not at_limit[1] and (recipe_lr >= hi or same_lr(recipe_lr, hi))
+    if not (at_low or at_high):
+        return
+    where = ("the only good LR" if at_low and at_high else
+             "the lowest good LR" if at_low else "the highest good LR")
+    result.add("lr_marginal", "warn",
+               f"the recipe's LR {_fmt(recipe_lr)} passes as {where} (good range "
+               f"{_fmt(lo)} .. {_fmt(hi)}): at the edge of the range training most often ends "
+               "below the best LR's accuracy, and the verdict may flip with the seed",
+               f"move optim.lr toward the middle of the range (suggested {_fmt(suggested)})", None,
+               recipe_lr=recipe_lr, good_range=good_range, suggested_lr=suggested)
 
 
 def judge_recipe_lr(result, recipe_lr: float, trial: Trial, good_range, update: str,

@@ -17,7 +17,7 @@ SEVERITIES = ("info", "warn", "fail")
 # The stable vocabulary of finding codes (documented in the README).
 FINDING_CODES = (
     "initial_loss_unexpected", "reg_no_effect", "reg_too_strong", "loss_not_finite", "scores_too_large",
-    "symmetric_weights", "cannot_overfit", "lr_too_low", "lr_too_high", "lr_range_edge",
+    "symmetric_weights", "cannot_overfit", "lr_too_low", "lr_too_high", "lr_range_edge", "lr_marginal",
     "dead_relu", "activation_saturation", "activation_collapse", "activation_explosion",
     "vanishing_gradient", "exploding_gradient", "gradient_mismatch", "gradient_suspicious",
     "kink_crossed", "gradient_tiny", "gradient_precision", "update_ratio_high", "update_ratio_low", "overfitting",

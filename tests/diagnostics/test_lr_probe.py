@@ -134,7 +134,7 @@ def test_the_update_rule_moves_the_range():
     # lr 0.3 is fine for momentum SGD on this net but far too much for adam.
     momentum = lr_probe(recipe(**{"optim.lr": 0.3}))
     adam = lr_probe(recipe(**{"optim.update": "adam", "optim.lr": 0.3}))
-    assert momentum.status == "pass"
+    assert not momentum.failed()   # 0.3 passes (at the top of the range: lr_marginal warns)
     assert codes(adam) == ["lr_too_high"]
     assert adam.metrics["update"] == "adam"
     assert adam.metrics["good_range"][1] < momentum.metrics["good_range"][1]
@@ -197,3 +197,19 @@ def test_metrics_are_json_ready(default_result):
     assert m["recipe_lr"] == 0.03 and isinstance(m["good_range"], list)
     diverged = [t for t in m["trials"] if t["verdict"] == "too_high"]
     assert diverged and all(t["diverged_at"] is not None and t["loss_end"] == "nan" for t in diverged)
+
+
+def test_a_recipe_lr_at_the_edge_of_the_good_range_warns_as_marginal():
+    # spiral-mlp at lr 0.01, seed 5: the recipe's LR is the lowest good point of
+    # [0.01, 0.316]. Calibration: every LR the gate passed that then trained 10+
+    # points below the best sat at an edge like this; none strictly inside did.
+    from babysit.recipes import load_recipe
+
+    result = lr_probe(load_recipe("spiral-mlp", overrides={"optim.lr": 0.01}), seed=5)
+    assert result.metrics["good_range"][0] == 0.01 and not result.failed()
+    (finding,) = [f for f in result.findings if f.code == "lr_marginal"]
+    assert finding.severity == "warn" and "lowest good LR" in finding.message
+    assert str(result.metrics["suggested_lr"]) in finding.fix
+    # the bundled recipe's own LR (0.03) sits inside the range on the same seed
+    inside = lr_probe(load_recipe("spiral-mlp"), seed=5)
+    assert inside.status == "pass" and inside.findings == []
