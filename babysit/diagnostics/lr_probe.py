@@ -31,8 +31,8 @@ exponentially from ``lr_min`` to ``lr_max`` over 200 steps, stopped by the
 same divergence rule; the training loss is smoothed (EMA 0.9,
 bias-corrected). The suggestion is a tenth of the LR at the smoothed
 minimum; the good range is estimated as ``SWEEP_RANGE`` below that LR. The
-recipe's LR and the suggestion then get a short run each, judged as in the
-grid with the suggestion's run as the best.
+recipe's LR, the suggestion and half a decade below the suggestion then get
+a short run each, judged as in the grid (the best of the three as the best).
 
 Pass/fail for CI: the recipe's LR must be good, judged on its own short run
 (it is always probed): the gate answers exactly "does training at this LR
@@ -389,7 +389,11 @@ def run_sweep(result, prober: Prober, lr_min: float, lr_max: float, recipe_lr: f
         points[-1]["verdict"] = "too_high"
     recipe_trial = prober.trial(recipe_lr)
     if suggested is not None:
-        prober.trial(suggested)  # the reference: what a good LR achieves in as many steps
+        # the reference, what a good LR achieves in as many steps: the better of
+        # the suggestion and half a decade below it (one run alone can land where
+        # training is erratic, and a weak reference passes slow LRs)
+        prober.trial(suggested)
+        prober.trial(float(f"{suggested / math.sqrt(10):.3g}"))
     judge_trials(list(prober.trials.values()))
     judge_recipe_lr(result, recipe_lr, recipe_trial, good_range, update, (lr_min, lr_max))
     if good_range is not None and len(points) == prober.sweep_steps and lowest is points[-1]:
