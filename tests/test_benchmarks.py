@@ -163,12 +163,17 @@ def test_cost_report_fits_the_growth_exponent():
         bench_cost.parse_args(["--axes", "height"])
 
 
+def _train_record(lr, seed, val, train, exit_code, recipe="two-layer-digits"):
+    return {"job": {"recipe": recipe, "axis": "lr", "value": lr, "seed": seed},
+            "diverged": False, "val_accuracy": val, "train_accuracy": train,
+            "exit_code": exit_code, "findings": []}
+
+
 def _curve(outcomes: dict):
     """A calibration Curve from ``{lr: [outcome of seed 0, 1, 2]}``."""
     from benchmarks.calibration import truth
 
-    records = [{"job": {"recipe": "two-layer-digits", "value": lr, "seed": seed}, "diverged": False,
-                "val_accuracy": value}
+    records = [_train_record(lr, seed, value, 1.0, 0)
                for lr, values in outcomes.items() for seed, value in enumerate(values)]
     return truth.Curve(records, chance_level=0.1)
 
@@ -200,12 +205,6 @@ def test_held_out_seeds_run_the_lr_axis_and_the_default_gate_only():
     default_trainings, default_gates = plan_jobs(["two-layer-digits"], (0, 1, 2))
     assert {"lr", "reg", "init"} <= {job["axis"] for job in default_trainings}
     assert {"sanity-loss", "doctor"} <= {job["gate"] for job in default_gates}
-
-
-def _train_record(lr, seed, val, train, exit_code, recipe="two-layer-digits"):
-    return {"job": {"recipe": recipe, "axis": "lr", "value": lr, "seed": seed},
-            "diverged": False, "val_accuracy": val, "train_accuracy": train,
-            "exit_code": exit_code, "findings": []}
 
 
 def test_train_table_scores_the_model_on_validation_data():

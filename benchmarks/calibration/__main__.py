@@ -67,11 +67,12 @@ def held_out_part(truth_records: dict, held_out: Path | None, recipes) -> tuple[
         return [], []
     extra = {k: v for k, v in load_cache(held_out / "truth.jsonl").items()
              if v["job"]["recipe"] in recipes}
+    every_run = {**truth_records, **extra}
     gate_records = load_cache(held_out / "gates.jsonl")
     seeds = sorted({r["job"]["seed"] for r in gate_records.values()})
-    table, notes = score.lr_probe_table({**truth_records, **extra}, gate_records)
+    table, notes = score.lr_probe_table(every_run, gate_records)
     names = ", ".join(map(str, seeds))
-    every = ", ".join(map(str, sorted({r["job"]["seed"] for r in {**truth_records, **extra}.values()})))
+    every = ", ".join(map(str, sorted({r["job"]["seed"] for r in every_run.values()})))
     heading = (f"### Held out: lr-probe on seeds {names} (the rules were set on seeds 0-2; "
                f"the real good range from the trainings of seeds {every})")
     return [heading, "", table, ""], [f"held out: {m}" for m in notes["misses"]]

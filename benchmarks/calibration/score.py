@@ -23,7 +23,7 @@ from benchmarks.calibration import truth
 from benchmarks.calibration.runs import train_verdict
 
 NEAR_BEST = 0.015
-HELD_OUT = "val_accuracy"   # train's outcome: the trained model's accuracy on new data
+VALIDATION = "val_accuracy"   # train's outcome: the trained model's accuracy on new data
 # what each broken recipe must fail with (doctor)
 BROKEN_CODES = {"broken/dead-relu": "dead_relu", "broken/lr-too-high": "lr_too_high",
                 "broken/lr-too-low": "lr_too_low", "broken/saturated-tanh": "activation_saturation",
@@ -136,13 +136,13 @@ def train_table(truth_records: dict) -> tuple[str, dict]:
     lines = ["| recipe | runs | near the best (<= 1.5 points below): exit 1 | at chance: exit 1 "
              "| other runs: exit 1 |", "|---|---|---|---|---|"]
     best = {recipe: curve.mean(curve.best)
-            for recipe, curve in curves_by(truth_records, "lr", HELD_OUT).items()}
+            for recipe, curve in curves_by(truth_records, "lr", VALIDATION).items()}
     counts = defaultdict(lambda: defaultdict(int))
     misses = []
     for record in truth_records.values():
         recipe = record["job"]["recipe"]
         chance = truth.chance(recipe)
-        accuracy = truth.outcome(record, chance, HELD_OUT)
+        accuracy = truth.outcome(record, chance, VALIDATION)
         exit_code, findings = train_verdict(record)
         failed = exit_code == 1
         c = counts[recipe]

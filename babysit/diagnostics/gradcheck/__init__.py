@@ -75,8 +75,7 @@ def checkable_datapoints(X, y, count: int, rng):
     nonzero = np.flatnonzero(np.any(np.asarray(X).reshape(len(X), -1) != 0, axis=1))
     if len(nonzero) == len(X) or len(nonzero) < count:
         return common.subset(X, y, count, rng)
-    X_sub, y_sub = common.subset(X[nonzero], y[nonzero], count, rng)
-    return X_sub, y_sub
+    return common.subset(X[nonzero], y[nonzero], count, rng)
 
 
 def gradcheck_recipe(recipe, seed=None, *, datapoints=DEFAULT_DATAPOINTS, entries=DEFAULT_ENTRIES,

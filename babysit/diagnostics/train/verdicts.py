@@ -78,20 +78,22 @@ def history_findings(history: History, layer_of, chance: float, reg: float,
     return judge_outcome(findings, history, chance)
 
 
-def final_accuracy(history: History) -> float:
-    """The run's outcome: validation accuracy, or train accuracy without a validation set."""
+def final_accuracy(history: History) -> tuple[float, str]:
+    """The run's outcome and what measured it: ``(validation accuracy, "validation")``,
+    or ``(train accuracy, "train")`` without a validation set."""
     value = history.last("val_accuracy")
-    return value if math.isfinite(value) else history.last("train_accuracy")
+    if math.isfinite(value):
+        return value, "validation"
+    return history.last("train_accuracy"), "train"
 
 
 def judge_outcome(findings: list[Finding], history: History, chance: float) -> list[Finding]:
     """Fail a run that ended at chance with its most specific cause (see the module doc)."""
-    accuracy = final_accuracy(history)
+    accuracy, measured = final_accuracy(history)
     if not math.isfinite(accuracy) or accuracy > chance + CHANCE_MARGIN:
         return findings
     if any(f.severity == "fail" for f in findings):
         return findings
-    measured = "validation" if math.isfinite(history.last("val_accuracy")) else "train"
     outcome = (f"; the run ended at chance ({measured} accuracy {100 * accuracy:.1f}% for "
                f"{round(1 / chance)} classes, guessing gives {100 * chance:.1f}%)")
     for code in CHANCE_CAUSES:
