@@ -44,7 +44,9 @@ def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, sweep_steps, e
     progress on a fixed evaluation batch: good when it makes at least 80% of
     the best LR's progress (below the best: too low; above: unstable). grid
     walks a lattice of LRs around the best; sweep estimates it with one range
-    test. Fails unless the recipe's own LR is good.
+    test. Fails unless the recipe's own LR is good, and still good when its
+    run and the best LR's go on to twice the short run (at most training's
+    length).
     """
     from babysit.cli.progress import StepDisplay
     from babysit.diagnostics.lr_probe import lr_probe
@@ -106,6 +108,25 @@ def render(console, result) -> None:
         line.append(" (estimated by the range test)", style="dim")
     line.append(f"   suggested lr: {fmt(m['suggested_lr'])}   recipe lr: {fmt(m['recipe_lr'])}")
     console.print(line)
+    long_run = m.get("long_run")
+    if long_run:
+        console.print(long_run_line(long_run))
+
+
+def long_run_line(long_run) -> Text:
+    """The gate's judgement: the recipe's LR and the best run on to the long run's length."""
+    recipe, best = long_run["recipe"], long_run["best"]
+    line = Text(f"recipe lr over {long_run['steps']} steps: ", style="bold")
+    if recipe["diverged_at"] is not None:
+        line.append(f"diverged at step {recipe['diverged_at']}", style="bold red")
+    elif same_lr(recipe["lr"], best["lr"]):
+        line.append("it is the best lr")
+    elif long_run["share"] is not None:
+        line.append(f"{long_run['share']:.0%} of the progress of the better of it and the best "
+                    f"lr {fmt(best['lr'])}")
+    line.append("  ")
+    line.append(long_run["verdict"], style=VERDICT_STYLES[long_run["verdict"]])
+    return line
 
 
 def _series(m):

@@ -6,6 +6,9 @@
     python -m benchmarks.calibration all --seeds 3,4 --cache .calibration-held-out
                                   # held-out seeds: the LR trainings and lr-probe grid gates only
     python -m benchmarks.calibration report --held-out .calibration-held-out --write-readme
+    python -m benchmarks.calibration replay              # lr-probe's short runs recorded, the
+                                  # grid gate replayed on them without and with the long run
+    python -m benchmarks.calibration replay --seeds 3,4 --cache .calibration-held-out
 
 The cache (``--cache``, default ``.calibration/`` in the current folder) keeps
 every finished job, so a run resumes where it stopped; ``--fresh`` starts
@@ -22,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks._runs import write_section
-from benchmarks.calibration import gates, score, truth
+from benchmarks.calibration import gates, replay, score, truth
 from benchmarks.calibration.runs import load_cache, run_jobs
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -31,7 +34,8 @@ START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.calibration")
-    parser.add_argument("stage", nargs="?", default="all", choices=["truth", "gates", "report", "all"])
+    parser.add_argument("stage", nargs="?", default="all",
+                        choices=["truth", "gates", "report", "all", "replay"])
     parser.add_argument("--cache", type=Path, default=Path(".calibration"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recipes", default=",".join(truth.RECIPES))
@@ -101,6 +105,26 @@ def report(truth_records: dict, gate_records: dict, held_out: Path | None = None
     return "\n".join(parts) + "\n"
 
 
+def replay_report(args, recipes) -> str:
+    """Record the short runs of ``--seeds`` (cached) and replay the grid gate on them.
+
+    The real good range comes from every training in the cache (and in
+    ``--held-out``'s, for held-out seeds scored against all seeds' truth)."""
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    records = run_jobs(replay.short_run_jobs(recipes, seeds), args.cache / "short-runs.jsonl",
+                       args.workers, log)
+    truth_records = {k: v for k, v in load_cache(args.cache / "truth.jsonl").items()
+                     if v["job"]["recipe"] in recipes}
+    if args.held_out is not None:
+        truth_records.update({k: v for k, v in load_cache(args.held_out / "truth.jsonl").items()
+                              if v["job"]["recipe"] in recipes})
+    compared, differ = replay.check_replay(truth_records, records, load_cache(args.cache / "gates.jsonl"))
+    lines = [f"replay of lr-probe's grid gate, seeds {args.seeds}: agrees with the real gates' exit "
+             f"code on {compared - len(differ)}/{compared} cases", *[f"  {d}" for d in differ],
+             replay.long_run_report(truth_records, records)]
+    return "\n".join(lines)
+
+
 def write_readme(text: str) -> None:
     write_section(text, README, START, END, "Calibration")
 
@@ -117,6 +141,8 @@ def main(argv=None) -> int:
         run_jobs(truth_jobs, args.cache / "truth.jsonl", args.workers, log)
     if args.stage in ("gates", "all"):
         run_jobs(gate_jobs, args.cache / "gates.jsonl", args.workers, log)
+    if args.stage == "replay":
+        print(replay_report(args, recipes))
     if args.stage in ("report", "all"):
         truth_records = {k: v for k, v in load_cache(args.cache / "truth.jsonl").items()
                          if v["job"]["recipe"] in recipes}

@@ -11,6 +11,8 @@ Job kinds:
 * ``train``: ``babysit train`` of a recipe with overrides and a seed; the
   record has the outcome (final and best validation accuracy, train accuracy,
   diverged), the exit code and the finding codes;
+* ``short-runs``: lr-probe's short runs at every lattice LR of a recipe and
+  seed, for replaying the grid gate (:mod:`.replay`);
 * ``gate``: one diagnosis (``lr-probe``, ``sanity-loss``, ``doctor`` ...) of a
   recipe with overrides and a seed; the record has the status, exit code,
   finding codes and the metrics the scoring needs.
@@ -127,7 +129,7 @@ def train_verdict(record: dict) -> tuple[int, list]:
 
 # the metrics a gate record keeps (the rest is dropped to keep the cache small)
 KEPT_METRICS = ("good_range", "suggested_lr", "recipe_lr", "initial_loss", "expected_loss",
-                "statuses", "train_accuracy", "final_loss", "epochs_run")
+                "statuses", "train_accuracy", "final_loss", "epochs_run", "long_run")
 
 
 def run_gate(job: dict) -> dict:
@@ -147,7 +149,12 @@ def run_job(job: dict) -> dict:
 
     start = time.perf_counter()
     with np.errstate(all="ignore"):
-        fields = run_train(job) if job["kind"] == "train" else run_gate(job)
+        if job["kind"] == "short-runs":
+            from benchmarks.calibration.replay import run_short_runs
+
+            fields = run_short_runs(job)
+        else:
+            fields = run_train(job) if job["kind"] == "train" else run_gate(job)
     return {"job": job, **fields, "seconds": round(time.perf_counter() - start, 3)}
 
 

@@ -230,3 +230,53 @@ def test_the_sweeps_reference_is_the_better_of_two_runs():
     assert trials[below]["loss_start"] - trials[below]["loss_end"] > \
         trials[suggested]["loss_start"] - trials[suggested]["loss_end"]
     assert slow.failed() and [f.code for f in slow.findings if f.severity == "fail"] == ["lr_too_low"]
+
+
+# -- the long run: the recipe's LR and the best go on to twice the short run -------------
+
+def test_an_lr_that_falls_back_late_fails_over_the_long_run():
+    # dropout-convnet-nesterov at 0.178, seed 1: its short run (half of training)
+    # makes 80%+ of the best progress, but `babysit train` ends at 83.8% against
+    # ~95% on the other seeds. Run on to training's length, it falls behind.
+    result = lr_probe(recipe("dropout-convnet-nesterov", **{"optim.lr": 0.178}), seed=1)
+    trials = {t["lr"]: t for t in result.metrics["trials"]}
+    assert trials[0.178]["verdict"] == "good"   # the short run alone passed it
+    long_run = result.metrics["long_run"]
+    assert long_run["steps"] == result.metrics["training_steps"] == 2 * result.metrics["steps"]
+    assert long_run["verdict"] == "unstable" and long_run["share"] < 0.8
+    assert codes(result, "fail") == ["lr_too_high"]
+    finding = next(f for f in result.findings if f.code == "lr_too_high")
+    assert "run on to 150 steps" in finding.message and "toward the best LR" in finding.fix
+
+
+def test_the_long_run_is_reported_and_only_for_a_good_short_run(default_result):
+    long_run = default_result.metrics["long_run"]
+    m = default_result.metrics
+    assert long_run["steps"] == min(m["training_steps"], 2 * m["steps"]) == 224
+    assert long_run["verdict"] == "good" and long_run["recipe"]["lr"] == m["recipe_lr"]
+    assert long_run["recipe"]["steps"] == long_run["best"]["steps"] == 224
+    # a short run that fails needs no long run: it fails as it is
+    low = lr_probe(recipe(**{"optim.lr": 1e-4}))
+    assert low.metrics["long_run"] is None and codes(low, "fail") == ["lr_too_low"]
+    # a short run that is the whole training has no long run either
+    whole = lr_probe(recipe(**{"train.epochs": 1}))
+    assert whole.metrics["steps"] == whole.metrics["training_steps"]
+    assert whole.metrics["long_run"] is None
+
+
+@pytest.mark.parametrize("name", ["deep-batchnorm-momentum", "dropout-convnet-nesterov"])
+def test_running_on_is_the_same_as_one_longer_run(name):
+    # batchnorm's running averages, dropout's masks and the shuffled batches all
+    # carry on: a run stopped mid-epoch and run on equals one run of all the steps
+    from babysit.diagnostics.lr_probe import Prober
+
+    spec = recipe(name)
+    data = common.load(spec)
+    lr = float(spec.optim.lr)
+    short = Prober(spec, data, spec.seed, steps=7, eval_examples=100)
+    trial = short.trial(lr)
+    assert short.live  # the recipe's run is kept
+    continued = short.extend(trial, 19)
+    whole = Prober(spec, data, spec.seed, steps=19, eval_examples=100).trial(lr)
+    assert continued.steps == whole.steps == 19
+    assert continued.loss_end == whole.loss_end
