@@ -246,3 +246,26 @@ def test_a_run_far_below_the_best_is_a_bad_case_even_at_an_lr_within_noise():
     # good passed 5/5 (seed 1 at 0.1 is not among them), bad failed 1/1
     assert "| grid | 5/5 | 5/5 | 1/1 | 1/1 |" in row
     assert notes["misses"] == []
+
+
+def test_the_replayed_grid_gate_is_the_real_one():
+    # calibration's replay records every lattice LR's short run once and replays
+    # lr-probe's walk and verdicts on the records: it must give the real gate's
+    # answer (a 2-epoch two-layer-digits: 30 training steps, 20-step short runs)
+    from babysit.diagnostics.lr_probe import lr_probe
+    from babysit.recipes import load_recipe
+    from benchmarks.calibration import replay
+
+    overrides = {"train.epochs": 2}
+    record = replay.run_short_runs({"kind": "short-runs", "recipe": "two-layer-digits", "seed": 0,
+                                    "overrides": overrides})
+    assert (record["steps"], record["horizon"]) == (20, 30) and len(record["runs"]) == 33
+    long_runs = 0
+    for lr in (1e-3, 0.0316, 0.316, 3.16):   # recorded lattice points
+        real = lr_probe(load_recipe("two-layer-digits", overrides={**overrides, "optim.lr": lr}), seed=0)
+        replayed = replay.replay_gate(record, lr)
+        assert replayed["exit_code"] == int(real.failed()), lr
+        assert replayed["metrics"]["good_range"] == real.metrics["good_range"], lr
+        assert sorted(c for _, c, _ in replayed["findings"]) == sorted(f.code for f in real.findings)
+        long_runs += real.metrics["long_run"] is not None
+    assert long_runs   # the long run is replayed too

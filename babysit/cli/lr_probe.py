@@ -45,8 +45,7 @@ def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, sweep_steps, e
     the best LR's progress (below the best: too low; above: unstable). grid
     walks a lattice of LRs around the best; sweep estimates it with one range
     test. Fails unless the recipe's own LR is good, and still good when its
-    run and the best LR's go on to twice the short run (at most training's
-    length).
+    run and the best LR's go on to the end of training (at most 600 steps).
     """
     from babysit.cli.progress import StepDisplay
     from babysit.diagnostics.lr_probe import lr_probe
@@ -116,7 +115,7 @@ def render(console, result) -> None:
 def long_run_line(long_run) -> Text:
     """The gate's judgement: the recipe's LR and the best run on to the long run's length."""
     recipe, best = long_run["recipe"], long_run["best"]
-    line = Text(f"recipe lr over {long_run['steps']} steps: ", style="bold")
+    line = Text(f"recipe lr run on to step {long_run['steps']}: ", style="bold")
     if recipe["diverged_at"] is not None:
         line.append(f"diverged at step {recipe['diverged_at']}", style="bold red")
     elif same_lr(recipe["lr"], best["lr"]):

@@ -4,7 +4,8 @@ A grid gate's verdict is a function of its short runs, and the short run at
 one LR of one recipe and seed is the same whichever recipe LR anchors the
 walk (same init, same batches, constant LR). So each recipe and seed gets
 *every* lattice LR of ``1e-7 .. 10`` (4 per decade, :data:`LATTICE`) run
-once, to twice the probe's short run (at most training's length), with the
+once, to the end of lr-probe's long run (training's length, at most
+``LONG_RUN_MAX_STEPS``), with the
 evaluation objective recorded at checkpoints; a gate at any grid LR is then
 replayed in microseconds by the real walk and verdicts
 (:func:`babysit.diagnostics.lr_probe.grid.run_grid`) on a :class:`RecordedProber`.
@@ -24,7 +25,7 @@ from benchmarks.calibration.runs import job_key
 from benchmarks.calibration.truth import log_grid
 
 LATTICE = log_grid(1e-7, 10.0, 4)
-CHECKPOINTS = 8   # per short run: the objective at every 1/8 of it, on to twice its length
+CHECKPOINTS = 8   # per short run: the objective at every 1/8 of it, on to the long run's end
 
 
 def short_run_jobs(recipes, seeds) -> list[dict]:
@@ -36,7 +37,7 @@ def run_short_runs(job: dict) -> dict:
     import numpy as np
 
     from babysit.diagnostics import common
-    from babysit.diagnostics.lr_probe import DEFAULT_EVAL_EXAMPLES, LONG_RUN_FACTOR, Prober, default_steps
+    from babysit.diagnostics.lr_probe import DEFAULT_EVAL_EXAMPLES, LONG_RUN_MAX_STEPS, Prober, default_steps
     from babysit.diagnostics.lr_probe import training_steps
     from babysit.engine.solver import Callback, Divergence
     from benchmarks.calibration.runs import recipe_of
@@ -44,7 +45,7 @@ def run_short_runs(job: dict) -> dict:
     recipe = recipe_of(job)
     data = common.load(recipe)
     steps = default_steps(recipe, data)
-    horizon = min(training_steps(recipe, data), LONG_RUN_FACTOR * steps)
+    horizon = min(training_steps(recipe, data), LONG_RUN_MAX_STEPS)
     prober = Prober(recipe, data, recipe.seed, steps, DEFAULT_EVAL_EXAMPLES)
     marks = sorted({max(1, round(steps * k / CHECKPOINTS)) for k in range(1, 2 * CHECKPOINTS + 1)}
                    | {steps, horizon})

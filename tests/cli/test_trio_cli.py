@@ -214,7 +214,7 @@ def test_lr_probe_default_passes_with_plot(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Learning rates" in result.stdout and "good range:" in result.stdout
     assert "learning rate (log)" in result.stdout  # the terminal plot
-    assert "recipe lr over 224 steps" in result.stdout  # the long run's line
+    assert "recipe lr run on to step 225" in result.stdout  # the long run's line
     doc = json.loads((tmp_path / "l.json").read_text())
     m = doc["metrics"]
     assert m["good_range"][0] <= m["recipe_lr"] <= m["good_range"][1]

@@ -232,7 +232,7 @@ def test_the_sweeps_reference_is_the_better_of_two_runs():
     assert slow.failed() and [f.code for f in slow.findings if f.severity == "fail"] == ["lr_too_low"]
 
 
-# -- the long run: the recipe's LR and the best go on to twice the short run -------------
+# -- the long run: the recipe's LR and the best go on to the end of training ------------
 
 def test_an_lr_that_falls_back_late_fails_over_the_long_run():
     # dropout-convnet-nesterov at 0.178, seed 1: its short run (half of training)
@@ -242,19 +242,19 @@ def test_an_lr_that_falls_back_late_fails_over_the_long_run():
     trials = {t["lr"]: t for t in result.metrics["trials"]}
     assert trials[0.178]["verdict"] == "good"   # the short run alone passed it
     long_run = result.metrics["long_run"]
-    assert long_run["steps"] == result.metrics["training_steps"] == 2 * result.metrics["steps"]
+    assert long_run["steps"] == result.metrics["training_steps"] == 150
     assert long_run["verdict"] == "unstable" and long_run["share"] < 0.8
     assert codes(result, "fail") == ["lr_too_high"]
     finding = next(f for f in result.findings if f.code == "lr_too_high")
-    assert "run on to 150 steps" in finding.message and "toward the best LR" in finding.fix
+    assert "run on to step 150 of training" in finding.message and "toward the best LR" in finding.fix
 
 
 def test_the_long_run_is_reported_and_only_for_a_good_short_run(default_result):
     long_run = default_result.metrics["long_run"]
     m = default_result.metrics
-    assert long_run["steps"] == min(m["training_steps"], 2 * m["steps"]) == 224
+    assert long_run["steps"] == m["training_steps"] == 225   # training itself
     assert long_run["verdict"] == "good" and long_run["recipe"]["lr"] == m["recipe_lr"]
-    assert long_run["recipe"]["steps"] == long_run["best"]["steps"] == 224
+    assert long_run["recipe"]["steps"] == long_run["best"]["steps"] == 225
     # a short run that fails needs no long run: it fails as it is
     low = lr_probe(recipe(**{"optim.lr": 1e-4}))
     assert low.metrics["long_run"] is None and codes(low, "fail") == ["lr_too_low"]

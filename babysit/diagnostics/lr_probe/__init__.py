@@ -36,9 +36,8 @@ a short run each, judged as in the grid (the best of the three as the best).
 
 Pass/fail for CI: the recipe's LR must be good, judged on its own short run
 (it is always probed), and stay good over the *long run*: its run and the
-best LR's go on to twice the short run's length (at most training's) and the
-recipe's LR is judged again there, by the same rule, against the better of
-the two (:mod:`.verdicts` says why the long run can fail an LR but never
+best LR's go on to the end of training (at most 600 steps) and the recipe's
+LR is judged again there, by the same rule, against the better of the two (:mod:`.verdicts` says why the long run can fail an LR but never
 pass one). The gate answers "does training at this LR make most of the
 progress the best LR makes, without diverging?".
 ``lr_range_edge`` warns when the good range touches the probed limits.
@@ -52,8 +51,8 @@ Calibration (benchmarks/README.md): ``PROGRESS_SHARE``, the steps and the
 sweep's range were chosen against real training runs of seven recipes at 25-29
 LRs and 3 seeds each, then checked, unchanged, on held-out seeds and recipes;
 the long run was chosen on seeds 0-2 of the calibration recipes (every
-lattice LR's run recorded once to twice the short run, the rules replayed on
-the records) and checked on seeds 3-4; the tables there give the agreement.
+lattice LR's run recorded once to the end of the long run, the rules replayed
+on the records) and checked on seeds 3-4; the tables there give the agreement.
 
 The package: :mod:`.prober` (the short runs), :mod:`.verdicts` (the rules),
 :mod:`.grid` and :mod:`.sweep` (the two modes); this module is the command.
@@ -68,7 +67,7 @@ from babysit.diagnostics.lr_probe.grid import WALK_STRIDE, lattice_lr, run_grid
 from babysit.diagnostics.lr_probe.prober import (DEFAULT_EVAL_EXAMPLES, DEFAULT_SWEEP_STEPS,
                                                  SWEEP_SMOOTHING, Prober, Trial, same_lr)
 from babysit.diagnostics.lr_probe.sweep import SWEEP_RANGE, SWEEP_SUGGESTION, run_sweep
-from babysit.diagnostics.lr_probe.verdicts import LONG_RUN_FACTOR, PROGRESS_SHARE, judge_trials
+from babysit.diagnostics.lr_probe.verdicts import LONG_RUN_MAX_STEPS, PROGRESS_SHARE, judge_trials
 from babysit.engine.solver import resolve_batch_size
 from babysit.errors import BabysitError
 from babysit.validation import POSITIVE, POSITIVE_INT
@@ -170,7 +169,7 @@ def lr_probe(recipe, seed=None, mode="grid", *, lr_min=DEFAULT_LR_MIN, lr_max=DE
     return result
 
 
-__all__ = ["lr_probe", "Prober", "Trial", "VERDICTS", "CHECKS", "PROGRESS_SHARE", "LONG_RUN_FACTOR",
+__all__ = ["lr_probe", "Prober", "Trial", "VERDICTS", "CHECKS", "PROGRESS_SHARE", "LONG_RUN_MAX_STEPS",
            "same_lr", "lattice_lr", "training_steps", "default_steps", "judge_trials",
            "DEFAULT_LR_MIN", "DEFAULT_LR_MAX", "DEFAULT_PER_DECADE", "DEFAULT_SWEEP_STEPS",
            "DEFAULT_EVAL_EXAMPLES", "SWEEP_SMOOTHING", "SWEEP_SUGGESTION", "SWEEP_RANGE",

@@ -6,9 +6,10 @@
   above it.
 * :func:`long_run_check`: the gate's question is what *training* at the
   recipe's LR does, and a short run is half of it. So when the recipe's short
-  run is good, it and the best run go on to ``LONG_RUN_FACTOR`` times the
-  short run (never longer than training) and the recipe's LR is judged again
-  there, by the same rule, against the better of the two: an LR that falls
+  run is good, it and the best run go on to the end of training (at most
+  ``LONG_RUN_MAX_STEPS``: a run continued is step for step the run ``train``
+  makes, the same weights, batches and dropout masks) and the recipe's LR is
+  judged again there, by the same rule, against the better of the two: an LR that falls
   behind late, or diverges late, fails. The long run only ever fails an LR the
   short run passed, never the reverse: over a long run the best LR's loss
   nears 0 and 80% of its fall is within reach of LRs a decade too low
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from babysit.diagnostics.lr_probe.prober import Prober, Trial, same_lr
 
 PROGRESS_SHARE = 0.8
-LONG_RUN_FACTOR = 2
+# the long run is training itself, cut at twice the longest short run
+LONG_RUN_MAX_STEPS = 600
 
 
 def fmt_lr(lr: float) -> str:
@@ -84,7 +86,7 @@ def long_run_check(prober: Prober, recipe_trial: Trial, best: Trial | None,
     """The recipe's verdict over the long run (see the module doc); None when there is
     no long run: the recipe's short run is not good (it fails as it is), or the
     short run already is the whole training."""
-    steps = min(training_steps, LONG_RUN_FACTOR * prober.steps)
+    steps = min(training_steps, LONG_RUN_MAX_STEPS)
     if best is None or steps <= prober.steps or recipe_trial.verdict != "good":
         return None
     recipe_long = prober.extend(recipe_trial, steps)
@@ -106,7 +108,7 @@ def judge_recipe_lr(result, recipe_lr: float, trial: Trial, good_range, update: 
     range_text = (f"good range {fmt_lr(good_range[0])} .. {fmt_lr(good_range[1])} for {update}"
                   if good_range else f"no LR between {fmt_lr(probed[0])} and {fmt_lr(probed[1])} "
                   f"trained well with {update}")
-    over = (f"run on to {long_run.steps} steps (as long as training, at most twice a short run) "
+    over = (f"run on to step {long_run.steps} of training "
             f"next to the best LR {fmt_lr(long_run.best.lr)}, " if long_run is not None else "")
     if verdict == "too_high":
         why = (f"{over}a mini-batch loss broke the divergence rule (NaN or over 3x the first) at "
@@ -156,5 +158,5 @@ def warn_if_marginal(result, recipe_lr: float, good_range, suggested: float,
                recipe_lr=recipe_lr, good_range=good_range, suggested_lr=suggested)
 
 
-__all__ = ["PROGRESS_SHARE", "LONG_RUN_FACTOR", "LongRun", "judge_trials", "long_run_check",
+__all__ = ["PROGRESS_SHARE", "LONG_RUN_MAX_STEPS", "LongRun", "judge_trials", "long_run_check",
            "judge_recipe_lr", "warn_if_marginal", "verdict_against"]
