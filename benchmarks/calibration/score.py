@@ -125,6 +125,36 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
     return "\n".join(lines), {"totals": dict(totals), "misses": misses}
 
 
+def marginal_table(truth_records: dict, gate_records: dict) -> str:
+    """The grid gate's passes, with and without ``lr_marginal``: how many trained badly.
+
+    A pass is *bad* when its run diverged or ended 10 points or more below the
+    best mean (:meth:`truth.Curve.bad_run`), *near* when its LR is within noise
+    of the best and the run is not bad.
+    """
+    curves = curves_by(truth_records, "lr")
+    counts = defaultdict(lambda: defaultdict(int))
+    for record in gate_records.values():
+        job = record["job"]
+        if job["gate"] != "lr-probe" or job["options"]["mode"] != "grid" or record["exit_code"]:
+            continue
+        curve = curves.get(job["recipe"])
+        if curve is None or job["value"] not in curve.runs or job["seed"] not in curve.runs[job["value"]]:
+            continue
+        warned = any(code == "lr_marginal" for _, code, _ in record["findings"])
+        bad = curve.bad_run(job["value"], job["seed"])
+        c = counts["with lr_marginal" if warned else "without"]
+        c["passes"] += 1
+        c["bad"] += bad
+        c["near"] += curve.within_noise(job["value"]) and not bad
+    lines = ["| grid passes | runs | trained 10+ points below the best (or diverged) "
+             "| within noise of the best |", "|---|---|---|---|"]
+    for name in ("without", "with lr_marginal"):
+        c = counts[name]
+        lines.append(f"| {name} | {c['passes']} | {c['bad']} | {c['near']} |")
+    return "\n".join(lines)
+
+
 def train_table(truth_records: dict) -> tuple[str, dict]:
     """train's exit code against the run's own outcome, per recipe (every axis).
 
@@ -215,4 +245,4 @@ def axis_table(truth_records: dict, axis: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["lr_probe_table", "train_table", "seed_table", "axis_table"]
+__all__ = ["lr_probe_table", "marginal_table", "train_table", "seed_table", "axis_table"]

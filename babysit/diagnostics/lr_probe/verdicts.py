@@ -125,8 +125,8 @@ def judge_recipe_lr(result, recipe_lr: float, trial: Trial, good_range, update: 
     if not good_range:
         fix = ("check the other diagnostics (sanity-loss, gradcheck, init-stats): when no LR "
                "works, the model or the data is broken, not the LR")
-    elif good_range[0] <= recipe_lr <= good_range[1]:  # inside the short runs' range: move toward the best
-        fix = f"{direction} optim.lr toward the best LR {fmt_lr(long_run.best.lr if long_run else recipe_lr)}"
+    elif long_run is not None:   # good over the short run, so (most often) inside the range
+        fix = f"{direction} optim.lr toward the best LR {fmt_lr(long_run.best.lr)}"
     else:
         fix = f"{direction} optim.lr into {fmt_lr(good_range[0])} .. {fmt_lr(good_range[1])}"
     result.add(code, "fail", f"the recipe's LR {fmt_lr(recipe_lr)}: {why} ({range_text})", fix, None,
