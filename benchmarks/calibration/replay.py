@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+from babysit.diagnostics.lr_probe.prober import ShortRuns, Trial
 from benchmarks.calibration import score
 from benchmarks.calibration.runs import job_key
 from benchmarks.calibration.truth import log_grid
@@ -69,13 +70,13 @@ def run_short_runs(job: dict) -> dict:
     return {"steps": steps, "horizon": horizon, "runs": runs}
 
 
-class RecordedProber:
-    """lr-probe's :class:`~babysit.diagnostics.lr_probe.Prober` interface over recorded runs."""
+class RecordedProber(ShortRuns):
+    """lr-probe's short runs (:class:`~babysit.diagnostics.lr_probe.prober.ShortRuns`)
+    read from one recipe-seed record instead of trained."""
 
     def __init__(self, record: dict):
-        self.steps, self.horizon = record["steps"], record["horizon"]
+        super().__init__(record["steps"])
         self.runs = {run["lr"]: run for run in record["runs"]}
-        self.trials: dict = {}
 
     def run_at(self, lr: float) -> dict:
         nearest = min(self.runs, key=lambda known: abs(math.log(known / lr)))
@@ -85,27 +86,17 @@ class RecordedProber:
             raise KeyError(f"no recorded run near lr {lr:g}")
         return self.runs[nearest]
 
-    def at(self, lr: float, steps: int):
-        from babysit.diagnostics.lr_probe import Trial
-
+    def at(self, lr: float, steps: int) -> Trial:
         run = self.run_at(lr)
         diverged = run["diverged_at"] is not None and run["diverged_at"] <= steps
-        end = None if diverged else run["objective"].get(str(steps))
+        end = None if diverged else run["objective"][str(steps)]   # a missing mark is an error
         return Trial(lr, run["start"], math.nan if end is None else end, steps,
                      run["diverged_at"] if diverged else None)
 
-    def known(self, lr: float):
-        from babysit.diagnostics.lr_probe import same_lr
+    def run_short(self, lr: float) -> Trial:
+        return self.at(lr, self.steps)
 
-        return next((t for known, t in self.trials.items() if same_lr(known, lr)), None)
-
-    def trial(self, lr: float):
-        trial = self.known(lr)
-        if trial is None:
-            trial = self.trials[lr] = self.at(lr, self.steps)
-        return trial
-
-    def extend(self, trial, steps: int):
+    def extend(self, trial: Trial, steps: int) -> Trial:
         return self.at(trial.lr, steps)
 
 

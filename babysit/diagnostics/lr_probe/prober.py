@@ -90,11 +90,39 @@ class LiveRun:
     shuffler: EpochStartShuffler
 
 
-class Prober:
+class ShortRuns:
+    """Short runs by LR, each LR run once: :meth:`trial` makes it (:meth:`run_short`)
+    the first time and returns the same :class:`Trial` after; :meth:`extend` runs a
+    kept one on. :class:`Prober` trains; calibration's replay reads recorded runs."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.trials: dict[float, Trial] = {}
+
+    def known(self, lr: float) -> Trial | None:
+        return next((t for known, t in self.trials.items() if same_lr(known, lr)), None)
+
+    def trial(self, lr: float) -> Trial:
+        """The short run at ``lr`` (each LR runs once; later calls reuse it)."""
+        known = self.known(lr)
+        if known is None:
+            known = self.trials[lr] = self.run_short(lr)
+        return known
+
+    def run_short(self, lr: float) -> Trial:
+        raise NotImplementedError
+
+    def extend(self, trial: Trial, steps: int) -> Trial:
+        """``trial``'s run continued to ``steps`` steps in all: the long run."""
+        raise NotImplementedError
+
+
+class Prober(ShortRuns):
     """Trains fresh copies of a recipe's model at chosen LRs, all else equal."""
 
     def __init__(self, recipe, data, seed: int, steps: int, eval_examples: int,
                  sweep_steps: int = DEFAULT_SWEEP_STEPS, progress=None):
+        super().__init__(steps)
         self.recipe = recipe
         self.data = data
         self.seed = seed
@@ -102,11 +130,9 @@ class Prober:
         self.optim = common.section_dict(recipe.optim)
         self.recipe_lr = float(self.optim.get("lr"))
         self.batch_size = common.section_dict(recipe.train).get("batch_size") or 100  # int or "full"
-        self.steps = steps
         self.progress = progress
         self.X_eval, self.y_eval = common.subset(data.X_train, data.y_train, eval_examples,
                                                  common.stream(seed, "subset"))
-        self.trials: dict[float, Trial] = {}
         self.start: float | None = None   # the objective at the initial weights
         self.live: dict[float, LiveRun] = {}   # the recipe's run and the best so far
 
@@ -135,27 +161,23 @@ class Prober:
                 total += float(model.loss_fn(scores, self.y_eval[start:start + chunk])[0]) * len(X)
             return total / n + model.reg_loss()[0]
 
-    def known(self, lr: float) -> Trial | None:
-        return next((t for known, t in self.trials.items() if same_lr(known, lr)), None)
-
-    def trial(self, lr: float) -> Trial:
-        """The short run at ``lr`` (each LR runs once; later calls reuse it)."""
-        known = self.known(lr)
-        if known is not None:
-            return known
+    def run_short(self, lr: float) -> Trial:
         model, solver = self.fresh()
         if self.start is None:  # every run starts from the same weights: measure it once
             self.start = self.objective(model)
         divergence, shuffler = Divergence(), EpochStartShuffler(solver)
         state = solver.run(self.data.X_train, self.data.y_train, steps=self.steps, lr=lr,
                            divergence=divergence, callbacks=[shuffler])
-        end = self.objective(model) if not state.diverged else math.nan
-        trial = Trial(lr, self.start, end, state.iteration, state.iteration if state.diverged else None)
+        trial = self.ended(lr, model, state)
         self.keep_if_needed(trial, LiveRun(model, solver, state, divergence, shuffler))
-        self.trials[lr] = trial
         # the walk's length is not known ahead: at least one more run per open side
-        notify(self.progress, len(self.trials), len(self.trials) + 2, f"lr {lr:.3g}")
+        notify(self.progress, len(self.trials) + 1, len(self.trials) + 3, f"lr {lr:.3g}")
         return trial
+
+    def ended(self, lr: float, model, state: LoopState) -> Trial:
+        """The trial of a run at ``lr`` that stopped in ``state`` (diverged or not)."""
+        end = self.objective(model) if not state.diverged else math.nan
+        return Trial(lr, self.start, end, state.iteration, state.iteration if state.diverged else None)
 
     def keep_if_needed(self, trial: Trial, run: LiveRun) -> None:
         """Keep the recipe's run and the best run so far alive (the long-run check's two)."""
@@ -168,19 +190,17 @@ class Prober:
             self.live[trial.lr] = run
 
     def extend(self, trial: Trial, steps: int) -> Trial:
-        """``trial``'s run continued to ``steps`` steps in all (a kept run): the long run."""
-        run = next(run for lr, run in self.live.items() if same_lr(lr, trial.lr))
+        """``trial``'s run (a kept one) continued to ``steps`` steps in all: the long run."""
         if trial.diverged_at is not None:
             return trial
+        run = next(run for lr, run in self.live.items() if same_lr(lr, trial.lr))
         if run.state.batch > 0:   # mid-epoch: draw this epoch's batches again, in the same order
             run.solver.rng.bit_generator.state = run.shuffler.state
         notify(self.progress, len(self.trials), len(self.trials) + 1,
                f"lr {trial.lr:.3g}: on to {steps} steps")
         state = run.solver.run(self.data.X_train, self.data.y_train, steps=steps, lr=trial.lr,
                                divergence=run.divergence, callbacks=[run.shuffler], state=run.state)
-        end = self.objective(run.model) if not state.diverged else math.nan
-        return Trial(trial.lr, trial.loss_start, end, state.iteration,
-                     state.iteration if state.diverged else None)
+        return self.ended(trial.lr, run.model, state)
 
     def sweep(self, lr_min: float, lr_max: float) -> list[dict]:
         """One run with exponentially growing LR; a point per step until divergence."""
@@ -209,5 +229,5 @@ class SmoothedSweep(Callback):
         self.points.append({"lr": state.lr, "loss": loss, "smoothed": smoothed})
 
 
-__all__ = ["Prober", "Trial", "LiveRun", "SmoothedSweep", "same_lr", "DEFAULT_SWEEP_STEPS",
+__all__ = ["Prober", "ShortRuns", "Trial", "LiveRun", "SmoothedSweep", "same_lr", "DEFAULT_SWEEP_STEPS",
            "DEFAULT_EVAL_EXAMPLES", "SWEEP_SMOOTHING"]
