@@ -391,16 +391,17 @@ def read_run_log(path, use: str = "") -> RunLog:
     return read_log(path, RunLog.kind, use)
 
 
-def rng_state_json(rng: np.random.Generator) -> str:
-    """A Generator's complete state as JSON text (its 128-bit integers do not fit HDF5 ints)."""
-    return json.dumps(rng.bit_generator.state, sort_keys=True)
+def rng_state_json(state: dict) -> str:
+    """A Generator's complete state (``rng.bit_generator.state``) as JSON text (its
+    128-bit integers do not fit HDF5 ints)."""
+    return json.dumps(state, sort_keys=True)
 
 
-def restore_rng(rng: np.random.Generator, text: str) -> None:
-    """Put ``rng`` back into the state recorded by :func:`rng_state_json` (in place)."""
-    rng.bit_generator.state = json.loads(text)
+def rng_state_from_json(text: str) -> dict:
+    """The state recorded by :func:`rng_state_json`, for ``rng.bit_generator.state = ...``."""
+    return json.loads(text)
 
 
 __all__ = ["StoreError", "RunLog", "Checkpoint", "Ensemble", "EnsembleMember", "write_hdf5", "read_log", "read_run_log",
            "register_reader", "open_log", "write_tree", "read_tree", "write_flat", "read_flat",
-           "rng_state_json", "restore_rng", "FORMAT_ATTR", "CHECKPOINT_KINDS"]
+           "rng_state_json", "rng_state_from_json", "FORMAT_ATTR", "CHECKPOINT_KINDS"]

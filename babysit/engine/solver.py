@@ -18,15 +18,21 @@ schedule at the epoch in progress.
 
 Callbacks (subclass :class:`Callback`, override what you need) see the
 :class:`LoopState` at the start of every epoch (before its batches are
-drawn: the place to record or restore the shuffling generator), before and
+drawn), before and
 after every step, and at the end of every epoch; ``on_step_end`` and
 ``on_epoch_end`` return True to stop the run. ``state.diverged`` is set
 before ``on_step_end`` runs, so a callback can still record the step that
 diverged; the run then stops.
 
-Resuming: pass the ``state`` of an interrupted run (epoch in progress and
-batches already done in it) with the shuffling generator restored to that
-epoch's start; the loop draws the same permutation and skips the done batches.
+Continuing: pass the ``state`` a run stopped in (after ``steps``, a callback's
+stop or an interruption) and the loop carries on exactly where it was. The
+state records the shuffling generator as it was before the epoch in progress
+drew its batches (``epoch_rng``); the loop draws that epoch's permutation from
+it again and skips the batches already done, so a run stopped mid-epoch and
+continued takes the same batches as one that never stopped. A run resumed in
+another process builds its ``LoopState`` from what it stored, ``epoch_rng``
+included (``train --resume``); a state without one draws from the generator
+as it stands.
 
 Full batch: ``batch_size="full"`` makes every epoch one step on the whole
 training set, in its own order (nothing is shuffled or drawn). An optimizer
@@ -104,6 +110,9 @@ class LoopState:
     loss: float = math.nan  # the last step's loss (before its update, reg included)
     diverged: bool = False
     stopped: str | None = None  # None (ran to the end) | "diverged" | "callback"
+    # the shuffling generator's state (``bit_generator.state``) from which the epoch
+    # in progress draws its batches; None: the generator as it stands
+    epoch_rng: dict | None = None
 
     @property
     def last_in_epoch(self) -> bool:
@@ -234,9 +243,25 @@ class Solver:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return self._loop(X, y, epochs, steps, lr, divergence, callbacks, state)
 
+    def _rewind(self, state: LoopState) -> None:
+        """Put the shuffling generator where the epoch in progress draws its batches.
+
+        A continued run draws the epoch's batches again from where the epoch
+        first drew them, whatever the generator did since (within one run this
+        is a no-op); a state that never ran records the generator as it stands.
+        Full-batch training may have no generator.
+        """
+        if self.rng is None:
+            return
+        if state.epoch_rng is not None:
+            self.rng.bit_generator.state = state.epoch_rng
+        else:
+            state.epoch_rng = self.rng.bit_generator.state
+
     def _loop(self, X, y, epochs, steps, lr, divergence, callbacks, state) -> LoopState:
         """:meth:`run`'s epochs and steps."""
         while epochs is None or state.epoch < epochs:
+            self._rewind(state)
             for callback in callbacks:
                 callback.on_epoch_start(state)
             batches = self.batches(len(X))
@@ -263,6 +288,8 @@ class Solver:
                     return state
             state.epoch += 1
             state.batch = 0
+            if self.rng is not None:   # where the next epoch draws
+                state.epoch_rng = self.rng.bit_generator.state
             stop = [callback.on_epoch_end(state) for callback in callbacks]
             if any(stop):
                 state.stopped = "callback"

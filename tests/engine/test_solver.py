@@ -185,3 +185,40 @@ def test_a_callback_stops_the_run_and_resuming_skips_the_done_batches():
     Solver(resumed, {"lr": 0.1}, 2, np.random.default_rng(3)).run(X, y, epochs=2, state=again)
     assert np.array_equal(resumed.params["w"], straight.params["w"])
     assert [c[0].tolist() for c in first.calls + resumed.calls] == [c[0].tolist() for c in straight.calls]
+
+
+@pytest.mark.parametrize("stop_after", [1, 2, 3, 5, 6, 7])
+def test_a_run_stopped_mid_epoch_and_continued_takes_the_batches_of_one_straight_run(stop_after):
+    # 10 examples in batches of 4: 3 steps an epoch, so these stops fall mid-epoch,
+    # on an epoch's last step and at epoch boundaries
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.zeros(10, dtype=int)
+    straight = Quadratic()
+    Solver(straight, {"lr": 0.1}, 4, np.random.default_rng(5)).run(X, y, epochs=3)
+    split = Quadratic()
+    solver = Solver(split, {"lr": 0.1}, 4, np.random.default_rng(5))
+    state = solver.run(X, y, epochs=3, steps=stop_after)
+    assert state.iteration == stop_after
+    solver.rng.standard_normal(7)   # whatever moved the generator meanwhile is undone
+    solver.run(X, y, epochs=3, state=state)
+    assert [c[0].tolist() for c in split.calls] == [c[0].tolist() for c in straight.calls]
+    assert np.array_equal(split.params["w"], straight.params["w"])
+
+
+def test_a_state_carries_where_its_epoch_draws_its_batches_to_another_solver():
+    # train --resume: a new process, a fresh generator, the stored epoch_rng
+    from babysit.engine.solver import LoopState
+
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    y = np.zeros(10, dtype=int)
+    straight = Quadratic()
+    Solver(straight, {"lr": 0.1}, 4, np.random.default_rng(5)).run(X, y, epochs=3)
+    first = Quadratic()
+    state = Solver(first, {"lr": 0.1}, 4, np.random.default_rng(5)).run(X, y, epochs=3, steps=4)
+    assert (state.epoch, state.batch) == (1, 1)
+    resumed = Quadratic()
+    resumed.params["w"][...] = first.params["w"]
+    stored = LoopState(epoch=state.epoch, batch=state.batch, iteration=state.iteration,
+                       epoch_rng=dict(state.epoch_rng))
+    Solver(resumed, {"lr": 0.1}, 4, np.random.default_rng(99)).run(X, y, epochs=3, state=stored)
+    assert [c[0].tolist() for c in first.calls + resumed.calls] == [c[0].tolist() for c in straight.calls]

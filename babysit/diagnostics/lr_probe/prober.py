@@ -10,9 +10,8 @@ start to the end of the run.
 The prober keeps two runs alive after they end, the recipe's LR and the best
 so far, so that :meth:`Prober.extend` can run them on for the long-run check
 (:mod:`.verdicts`) without starting again: a run continued from step ``n`` to
-``m`` takes exactly the steps a run of ``m`` steps takes (the shuffling
-generator is set back to the start of the epoch in progress, as ``train
---resume`` does).
+``m`` takes exactly the steps a run of ``m`` steps takes (the Solver
+continues a stopped ``LoopState`` where it was, as ``train --resume`` does).
 """
 
 from __future__ import annotations
@@ -62,23 +61,6 @@ class Trial:
                 "loss_end": self.loss_end, "steps": self.steps, "diverged_at": self.diverged_at}
 
 
-class EpochStartShuffler(Callback):
-    """Remembers the shuffling generator's state at the start of the epoch in progress."""
-
-    def __init__(self, solver: Solver):
-        self.solver = solver
-        self.state = self._copy()
-
-    def _copy(self) -> dict:
-        return dict(self.solver.rng.bit_generator.state)
-
-    def on_epoch_start(self, state):
-        self.state = self._copy()
-
-    def on_epoch_end(self, state):
-        self.state = self._copy()
-
-
 @dataclass
 class LiveRun:
     """A finished short run that can be run on: its model, solver, loop state and rule."""
@@ -87,7 +69,6 @@ class LiveRun:
     solver: Solver
     state: LoopState
     divergence: Divergence
-    shuffler: EpochStartShuffler
 
 
 class ShortRuns:
@@ -165,11 +146,11 @@ class Prober(ShortRuns):
         model, solver = self.fresh()
         if self.start is None:  # every run starts from the same weights: measure it once
             self.start = self.objective(model)
-        divergence, shuffler = Divergence(), EpochStartShuffler(solver)
+        divergence = Divergence()
         state = solver.run(self.data.X_train, self.data.y_train, steps=self.steps, lr=lr,
-                           divergence=divergence, callbacks=[shuffler])
+                           divergence=divergence)
         trial = self.ended(lr, model, state)
-        self.keep_if_needed(trial, LiveRun(model, solver, state, divergence, shuffler))
+        self.keep_if_needed(trial, LiveRun(model, solver, state, divergence))
         # the walk's length is not known ahead: at least one more run per open side
         notify(self.progress, len(self.trials) + 1, len(self.trials) + 3, f"lr {lr:.3g}")
         return trial
@@ -194,12 +175,10 @@ class Prober(ShortRuns):
         if trial.diverged_at is not None:
             return trial
         run = next(run for lr, run in self.live.items() if same_lr(lr, trial.lr))
-        if run.state.batch > 0:   # mid-epoch: draw this epoch's batches again, in the same order
-            run.solver.rng.bit_generator.state = run.shuffler.state
         notify(self.progress, len(self.trials), len(self.trials) + 1,
                f"lr {trial.lr:.3g}: on to {steps} steps")
         state = run.solver.run(self.data.X_train, self.data.y_train, steps=steps, lr=trial.lr,
-                               divergence=run.divergence, callbacks=[run.shuffler], state=run.state)
+                               divergence=run.divergence, state=run.state)
         return self.ended(trial.lr, run.model, state)
 
     def sweep(self, lr_min: float, lr_max: float) -> list[dict]:

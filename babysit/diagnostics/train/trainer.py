@@ -47,7 +47,7 @@ from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evalu
 from babysit.errors import BabysitError, Interrupted, ModelError
 from babysit.interrupts import Deferred
 from babysit.locks import exclusive
-from babysit.store import Checkpoint, RunLog, read_run_log, restore_rng, rng_state_json
+from babysit.store import Checkpoint, RunLog, read_run_log, rng_state_from_json, rng_state_json
 from babysit.validation import POSITIVE_INT
 
 SAVE_INTERVAL = 5.0   # seconds between run-log rewrites at epoch ends (always at the end,
@@ -165,13 +165,8 @@ class Checkpointer(Callback):
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
 
-    def on_epoch_start(self, state):
-        # the shuffling generator before this epoch's batches are drawn: what resuming restores
-        self.trainer.epoch_rng = rng_state_json(self.trainer.solver.rng)
-
     def on_epoch_end(self, state):
         trainer = self.trainer
-        trainer.epoch_rng = rng_state_json(trainer.solver.rng)
         trainer.last = trainer.checkpoint()
         val_accuracy = trainer.history.last("val_accuracy")
         score = val_accuracy if math.isfinite(val_accuracy) else trainer.history.last("train_accuracy")
@@ -251,7 +246,6 @@ class Trainer:
             POSITIVE_INT.check(train_eval_size, "train eval size"), common.stream(self.seed, "subset"))
         self.history = History()
         self.state = LoopState()
-        self.epoch_rng = rng_state_json(self.solver.rng)  # shuffler state at the epoch's start
         self.divergence = Divergence()
         self.best = None               # Checkpoint
         self.last = None               # Checkpoint of the last finished epoch
@@ -280,8 +274,11 @@ class Trainer:
     def checkpoint(self) -> Checkpoint:
         """The resumable state right now (after ``state.iteration`` steps)."""
         state = self.state
+        # the shuffling generator from which the epoch in progress draws its batches
+        # (before the first epoch: the generator as it stands)
+        shuffling = state.epoch_rng if state.epoch_rng is not None else self.solver.rng.bit_generator.state
         attrs = {"epoch": state.epoch, "iteration": state.iteration,
-                 "batch_in_epoch": state.batch, "rng_batches": self.epoch_rng}
+                 "batch_in_epoch": state.batch, "rng_batches": rng_state_json(shuffling)}
         for name, text in self.model.random_state().items():
             attrs[f"rng_layer:{name}"] = text
         average = self.solver.average
@@ -313,9 +310,8 @@ class Trainer:
             self.solver.average.load_state_dict(last.average)
         attrs = last.attrs
         self.state = LoopState(epoch=int(attrs["epoch"]), batch=int(attrs.get("batch_in_epoch", 0)),
-                               iteration=int(attrs["iteration"]))
-        self.epoch_rng = attrs["rng_batches"]
-        restore_rng(self.solver.rng, self.epoch_rng)
+                               iteration=int(attrs["iteration"]),
+                               epoch_rng=rng_state_from_json(attrs["rng_batches"]))
         self.model.set_random_state({key.split(":", 1)[1]: value for key, value in attrs.items()
                                      if key.startswith("rng_layer:")})
         self.history = History.from_tree(log.history)
