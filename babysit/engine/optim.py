@@ -37,7 +37,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from babysit.engine.lbfgs import LBFGS
-from babysit.engine.parallel import for_spans, splits
+from babysit.engine.parallel import run, span_count, spans, splits, threads
 from babysit.errors import ModelError
 from babysit.validation import (HALF_OPEN_UNIT, KEEP_PROB, NON_NEGATIVE, POSITIVE, POSITIVE_INT,
                                 REQUIRED, as_mapping, check_keys, resolve_options)
@@ -104,6 +104,8 @@ class Optimizer:
         self.state = {name: {slot: np.zeros_like(x) for slot in self.slots}
                       for name, x in params.items()}
         self._scratch = {name: np.empty_like(x) for name, x in params.items()}
+        self._elements = sum(int(x.size) for x in params.values())
+        self._plan = None   # (thread count, pieces): see pieces()
 
     def step(self, grads: Mapping, lr: float) -> None:
         """Apply one update with learning rate ``lr`` to every parameter, in place."""
@@ -113,26 +115,48 @@ class Optimizer:
             raise ModelError(f"gradients do not match the parameters (missing {missing}, extra {extra})")
         self.t += 1
         lr = float(lr)
-        for name, x in self.params.items():
-            self.update_in_spans(x, grads[name], lr, self.state[name], self._scratch[name])
+        pieces = self.pieces()
+        if not splits(self._elements):   # a small model: one pass, nothing handed to other threads
+            for piece in pieces:
+                self.update_piece(piece, grads, lr)
+        else:
+            run(len(pieces), lambda i: self.update_piece(pieces[i], grads, lr))
 
-    def update_in_spans(self, x, dx, lr, slots, scratch) -> None:
-        """:meth:`update` over spans of the flat parameter, on the free cores.
+    def pieces(self) -> list[tuple[str, slice | None]]:
+        """A step's work: ``(name, span of the flat parameter)`` pieces, largest first.
 
         Every rule is element-wise (its scalars, such as Adam's bias
-        corrections, are the same for every span), so the spans give the same
-        numbers as one whole-array pass. A user layer's strided parameter, and
-        any parameter too small to split, gets that one pass.
+        corrections, are the same for every element), so pieces give the same
+        numbers as one whole-array pass per parameter, however they are cut
+        and whichever thread takes them. A large parameter is cut as
+        :func:`for_spans` cuts it; the others are whole pieces (span None),
+        as is a user layer's strided parameter. All pieces of a step go to the
+        free cores as one job, so the many mid-sized weights of a deep net
+        (ten 500x500 layers: none large enough to cut) update side by side,
+        not one after another; largest first, so the cores finish together.
+        The plan depends on the thread count only, never on the numbers.
         """
-        if not x.flags.c_contiguous or not splits(x.size):
-            self.update(x, dx, lr, slots, scratch)
-            return
-        flat_x, flat_dx, flat_scratch = x.reshape(-1), np.ravel(dx), scratch.reshape(-1)
-        flat_slots = {key: value.reshape(-1) for key, value in slots.items()}
-        for_spans(flat_x.size, lambda start, stop: self.update(
-            flat_x[start:stop], flat_dx[start:stop], lr,
-            {key: value[start:stop] for key, value in flat_slots.items()},
-            flat_scratch[start:stop]))
+        count = threads()
+        if self._plan is None or self._plan[0] != count:
+            pieces = []
+            for name, x in self.params.items():
+                parts = span_count(x.size) if x.flags.c_contiguous else 1
+                pieces += ([(name, slice(start, stop)) for start, stop in spans(x.size, parts)]
+                           if parts > 1 else [(name, None)])
+            size = {name: x.size for name, x in self.params.items()}
+            pieces.sort(key=lambda piece: -(size[piece[0]] if piece[1] is None
+                                            else piece[1].stop - piece[1].start))
+            self._plan = (count, pieces)
+        return self._plan[1]
+
+    def update_piece(self, piece: tuple[str, slice | None], grads: Mapping, lr: float) -> None:
+        """:meth:`update` on one piece of :meth:`pieces`, in place."""
+        name, span = piece
+        x, dx, slots, scratch = self.params[name], grads[name], self.state[name], self._scratch[name]
+        if span is not None:
+            x, dx, scratch = x.reshape(-1)[span], np.ravel(dx)[span], scratch.reshape(-1)[span]
+            slots = {key: value.reshape(-1)[span] for key, value in slots.items()}
+        self.update(x, dx, lr, slots, scratch)
 
     def update(self, x, dx, lr, slots, scratch) -> None:
         np.multiply(dx, -lr, out=scratch)
@@ -357,6 +381,8 @@ class ParameterAverage:
         self.source = params
         self.params = {name: np.array(x, copy=True) for name, x in params.items()}
         self._scratch = {name: np.empty_like(x) for name, x in params.items()}
+        self._elements = sum(int(x.size) for x in params.values())
+        self._plan = None   # (thread count, pieces): see pieces()
         self.t = 0
 
     def update(self) -> None:

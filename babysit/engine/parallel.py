@@ -250,17 +250,25 @@ def spans(length: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def splits(elements: int, grain: int = ELEMENT_GRAIN) -> bool:
+def splits(elements: int, grain: int | None = None) -> bool:
     """Whether :func:`for_spans` cuts work of ``elements`` elements into more than one span.
 
     When it does not, callers may hand the whole array to one call without
     building the span machinery (a small layer's step is microseconds).
+    ``grain`` defaults to ELEMENT_GRAIN, read at the call (tests shrink it).
     """
-    return elements // grain > 1 and threads() > 1
+    return elements // (ELEMENT_GRAIN if grain is None else grain) > 1 and threads() > 1
+
+
+def span_count(length: int, per_index: int = 1, grain: int | None = None) -> int:
+    """How many spans :func:`for_spans` cuts ``length`` entries of ``per_index`` elements into."""
+    count = threads()
+    grain = ELEMENT_GRAIN if grain is None else grain
+    return 1 if count == 1 else max(1, min(length, (length * per_index) // grain, 4 * count))
 
 
 def for_spans(length: int, fn: Callable[[int, int], None], per_index: int = 1,
-              grain: int = ELEMENT_GRAIN) -> None:
+              grain: int | None = None) -> None:
     """``fn(start, stop)`` over spans of ``range(length)`` that together cover it.
 
     For element-wise work along one axis of ``length`` entries of
@@ -268,8 +276,7 @@ def for_spans(length: int, fn: Callable[[int, int], None], per_index: int = 1,
     elements when more than one thread is available, else one call. Every
     element must be computed alike in any span (no reductions across spans).
     """
-    count = threads()
-    pieces = 1 if count == 1 else min(length, (length * per_index) // grain, 4 * count)
+    pieces = span_count(length, per_index, grain)
     if pieces <= 1:
         fn(0, length)
         return
@@ -340,4 +347,4 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
 
 __all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "MIN_ALIGN", "PRODUCT_GRAIN", "THREADS_VARIABLE",
            "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas",
-           "product_parts", "run", "set_threads", "spans", "splits", "threads", "usable_cores"]
+           "product_parts", "run", "set_threads", "span_count", "spans", "splits", "threads", "usable_cores"]

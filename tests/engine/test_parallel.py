@@ -219,6 +219,8 @@ def test_every_update_rule_gives_the_same_bits_in_spans(small_grains, update):
         params = {"W": rng.standard_normal((37, 29)).astype(np.float32),
                   "b": rng.standard_normal(29).astype(np.float32)}
         optimizer = make_optimizer({"update": update, "lr": 0.01}, params)
+        # the weight is cut into spans, the bias stays whole: one job of pieces
+        assert len(optimizer.pieces()) == (1 if threads == 1 else 4 * threads) + 1
         for _ in range(3):
             grads = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
             optimizer.step(grads, 0.01)
