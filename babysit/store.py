@@ -398,8 +398,23 @@ def rng_state_json(state: dict) -> str:
 
 
 def rng_state_from_json(text: str) -> dict:
-    """The state recorded by :func:`rng_state_json`, for ``rng.bit_generator.state = ...``."""
-    return json.loads(text)
+    """The state recorded by :func:`rng_state_json`, for ``rng.bit_generator.state = ...``.
+
+    Checked by setting it on a fresh generator of the kind it names, so a
+    damaged log fails here, with the reason, not later inside the loop:
+    ValueError (also for text that is not JSON) or TypeError.
+    """
+    state = json.loads(text) if isinstance(text, str) else text
+    if not isinstance(state, dict):
+        raise TypeError(f"expected a generator state (a JSON object), got {type(state).__name__}")
+    kind = getattr(np.random, str(state.get("bit_generator")), None)
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise ValueError(f"unknown bit generator {state.get('bit_generator')!r}")
+    try:
+        kind().state = state
+    except (KeyError, OverflowError) as exc:
+        raise ValueError(f"incomplete generator state ({exc})") from None
+    return state
 
 
 __all__ = ["StoreError", "RunLog", "Checkpoint", "Ensemble", "EnsembleMember", "write_hdf5", "read_log", "read_run_log",

@@ -127,6 +127,43 @@ def test_resume_with_a_resized_layer_names_the_run_log(tmp_path):
                        "'0.W' has shape (64, 20), got (64, 50)")
 
 
+DAMAGED_LOOP_STATES = [   # (attribute of checkpoints/last, value written, words of the message)
+    ("rng_batches", "{not json", ["loop state is damaged", "Expecting property name"]),
+    ("rng_batches", '{"bit_generator": "PCG64", "state": {"state": "x", "inc": 1}}',
+     ["loop state is damaged", "unsupported operand"]),
+    ("rng_batches", "[1, 2]", ["loop state is damaged", "got list"]),
+    ("rng_batches", '{"bit_generator": "os.system", "state": {}}', ["unknown bit generator 'os.system'"]),
+    ("epoch", -3, ["negative step counts"]),
+    ("iteration", "two", ["loop state is damaged", "'two'"]),
+    ("rng_layer:1.dropout", "{}", ["loop state is damaged"]),
+]
+
+
+@pytest.mark.parametrize("attr, value, words", DAMAGED_LOOP_STATES,
+                         ids=[f"{a}-{i}" for i, (a, _, _) in enumerate(DAMAGED_LOOP_STATES)])
+def test_resume_from_a_damaged_loop_state_is_one_error_and_keeps_the_log(tmp_path, attr, value, words):
+    # a hostile or damaged run log: one message naming it, exit 2, nothing written
+    import h5py
+
+    log = tmp_path / "run.h5"
+    assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
+    with h5py.File(log, "r+") as handle:
+        handle["checkpoints/last"].attrs[attr] = value
+    before = log.read_bytes()
+    one_error_line(run("train", "--resume", log, "--quiet"), f"{log}: the 'last' checkpoint", *words)
+    assert log.read_bytes() == before
+
+
+def test_resume_from_a_log_without_its_shuffling_state_names_what_is_missing(tmp_path):
+    import h5py
+
+    log = tmp_path / "run.h5"
+    assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
+    with h5py.File(log, "r+") as handle:
+        del handle["checkpoints/last"].attrs["rng_batches"]
+    one_error_line(run("train", "--resume", log, "--quiet"), "lacks 'rng_batches'")
+
+
 # -- data ------------------------------------------------------------------------------
 
 

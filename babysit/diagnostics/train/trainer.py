@@ -308,16 +308,31 @@ class Trainer:
                 raise BabysitError(f"{log.path}: train.average is set but the run log has no "
                                    "parameter average to resume")
             self.solver.average.load_state_dict(last.average)
-        attrs = last.attrs
-        self.state = LoopState(epoch=int(attrs["epoch"]), batch=int(attrs.get("batch_in_epoch", 0)),
-                               iteration=int(attrs["iteration"]),
-                               epoch_rng=rng_state_from_json(attrs["rng_batches"]))
-        self.model.set_random_state({key.split(":", 1)[1]: value for key, value in attrs.items()
-                                     if key.startswith("rng_layer:")})
+        self.state = self._loop_state(log.path, last.attrs)
         self.history = History.from_tree(log.history)
         self.divergence = Divergence(reference=log.attrs.get("start_loss"))
         self.best = log.checkpoints.get("best")
         self.last = last
+
+    def _loop_state(self, path, attrs) -> LoopState:
+        """Where the stored run stopped, its generators set back: a damaged entry is a BabysitError."""
+        try:
+            counts = {"epoch": int(attrs["epoch"]), "batch": int(attrs.get("batch_in_epoch", 0)),
+                      "iteration": int(attrs["iteration"])}
+            if min(counts.values()) < 0:
+                raise ValueError(f"negative step counts {counts}")
+            state = LoopState(**counts, epoch_rng=rng_state_from_json(attrs["rng_batches"]))
+            layers = {key.split(":", 1)[1]: value for key, value in attrs.items()
+                      if key.startswith("rng_layer:")}
+            for value in layers.values():
+                rng_state_from_json(value)
+        except KeyError as exc:
+            raise BabysitError(f"{path}: the 'last' checkpoint lacks {exc}: it cannot be resumed") from None
+        except (TypeError, ValueError) as exc:
+            raise BabysitError(f"{path}: the 'last' checkpoint's loop state is damaged ({exc}): "
+                               f"it cannot be resumed") from None
+        self.model.set_random_state(layers)
+        return state
 
     def save(self, status: str, last: Checkpoint | None = None, result=None,
              ensemble=None) -> Path | None:
