@@ -303,7 +303,10 @@ class Model:
         """Restore :meth:`random_state` (layers missing from ``states`` keep theirs)."""
         for name, rng in self._random_layers().items():
             if name in states:
-                rng.bit_generator.state = json.loads(states[name])
+                try:
+                    rng.bit_generator.state = json.loads(states[name])
+                except (ValueError, TypeError, KeyError, OverflowError) as exc:
+                    raise ModelError(f"the generator state of layer {name} does not parse: {exc}") from None
 
     # -- helpers for diagnostics ---------------------------------------------
     def predict(self, X, batch_size: int = 1000) -> np.ndarray:

@@ -322,16 +322,14 @@ class Trainer:
             if min(counts.values()) < 0:
                 raise ValueError(f"negative step counts {counts}")
             state = LoopState(**counts, epoch_rng=rng_state_from_json(attrs["rng_batches"]))
-            layers = {key.split(":", 1)[1]: value for key, value in attrs.items()
-                      if key.startswith("rng_layer:")}
-            for value in layers.values():
-                rng_state_from_json(value)
+            # the layers' generators are the model's own (numpy or torch): it parses them
+            self.model.set_random_state({key.split(":", 1)[1]: value for key, value in attrs.items()
+                                         if key.startswith("rng_layer:")})
         except KeyError as exc:
             raise BabysitError(f"{path}: the 'last' checkpoint lacks {exc}: it cannot be resumed") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ModelError) as exc:
             raise BabysitError(f"{path}: the 'last' checkpoint's loop state is damaged ({exc}): "
                                f"it cannot be resumed") from None
-        self.model.set_random_state(layers)
         return state
 
     def save(self, status: str, last: Checkpoint | None = None, result=None,
