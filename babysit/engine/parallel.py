@@ -345,6 +345,32 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     return out
 
 
+def matmuls(*pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """``[a @ b for a, b in pairs]`` for independent products, each computed exactly as
+    :func:`matmul` computes it (the same blocks, so the same bits).
+
+    Products too small to split (one BLAS call each, see PRODUCT_GRAIN) run
+    side by side, one per thread, when together they are worth it (at least
+    PRODUCT_GRAIN / 4 multiply-adds): a mid-sized layer's weight and input
+    gradients (a 100 x 500 x 500 pair) then take one product's time on two
+    cores instead of two, with unchanged numbers. Otherwise one after another.
+    """
+    shapes = [(a.shape[0], a.shape[1], b.shape[1]) for a, b in pairs]
+    side_by_side = (len(pairs) > 1 and threads() > 1
+                    and all(product_parts(*shape) == 1 for shape in shapes)
+                    and sum(m * k * n for m, k, n in shapes) >= PRODUCT_GRAIN // 4)
+    if not side_by_side:
+        return [matmul(a, b) for a, b in pairs]
+    pin_blas()
+    out: list = [None] * len(pairs)
+
+    def one(i: int) -> None:
+        out[i] = np.matmul(*pairs[i])
+
+    run(len(pairs), one)
+    return out
+
+
 __all__ = ["BLOCK_ALIGN", "ELEMENT_GRAIN", "MAX_THREADS", "MIN_ALIGN", "PRODUCT_GRAIN", "THREADS_VARIABLE",
-           "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "pin_blas",
+           "block_spans", "for_outer", "for_spans", "is_large", "limited", "matmul", "matmuls", "pin_blas",
            "product_parts", "run", "set_threads", "span_count", "spans", "splits", "threads", "usable_cores"]

@@ -231,3 +231,25 @@ def test_every_update_rule_gives_the_same_bits_in_spans(small_grains, update):
     one = steps(1)
     for threads in (2, 3):
         assert steps(threads) == one
+
+
+def test_independent_products_side_by_side_give_the_bits_of_one_after_another(monkeypatch):
+    # a linear layer's weight and input gradients: each product one BLAS call, as before
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((100, 120)).astype(np.float32)
+    dz = rng.standard_normal((100, 90)).astype(np.float32)
+    W = rng.standard_normal((120, 90)).astype(np.float32)
+    calls = []
+    monkeypatch.setattr(parallel, "run", lambda parts, fn: (calls.append(parts), [fn(i) for i in range(parts)]))
+    try:
+        parallel.set_threads(2)
+        monkeypatch.setattr(parallel, "PRODUCT_GRAIN", 100 * 120 * 90 + 1)   # neither splits, both pair
+        paired = parallel.matmuls((x.T, dz), (dz, W.T))
+        assert calls == [2]
+        parallel.set_threads(1)
+        alone = parallel.matmuls((x.T, dz), (dz, W.T))
+        assert calls == [2]
+    finally:
+        parallel.set_threads(None)
+    assert [p.tobytes() for p in paired] == [a.tobytes() for a in alone] == \
+        [np.matmul(x.T, dz).tobytes(), np.matmul(dz, W.T).tobytes()]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from babysit.engine.layers._shared import EngineLayer, make_weight, per_example
-from babysit.engine.parallel import matmul
+from babysit.engine.parallel import matmul, matmuls
 from babysit.validation import POSITIVE_INT, REQUIRED
 
 
@@ -33,11 +33,14 @@ class _Linear(EngineLayer):
     def _linear_backward(self, dz):
         """Fill ``grads`` from ``dz = dLoss/dz (N, columns)``; return dx (None when not needed)."""
         W, x2d = self.params["W"], self._x2d
-        self.grads["W"] = matmul(x2d.T, dz)
-        self.grads["b"] = dz.sum(axis=0)
         if not self.needs_input_grad:
+            self.grads["W"] = matmul(x2d.T, dz)
+            self.grads["b"] = dz.sum(axis=0)
             return None
-        return matmul(dz, W.T).reshape(self._x_shape)
+        # the two products are independent: side by side when neither is split
+        self.grads["W"], dx = matmuls((x2d.T, dz), (dz, W.T))
+        self.grads["b"] = dz.sum(axis=0)
+        return dx.reshape(self._x_shape)
 
 
 class Affine(_Linear):
