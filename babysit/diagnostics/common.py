@@ -11,6 +11,9 @@ for one seed, all commands see the same initial weights. Any other randomness
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -48,11 +51,45 @@ def new_result(command: str, recipe, seed: int, checks: Mapping | None = None) -
                   checks={name: list(codes) for name, codes in (checks or {}).items()})
 
 
+# Within shared_data(): data key -> Dataset, so that the parts of one doctor run
+# read (and preprocess) a data set once. None: every load() reads it afresh.
+_SHARED_DATA: contextvars.ContextVar[dict | None] = contextvars.ContextVar("babysit_shared_data",
+                                                                            default=None)
+
+
+def data_key(recipe) -> str:
+    """What decides a recipe's Dataset: its data section and seed (the seed picks the
+    validation split but is not part of the section's YAML form)."""
+    return json.dumps([section_dict(recipe.data), recipe.data.seed], sort_keys=True, default=str)
+
+
+@contextlib.contextmanager
+def shared_data():
+    """Within the block, :func:`load` returns one Dataset per :func:`data_key`.
+
+    For commands that run several diagnoses on one recipe (doctor): a
+    CIFAR-sized file is read and preprocessed once, not once per part. The
+    diagnoses only read a Dataset's arrays (their batches and subsets are
+    copies), so sharing it changes no number.
+    """
+    token = _SHARED_DATA.set({})
+    try:
+        yield
+    finally:
+        _SHARED_DATA.reset(token)
+
+
 def load(recipe):
     """The recipe's dataset (preprocessing fitted on its training split)."""
     from babysit.data import load_data
 
-    return load_data(recipe.data)
+    shared = _SHARED_DATA.get()
+    if shared is None:
+        return load_data(recipe.data)
+    key = data_key(recipe)
+    if key not in shared:
+        shared[key] = load_data(recipe.data)
+    return shared[key]
 
 
 def build(recipe, data, seed: int, dtype=None):

@@ -22,6 +22,10 @@ steps tagged with the part's name: the doctor's sub-progress.
 
 A part that raises a BabysitError (bad recipe, data or layer) ends the doctor:
 the error propagates and the CLI exits 2.
+
+The parts share one loaded Dataset (:func:`babysit.diagnostics.common.shared_data`):
+the data is read and preprocessed once, not once per part, and each part's
+Result equals its command's own.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import importlib
 import inspect
 import time
 
-from babysit.diagnostics.common import new_result, seeded
+from babysit.diagnostics.common import new_result, seeded, shared_data
 from babysit.diagnostics.progress import notify, within
 from babysit.errors import BabysitError
 
@@ -83,24 +87,25 @@ def doctor(recipe, seed: int | None = None, stop_early: bool = False, on_part=No
     seed = recipe.seed
     result = new_result("doctor", recipe, seed)
     statuses = {}
-    for index, command in enumerate(selected):
-        if stop_early and result.status == "fail":
-            statuses[command] = NOT_RUN
-            continue
-        if before_part is not None:
-            before_part(command)
-        notify(progress, index, len(selected), f"running {command}")
-        function = part_function(command)
-        options = {"progress": within(progress, command)} if progress and takes_progress(function) \
-            else {}
-        start = time.perf_counter()
-        part = function(recipe, seed=seed, **options)
-        if part.elapsed is None:
-            part.elapsed = time.perf_counter() - start
-        result.parts[command] = part
-        statuses[command] = part.status
-        if on_part is not None:
-            on_part(command, part)
+    with shared_data():   # the parts read (and preprocess) the data once
+        for index, command in enumerate(selected):
+            if stop_early and result.status == "fail":
+                statuses[command] = NOT_RUN
+                continue
+            if before_part is not None:
+                before_part(command)
+            notify(progress, index, len(selected), f"running {command}")
+            function = part_function(command)
+            options = {"progress": within(progress, command)} if progress and takes_progress(function) \
+                else {}
+            start = time.perf_counter()
+            part = function(recipe, seed=seed, **options)
+            if part.elapsed is None:
+                part.elapsed = time.perf_counter() - start
+            result.parts[command] = part
+            statuses[command] = part.status
+            if on_part is not None:
+                on_part(command, part)
     notify(progress, len(selected), len(selected), "done")
     result.metrics = {"statuses": statuses,
                       "not_run": [c for c, s in statuses.items() if s == NOT_RUN]}

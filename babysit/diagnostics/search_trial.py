@@ -26,7 +26,6 @@ A trial is aborted as ``"diverged"`` by the training loop's divergence rule
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import threading
 import time
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from babysit.diagnostics.common import build, load, section_dict, stream, subset
+from babysit.diagnostics.common import build, data_key, load, section_dict, stream, subset
 from babysit.engine.solver import Callback, Divergence, Solver
 
 # Train accuracy is measured on at most this many training examples (cheap and
@@ -67,8 +66,7 @@ _DATA_CACHE: dict = {}
 
 
 def _data(recipe):
-    # the seed decides the validation split but is not part of the section's YAML form
-    key = json.dumps([section_dict(recipe.data), recipe.data.seed], sort_keys=True, default=str)
+    key = data_key(recipe)
     data = _DATA_CACHE.get(key)
     if data is None:
         data = _DATA_CACHE[key] = load(recipe)

@@ -131,3 +131,20 @@ def test_overfit_tiny_and_lr_probe_agree_on_a_slow_but_sound_lr(tmp_path):
     result = doctor(spec, parts=["overfit-tiny", "lr-probe"])
     assert {name: part.status for name, part in result.parts.items()} == {
         "overfit-tiny": "pass", "lr-probe": "pass"}
+
+
+def test_the_parts_read_the_data_once_and_equal_their_own_commands(healthy, monkeypatch):
+    # doctor shares one Dataset among its parts (a CIFAR-sized file is read once);
+    # the parts only read it, so each still equals the command run on its own
+    import babysit.data
+    from babysit.diagnostics.doctor import part_function
+
+    loads = []
+    real = babysit.data.load_data
+    monkeypatch.setattr(babysit.data, "load_data", lambda *a, **k: loads.append(1) or real(*a, **k))
+    recipe = load_recipe("two-layer-digits")
+    assert doctor(recipe).to_dict() == healthy.to_dict()
+    assert len(loads) == 1
+    for name in ORDER:
+        assert part_function(name)(recipe, seed=0).to_dict() == healthy.parts[name].to_dict()
+    assert len(loads) == 1 + len(ORDER)   # outside doctor every command reads its own
