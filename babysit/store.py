@@ -397,23 +397,27 @@ def rng_state_json(state: dict) -> str:
     return json.dumps(state, sort_keys=True)
 
 
-def rng_state_from_json(text: str) -> dict:
-    """The state recorded by :func:`rng_state_json`, for ``rng.bit_generator.state = ...``.
+def rng_state_from_json(text: str, kind: type = np.random.PCG64) -> dict:
+    """The state recorded by :func:`rng_state_json`, for ``rng.bit_generator.state = ...``
+    of a generator whose bit generator is ``kind``.
 
-    Checked by setting it on a fresh generator of the kind it names, so a
-    damaged log fails here, with the reason, not later inside the loop:
-    ValueError (also for text that is not JSON) or TypeError.
+    Checked by setting it on a fresh ``kind()``, so a damaged log fails here, with
+    the reason, not later inside the loop: ValueError (also for text that is not
+    JSON, nested too deeply, or the state of another kind of generator).
     """
-    state = json.loads(text) if isinstance(text, str) else text
+    try:
+        state = json.loads(text) if isinstance(text, (str, bytes)) else text
+    except RecursionError:
+        raise ValueError("the generator state is nested too deeply") from None
     if not isinstance(state, dict):
-        raise TypeError(f"expected a generator state (a JSON object), got {type(state).__name__}")
-    kind = getattr(np.random, str(state.get("bit_generator")), None)
-    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
-        raise ValueError(f"unknown bit generator {state.get('bit_generator')!r}")
+        raise ValueError(f"expected a generator state (a JSON object), got {type(state).__name__}")
+    if state.get("bit_generator") != kind.__name__:
+        raise ValueError(f"a state of bit generator {state.get('bit_generator')!r}, "
+                         f"expected {kind.__name__!r}")
     try:
         kind().state = state
-    except (KeyError, OverflowError) as exc:
-        raise ValueError(f"incomplete generator state ({exc})") from None
+    except (KeyError, OverflowError, TypeError, ValueError) as exc:
+        raise ValueError(f"incomplete generator state ({type(exc).__name__}: {exc})") from None
     return state
 
 

@@ -63,14 +63,26 @@ def data_key(recipe) -> str:
     return json.dumps([section_dict(recipe.data), recipe.data.seed], sort_keys=True, default=str)
 
 
+def shareable(recipe) -> bool:
+    """Whether diagnoses of ``recipe`` may share one Dataset: the engine's own layers
+    never write into their input, but a custom layer or a torch module (an in-place
+    ReLU first) may, and the data a later part sees would change."""
+    from babysit.torch import is_torch_section
+
+    return not is_torch_section(recipe.model) and all(
+        layer.kind != "custom" for layer in recipe.model.layers)
+
+
 @contextlib.contextmanager
 def shared_data():
     """Within the block, :func:`load` returns one Dataset per :func:`data_key`.
 
     For commands that run several diagnoses on one recipe (doctor): a
     CIFAR-sized file is read and preprocessed once, not once per part. The
-    diagnoses only read a Dataset's arrays (their batches and subsets are
-    copies), so sharing it changes no number.
+    diagnoses only read a Dataset's arrays, but some hand them to the model
+    uncopied (a full batch, a subset as large as the set), so only a model of
+    the engine's own layers shares (:func:`shareable`); sharing then changes
+    no number.
     """
     token = _SHARED_DATA.set({})
     try:
@@ -84,7 +96,7 @@ def load(recipe):
     from babysit.data import load_data
 
     shared = _SHARED_DATA.get()
-    if shared is None:
+    if shared is None or not shareable(recipe):
         return load_data(recipe.data)
     key = data_key(recipe)
     if key not in shared:

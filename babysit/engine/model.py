@@ -305,7 +305,7 @@ class Model:
             if name in states:
                 try:
                     rng.bit_generator.state = json.loads(states[name])
-                except (ValueError, TypeError, KeyError, OverflowError) as exc:
+                except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
                     raise ModelError(f"the generator state of layer {name} does not parse: {exc}") from None
 
     # -- helpers for diagnostics ---------------------------------------------

@@ -36,6 +36,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
+try:
+    from numpy.lib.array_utils import byte_bounds
+except ImportError:   # NumPy 1.x
+    byte_bounds = np.byte_bounds
+
 from babysit.engine.lbfgs import LBFGS
 from babysit.engine.parallel import run, span_count, spans, splits, threads
 from babysit.errors import ModelError
@@ -80,6 +85,12 @@ DECAYS = {
 # Update rules
 
 
+def overlapping(arrays) -> bool:
+    """Whether any two of ``arrays`` may share memory (their byte ranges overlap)."""
+    bounds = sorted(byte_bounds(a) for a in arrays if a.size)
+    return any(start < previous_end for (_, previous_end), (start, _) in zip(bounds, bounds[1:]))
+
+
 class Optimizer:
     """Base class: keeps per-parameter slot arrays and the step count ``t``.
 
@@ -105,6 +116,7 @@ class Optimizer:
                       for name, x in params.items()}
         self._scratch = {name: np.empty_like(x) for name, x in params.items()}
         self._elements = sum(int(x.size) for x in params.values())
+        self._sequential = overlapping(params.values())
         self._plan = None   # (thread count, pieces): see pieces()
 
     def step(self, grads: Mapping, lr: float) -> None:
@@ -116,11 +128,13 @@ class Optimizer:
         self.t += 1
         lr = float(lr)
         pieces = self.pieces()
-        if not splits(self._elements):   # a small model: one pass, nothing handed to other threads
-            for piece in pieces:
-                self.update_piece(piece, grads, lr)
+        # a gradient is flattened once per step, not once per piece (a strided one is copied)
+        flat = {name: np.ravel(grads[name]) for name, span in pieces if span is not None}
+        if self._sequential or not splits(self._elements):
+            for piece in pieces:   # a small model, or parameters sharing memory: one at a time
+                self.update_piece(piece, grads, flat, lr)
         else:
-            run(len(pieces), lambda i: self.update_piece(pieces[i], grads, lr))
+            run(len(pieces), lambda i: self.update_piece(pieces[i], grads, flat, lr))
 
     def pieces(self) -> list[tuple[str, slice | None]]:
         """A step's work: ``(name, span of the flat parameter)`` pieces, largest first.
@@ -135,26 +149,35 @@ class Optimizer:
         (ten 500x500 layers: none large enough to cut) update side by side,
         not one after another; largest first, so the cores finish together.
         The plan depends on the thread count only, never on the numbers.
+
+        Parameters whose memory overlaps (a custom layer's tied weights) are
+        updated whole, one after another in the parameters' order, as a
+        single thread would: side by side their updates would race.
         """
         count = threads()
         if self._plan is None or self._plan[0] != count:
-            pieces = []
-            for name, x in self.params.items():
-                parts = span_count(x.size) if x.flags.c_contiguous else 1
-                pieces += ([(name, slice(start, stop)) for start, stop in spans(x.size, parts)]
-                           if parts > 1 else [(name, None)])
             size = {name: x.size for name, x in self.params.items()}
-            pieces.sort(key=lambda piece: -(size[piece[0]] if piece[1] is None
-                                            else piece[1].stop - piece[1].start))
+            if self._sequential:
+                pieces = [(name, None) for name in self.params]
+            else:
+                pieces = []
+                for name, x in self.params.items():
+                    parts = span_count(x.size) if x.flags.c_contiguous else 1
+                    pieces += ([(name, slice(start, stop)) for start, stop in spans(x.size, parts)]
+                               if parts > 1 else [(name, None)])
+                pieces.sort(key=lambda piece: -(size[piece[0]] if piece[1] is None
+                                                else piece[1].stop - piece[1].start))
             self._plan = (count, pieces)
         return self._plan[1]
 
-    def update_piece(self, piece: tuple[str, slice | None], grads: Mapping, lr: float) -> None:
-        """:meth:`update` on one piece of :meth:`pieces`, in place."""
+    def update_piece(self, piece: tuple[str, slice | None], grads: Mapping, flat: Mapping,
+                     lr: float) -> None:
+        """:meth:`update` on one piece of :meth:`pieces`, in place (``flat``: the cut
+        parameters' gradients, flattened)."""
         name, span = piece
         x, dx, slots, scratch = self.params[name], grads[name], self.state[name], self._scratch[name]
         if span is not None:
-            x, dx, scratch = x.reshape(-1)[span], np.ravel(dx)[span], scratch.reshape(-1)[span]
+            x, dx, scratch = x.reshape(-1)[span], flat[name][span], scratch.reshape(-1)[span]
             slots = {key: value.reshape(-1)[span] for key, value in slots.items()}
         self.update(x, dx, lr, slots, scratch)
 
@@ -381,8 +404,6 @@ class ParameterAverage:
         self.source = params
         self.params = {name: np.array(x, copy=True) for name, x in params.items()}
         self._scratch = {name: np.empty_like(x) for name, x in params.items()}
-        self._elements = sum(int(x.size) for x in params.values())
-        self._plan = None   # (thread count, pieces): see pieces()
         self.t = 0
 
     def update(self) -> None:

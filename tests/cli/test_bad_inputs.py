@@ -6,6 +6,7 @@ the module that owns the input (recipes, data, engine model, CLI options).
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -132,12 +133,21 @@ DAMAGED_LOOP_STATES = [   # (attribute of checkpoints/last, value written, words
     ("rng_batches", '{"bit_generator": "PCG64", "state": {"state": "x", "inc": 1}}',
      ["loop state is damaged", "unsupported operand"]),
     ("rng_batches", "[1, 2]", ["loop state is damaged", "got list"]),
-    ("rng_batches", '{"bit_generator": "os.system", "state": {}}', ["unknown bit generator 'os.system'"]),
+    ("rng_batches", '{"bit_generator": "os.system", "state": {}}', ["bit generator 'os.system', expected 'PCG64'"]),
+    ("rng_batches", "[" * 100000 + "]" * 100000, ["nested too deeply"]),
+    ("rng_batches", "PCG64DXSM", ["bit generator 'PCG64DXSM', expected 'PCG64'"]),
+    ("rng_batches", '{"bit_generator": "BitGenerator", "state": {}}', ["bit generator 'BitGenerator'"]),
     ("epoch", -3, ["negative step counts"]),
+    ("epoch", float("inf"), ["step count inf is not a whole number"]),
+    ("epoch", 1.5, ["step count 1.5 is not a whole number"]),
+    ("epoch", True, ["is not a whole number"]),
+    ("epoch", 2, ["do not fit"]),                      # 2 finished epochs in 0 steps
+    ("batch_in_epoch", 10 ** 6, ["do not fit"]),
     ("iteration", "two", ["loop state is damaged", "'two'"]),
     ("rng_layer:7.dropout", "{}", ["loop state is damaged", "layer 7.dropout does not parse"]),
     ("rng_layer:7.dropout", '{"bit_generator": "MT19937", "state": {"key": [1], "pos": 0}}',
      ["loop state is damaged", "layer 7.dropout"]),
+    ("rng_layer:7.dropout", "[" * 100000 + "]" * 100000, ["loop state is damaged", "layer 7.dropout"]),
 ]
 
 
@@ -151,8 +161,13 @@ def test_resume_from_a_damaged_loop_state_is_one_error_and_keeps_the_log(tmp_pat
     recipe = ["dropout-convnet-nesterov"] if attr.startswith("rng_layer:") else []   # a layer that draws
     assert run("train", *recipe, "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
     with h5py.File(log, "r+") as handle:
-        assert attr in handle["checkpoints/last"].attrs or not attr.startswith("rng_layer:")
-        handle["checkpoints/last"].attrs[attr] = value
+        attrs = handle["checkpoints/last"].attrs
+        assert attr in attrs or not attr.startswith("rng_layer:")
+        if value == "PCG64DXSM":   # a complete state, of another kind of generator
+            value = json.dumps({**json.loads(attrs["rng_batches"]), "bit_generator": "PCG64DXSM"})
+        if attr == "epoch" and value == 2:
+            attrs["iteration"] = 0
+        attrs[attr] = value
     before = log.read_bytes()
     one_error_line(run("train", "--resume", log, "--quiet"), f"{log}: the 'last' checkpoint", *words)
     assert log.read_bytes() == before

@@ -148,3 +148,13 @@ def test_the_parts_read_the_data_once_and_equal_their_own_commands(healthy, monk
     for name in ORDER:
         assert part_function(name)(recipe, seed=0).to_dict() == healthy.parts[name].to_dict()
     assert len(loads) == 1 + len(ORDER)   # outside doctor every command reads its own
+
+
+def test_a_custom_layer_may_write_into_its_input_so_its_parts_load_their_own(monkeypatch):
+    import babysit.data
+
+    loads = []
+    real = babysit.data.load_data
+    monkeypatch.setattr(babysit.data, "load_data", lambda *a, **k: loads.append(1) or real(*a, **k))
+    doctor(load_recipe("broken/wrong-backward"), parts=["sanity-loss", "init-stats"])
+    assert len(loads) == 2

@@ -253,3 +253,23 @@ def test_independent_products_side_by_side_give_the_bits_of_one_after_another(mo
         parallel.set_threads(None)
     assert [p.tobytes() for p in paired] == [a.tobytes() for a in alone] == \
         [np.matmul(x.T, dz).tobytes(), np.matmul(dz, W.T).tobytes()]
+
+
+@pytest.mark.parametrize("tie", ["same", "transposed"])
+def test_tied_parameters_update_one_after_another_as_on_one_thread(small_grains, tie):
+    # a custom layer may expose one array under two names: side by side the updates race
+    from babysit.engine.optim import make_optimizer
+
+    def steps(threads):
+        parallel.set_threads(threads)
+        rng = np.random.default_rng(2)
+        W = rng.standard_normal((40, 30)).astype(np.float32)
+        params = {"W": W, "tied": W if tie == "same" else W.T, "other": np.zeros(500, np.float32)}
+        optimizer = make_optimizer({"update": "adam", "lr": 0.01}, params)
+        assert optimizer.pieces() == [("W", None), ("tied", None), ("other", None)]
+        for _ in range(5):
+            optimizer.step({k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()},
+                           0.01)
+        return W.tobytes()
+
+    assert steps(2) == steps(1)

@@ -116,6 +116,13 @@ def default_run_path(recipe) -> Path:
 # the callbacks
 
 
+def whole_count(value) -> int:
+    """A step count stored in a run log: a whole number (not a bool, not 1.5), else ValueError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"step count {value!r} is not a whole number")
+    return int(value)
+
+
 class Monitor(Callback):
     """Records the history: every step's loss and LR, every epoch's metrics and monitors."""
 
@@ -317,17 +324,23 @@ class Trainer:
     def _loop_state(self, path, attrs) -> LoopState:
         """Where the stored run stopped, its generators set back: a damaged entry is a BabysitError."""
         try:
-            counts = {"epoch": int(attrs["epoch"]), "batch": int(attrs.get("batch_in_epoch", 0)),
-                      "iteration": int(attrs["iteration"])}
+            counts = {"epoch": whole_count(attrs["epoch"]),
+                      "batch": whole_count(attrs.get("batch_in_epoch", 0)),
+                      "iteration": whole_count(attrs["iteration"])}
             if min(counts.values()) < 0:
                 raise ValueError(f"negative step counts {counts}")
-            state = LoopState(**counts, epoch_rng=rng_state_from_json(attrs["rng_batches"]))
+            if counts["batch"] > self.iterations_per_epoch or counts["iteration"] < max(
+                    counts["epoch"], counts["batch"]):
+                raise ValueError(f"step counts {counts} do not fit {self.iterations_per_epoch} "
+                                 f"steps an epoch")
+            state = LoopState(**counts, epoch_rng=rng_state_from_json(
+                attrs["rng_batches"], type(self.solver.rng.bit_generator)))
             # the layers' generators are the model's own (numpy or torch): it parses them
             self.model.set_random_state({key.split(":", 1)[1]: value for key, value in attrs.items()
                                          if key.startswith("rng_layer:")})
         except KeyError as exc:
             raise BabysitError(f"{path}: the 'last' checkpoint lacks {exc}: it cannot be resumed") from None
-        except (TypeError, ValueError, ModelError) as exc:
+        except (TypeError, ValueError, OverflowError, ModelError) as exc:
             raise BabysitError(f"{path}: the 'last' checkpoint's loop state is damaged ({exc}): "
                                f"it cannot be resumed") from None
         return state
