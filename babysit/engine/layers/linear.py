@@ -33,14 +33,11 @@ class _Linear(EngineLayer):
     def _linear_backward(self, dz):
         """Fill ``grads`` from ``dz = dLoss/dz (N, columns)``; return dx (None when not needed)."""
         W, x2d = self.params["W"], self._x2d
-        if not self.needs_input_grad:
-            self.grads["W"] = matmul(x2d.T, dz)
-            self.grads["b"] = dz.sum(axis=0)
-            return None
-        # the two products are independent: side by side when neither is split
-        self.grads["W"], dx = matmuls((x2d.T, dz), (dz, W.T))
+        # dW and dx are independent products: side by side when neither is split
+        products = matmuls((x2d.T, dz), *([(dz, W.T)] if self.needs_input_grad else []))
+        self.grads["W"] = products[0]
         self.grads["b"] = dz.sum(axis=0)
-        return dx.reshape(self._x_shape)
+        return products[1].reshape(self._x_shape) if self.needs_input_grad else None
 
 
 class Affine(_Linear):
