@@ -141,8 +141,8 @@ DAMAGED_LOOP_STATES = [   # (attribute of checkpoints/last, value written, words
     ("epoch", float("inf"), ["step count inf is not a whole number"]),
     ("epoch", 1.5, ["step count 1.5 is not a whole number"]),
     ("epoch", True, ["is not a whole number"]),
-    ("epoch", 2, ["do not fit"]),                      # 2 finished epochs in 0 steps
-    ("batch_in_epoch", 10 ** 6, ["do not fit"]),
+    ("epoch", 2, ["do not add up"]),                   # 2 finished epochs in 0 steps
+    ("batch_in_epoch", 10 ** 6, ["do not add up"]),
     ("iteration", "two", ["loop state is damaged", "'two'"]),
     ("rng_layer:7.dropout", "{}", ["loop state is damaged", "layer 7.dropout does not parse"]),
     ("rng_layer:7.dropout", '{"bit_generator": "MT19937", "state": {"key": [1], "pos": 0}}',
@@ -171,6 +171,18 @@ def test_resume_from_a_damaged_loop_state_is_one_error_and_keeps_the_log(tmp_pat
     before = log.read_bytes()
     one_error_line(run("train", "--resume", log, "--quiet"), f"{log}: the 'last' checkpoint", *words)
     assert log.read_bytes() == before
+
+
+def test_resume_mid_epoch_with_fewer_steps_an_epoch_names_the_batch_size(tmp_path):
+    import h5py
+
+    log = tmp_path / "run.h5"
+    assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
+    with h5py.File(log, "r+") as handle:   # as if stopped after step 13 of the second epoch
+        attrs = handle["checkpoints/last"].attrs
+        attrs["batch_in_epoch"], attrs["iteration"] = 13, int(attrs["iteration"]) + 13
+    one_error_line(run("train", "--resume", log, "--set", "train.batch_size=1000", "--quiet"),
+                   "stopped after step 13 of an epoch", "has 2 steps", "train.batch_size")
 
 
 def test_resume_from_a_log_without_its_shuffling_state_names_what_is_missing(tmp_path):

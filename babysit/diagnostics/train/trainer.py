@@ -329,10 +329,8 @@ class Trainer:
                       "iteration": whole_count(attrs["iteration"])}
             if min(counts.values()) < 0:
                 raise ValueError(f"negative step counts {counts}")
-            if counts["batch"] > self.iterations_per_epoch or counts["iteration"] < max(
-                    counts["epoch"], counts["batch"]):
-                raise ValueError(f"step counts {counts} do not fit {self.iterations_per_epoch} "
-                                 f"steps an epoch")
+            if counts["iteration"] < max(counts["epoch"], counts["batch"]):
+                raise ValueError(f"step counts {counts} do not add up")
             state = LoopState(**counts, epoch_rng=rng_state_from_json(
                 attrs["rng_batches"], type(self.solver.rng.bit_generator)))
             # the layers' generators are the model's own (numpy or torch): it parses them
@@ -343,6 +341,10 @@ class Trainer:
         except (TypeError, ValueError, OverflowError, ModelError) as exc:
             raise BabysitError(f"{path}: the 'last' checkpoint's loop state is damaged ({exc}): "
                                f"it cannot be resumed") from None
+        if state.batch > self.iterations_per_epoch:   # a changed batch size, or a damaged log
+            raise BabysitError(f"{path}: the run stopped after step {state.batch} of an epoch, but "
+                               f"an epoch of this recipe has {self.iterations_per_epoch} steps: "
+                               f"resume with the run's own train.batch_size")
         return state
 
     def save(self, status: str, last: Checkpoint | None = None, result=None,
