@@ -87,7 +87,10 @@ class Model:
         """Class scores ``(N, C)`` for inputs ``(N, *input_shape)``; test mode by default."""
         if self.record:
             self.outputs = {}
-        return self.forward_from(0, np.asarray(X, dtype=self.dtype), train)
+        # a user layer may write into its input: the caller's data (a Dataset's
+        # arrays, evaluated again every epoch) must not change, so it gets a copy
+        X = np.array(X, dtype=self.dtype, copy=True) if self.user_layers else np.asarray(X, dtype=self.dtype)
+        return self.forward_from(0, X, train)
 
     def forward_from(self, start: int, out: np.ndarray, train: bool) -> np.ndarray:
         """Run layers ``start``.. on ``out``, the input of layer ``start``.

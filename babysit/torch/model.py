@@ -157,7 +157,9 @@ class TorchModel:
                 torch.set_rng_state(saved)
 
     def _pass(self, X, train: bool, *, grad: bool, tap: Tap | None) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(X, dtype=self.dtype))
+        # a copy: from_numpy shares memory, and a module may write into its input (an
+        # in-place ReLU first), which would change the caller's data (the validation set)
+        x = torch.from_numpy(np.array(X, dtype=self.dtype, order="C", copy=True))
         if grad and self._wants_input_grad:
             x.requires_grad_(True)
         self._set_mode(train)

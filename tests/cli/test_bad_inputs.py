@@ -49,6 +49,13 @@ class BackwardNone(Probe):
     def backward(self, dout):
         return None
 
+class WritesIntoInput(Probe):
+    def forward(self, x, train):
+        x *= 0.5
+        return x
+    def backward(self, dout):
+        return dout * 0.5
+
 class ForwardNone(Probe):
     def forward(self, x, train):
         return x if len(x) == 2 else None
@@ -183,6 +190,23 @@ def test_resume_mid_epoch_with_fewer_steps_an_epoch_names_the_batch_size(tmp_pat
         attrs["batch_in_epoch"], attrs["iteration"] = 13, int(attrs["iteration"]) + 13
     one_error_line(run("train", "--resume", log, "--set", "train.batch_size=1000", "--quiet"),
                    "stopped after step 13 of an epoch", "has 2 steps", "train.batch_size")
+
+
+def test_a_custom_layer_writing_into_its_input_leaves_the_data_as_it_was(layer_dir):
+    # the engine hands a model with user layers a copy: the Dataset's arrays are
+    # evaluated again every epoch, and doctor's parts may share them
+    import numpy as np
+
+    from babysit.diagnostics import common
+    from babysit.recipes import load_recipe
+
+    recipe = load_recipe(str(custom_recipe(layer_dir, "WritesIntoInput")))
+    data = common.load(recipe)
+    kept = data.X_val.copy(), data.X_train.copy()
+    model = common.build(recipe, data, 0)
+    model.forward(data.X_val)
+    model.loss(data.X_train, data.y_train)
+    assert np.array_equal(data.X_val, kept[0]) and np.array_equal(data.X_train, kept[1])
 
 
 def test_resume_from_a_log_without_its_shuffling_state_names_what_is_missing(tmp_path):

@@ -83,6 +83,10 @@ def branchy(input_shape, num_classes):
     return Branchy(input_shape[0], num_classes)
 
 
+def in_place_first(input_shape, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.ReLU(inplace=True), nn.Linear(math.prod(input_shape), num_classes))
+
+
 def broken_factory(input_shape, num_classes):
     raise RuntimeError("boom")
 
@@ -347,3 +351,14 @@ def test_sanity_finds_identical_units_in_torch_rows(tmp_path, monkeypatch):
                                                              "model.kwargs": {}})
     result = sanity_loss(spec)
     assert "symmetric_weights" in {f.code for f in result.findings if f.severity == "fail"}
+
+
+def test_a_module_writing_into_its_input_leaves_the_callers_data_as_it_was():
+    # from_numpy shares memory: an in-place ReLU first used to rewrite the validation set
+    model = build("in_place_first", dtype=np.float32)
+    X, y = batch()
+    X = X.astype(np.float32)
+    kept = X.copy()
+    model.forward(X)
+    model.loss(X, y, input_grad=False)   # a training step (torch forbids it on a leaf needing grad)
+    assert np.array_equal(X, kept)
