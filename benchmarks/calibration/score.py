@@ -53,14 +53,27 @@ def own_lr(recipe: str) -> float:
     return float(load_recipe(recipe).optim.lr)
 
 
-def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
-    """Per recipe and mode: good LRs passed, bad runs failed, suggestion in range, seed spread."""
-    curves = curves_by(truth_records, "lr")
-    gates = defaultdict(dict)  # (recipe, mode) -> {(seed, lr): record}
+def lr_gates(gate_records: dict) -> dict:
+    """The lr-probe gate records as ``{(recipe, mode): {(seed, lr): record}}``."""
+    gates = defaultdict(dict)
     for record in gate_records.values():
         job = record["job"]
         if job["gate"] == "lr-probe":
             gates[(job["recipe"], job["options"]["mode"])][(job["seed"], job["value"])] = record
+    return gates
+
+
+def trained(curve, runs: dict):
+    """``(seed, lr, record)`` for the gate ``runs`` whose LR and seed the truth trained."""
+    for (seed, lr), record in runs.items():
+        if lr in curve.runs and seed in curve.runs[lr]:
+            yield seed, lr, record
+
+
+def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
+    """Per recipe and mode: good LRs passed, bad runs failed, suggestion in range, seed spread."""
+    curves = curves_by(truth_records, "lr")
+    gates = lr_gates(gate_records)
     lines = ["| recipe | real good range (best, mean outcome) | mode | good LRs passed "
              "| good, seeds paired: passed | bad LRs failed "
              "| bad for its own seed: failed | suggestion in real range (seeds) | suggestion spread over seeds |",
@@ -75,9 +88,7 @@ def lr_probe_table(truth_records: dict, gate_records: dict) -> tuple[str, dict]:
                 continue
             passed = total_good = failed = total_bad = inside = suggestions = 0
             own_bad = own_failed = paired_good = paired_passed = 0
-            for (seed, lr), record in runs.items():
-                if lr not in curve.runs or seed not in curve.runs[lr]:
-                    continue
+            for seed, lr, record in trained(curve, runs):
                 ok = record["exit_code"] == 0
                 # A run that diverged or ended 10 points below the best is bad,
                 # whatever its LR's mean (the criteria: "fails every LR whose
@@ -134,19 +145,19 @@ def marginal_table(truth_records: dict, gate_records: dict) -> str:
     """
     curves = curves_by(truth_records, "lr")
     counts = defaultdict(lambda: defaultdict(int))
-    for record in gate_records.values():
-        job = record["job"]
-        if job["gate"] != "lr-probe" or job["options"]["mode"] != "grid" or record["exit_code"]:
+    for (recipe, mode), runs in lr_gates(gate_records).items():
+        curve = curves.get(recipe)
+        if mode != "grid" or curve is None:
             continue
-        curve = curves.get(job["recipe"])
-        if curve is None or job["value"] not in curve.runs or job["seed"] not in curve.runs[job["value"]]:
-            continue
-        warned = any(code == "lr_marginal" for _, code, _ in record["findings"])
-        bad = curve.bad_run(job["value"], job["seed"])
-        c = counts["with lr_marginal" if warned else "without"]
-        c["passes"] += 1
-        c["bad"] += bad
-        c["near"] += curve.within_noise(job["value"]) and not bad
+        for seed, lr, record in trained(curve, runs):
+            if record["exit_code"]:
+                continue
+            warned = any(code == "lr_marginal" for _, code, _ in record["findings"])
+            bad = curve.bad_run(lr, seed)
+            c = counts["with lr_marginal" if warned else "without"]
+            c["passes"] += 1
+            c["bad"] += bad
+            c["near"] += curve.within_noise(lr) and not bad
     lines = ["| grid passes | runs | trained 10+ points below the best (or diverged) "
              "| within noise of the best |", "|---|---|---|---|"]
     for name in ("without", "with lr_marginal"):
