@@ -269,3 +269,29 @@ def test_the_replayed_grid_gate_is_the_real_one():
         assert sorted(c for _, c, _ in replayed["findings"]) == sorted(f.code for f in real.findings)
         long_runs += real.metrics["long_run"] is not None
     assert long_runs   # the long run is replayed too
+
+
+def test_seed_conflict_table_counts_the_misses_no_seed_stable_gate_can_avoid():
+    # 0.1 trains well on seeds 0 and 2 and badly on seed 1: the criteria ask
+    # "pass" twice and "fail" once, so one verdict for every seed misses at
+    # least one run there. The gate passing 0.1 everywhere makes exactly that
+    # forced miss; failing the best LR 0.01 on seed 2 is a miss of its own.
+    from benchmarks.calibration import score
+
+    outcomes = {0.01: [0.97, 0.97, 0.97], 0.1: [0.96, 0.70, 0.97], 1.0: [0.10, 0.10, 0.10]}
+    truth_records = {f"{lr}-{seed}": _train_record(lr, seed, value, 1.0, 0)
+                     for lr, values in outcomes.items() for seed, value in enumerate(values)}
+    failing = {(0.01, 2)} | {(1.0, seed) for seed in range(3)}
+    gate_records = {f"{lr}-{seed}": {
+        "job": {"gate": "lr-probe", "recipe": "two-layer-digits", "seed": seed, "value": lr,
+                "options": {"mode": "grid"}},
+        "exit_code": int((lr, seed) in failing), "metrics": {"suggested_lr": 0.03}}
+        for lr in outcomes for seed in range(3)}
+    curve = score.curves_by(truth_records, "lr")["two-layer-digits"]
+    assert [score.required_verdicts(curve, seed, 0.1, "unpaired") for seed in range(3)] == \
+        ["pass", "fail", "pass"]
+    assert score.required_verdicts(curve, 0, 1.0, "own seed") == "fail"
+    table = score.seed_conflict_table(truth_records, gate_records)
+    # per view: 1 LR the seeds disagree on, 1 forced miss, 2 misses of which 1 at that LR
+    assert "| two-layer-digits | 1 | 1 | 2 (1) | 1 | 1 | 2 (1) |" in table
+    assert table.splitlines()[-1] == "| all | 1 | 1 | 2 (1) | 1 | 1 | 2 (1) |"

@@ -94,6 +94,8 @@ def report(truth_records: dict, gate_records: dict, held_out: Path | None = None
         lr_table, "",
         "### The grid gate's passes, with and without the `lr_marginal` warning (seeds 0-2)", "",
         score.marginal_table(truth_records, gate_records), "",
+        "### The grid gate's misses against the misses no seed-stable gate can avoid (seeds 0-2)", "",
+        score.seed_conflict_table(truth_records, gate_records), "",
         *held_out_lines,
         "### train's exit code against the run's outcome (every LR, L2 strength and init run)", "",
         train_table, "",
