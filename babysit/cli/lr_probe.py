@@ -11,7 +11,8 @@ from rich.text import Text
 from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fitted_tables, fmt, line_plot
 from babysit.diagnostics.lr_probe import (DEFAULT_EVAL_EXAMPLES, DEFAULT_LR_MAX, DEFAULT_LR_MIN,
-                                          DEFAULT_PER_DECADE, DEFAULT_SWEEP_STEPS, same_lr)
+                                          DEFAULT_PER_DECADE, DEFAULT_SWEEP_STEPS, MAX_STEPS,
+                                          MIN_STEPS, same_lr)
 
 VERDICT_STYLES = {"good": "green", "too_low": "cyan", "unstable": "yellow", "too_high": "bold red"}
 
@@ -28,7 +29,8 @@ VERDICT_STYLES = {"good": "green", "too_low": "cyan", "unstable": "yellow", "too
 @click.option("--per-decade", type=click.IntRange(min=1), default=DEFAULT_PER_DECADE,
               show_default=True, help="Lattice points per decade of LR (grid).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Steps of each short run [default: half the recipe's training, 50..300].")
+              help=f"Steps of each short run [default: half the recipe's training, "
+                   f"{MIN_STEPS}..{MAX_STEPS}, at most all of it].")
 @click.option("--sweep-steps", type=click.IntRange(min=1), default=DEFAULT_SWEEP_STEPS,
               show_default=True, help="Steps of the range test (sweep).")
 @click.option("--eval-examples", type=click.IntRange(min=1), default=DEFAULT_EVAL_EXAMPLES,

@@ -475,3 +475,11 @@ def test_commands_import_no_other_command_module():
             elif isinstance(node, ast.Import):
                 imported.update(alias.name for alias in node.names)
         assert not (imported & commands) - {module_name}, module_name
+
+
+def test_lr_probe_steps_help_states_the_real_default_bounds():
+    # the help once said "50..300" while the short run's floor was 20 steps
+    from babysit.diagnostics.lr_probe import MAX_STEPS, MIN_STEPS
+
+    help_text = " ".join(CliRunner().invoke(cli, ["lr-probe", "--help"]).output.split())
+    assert f"half the recipe's training, {MIN_STEPS}..{MAX_STEPS}, at most all of it" in help_text

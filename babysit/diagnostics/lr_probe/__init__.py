@@ -173,4 +173,4 @@ __all__ = ["lr_probe", "Prober", "Trial", "VERDICTS", "CHECKS", "PROGRESS_SHARE"
            "same_lr", "lattice_lr", "training_steps", "default_steps", "judge_trials",
            "DEFAULT_LR_MIN", "DEFAULT_LR_MAX", "DEFAULT_PER_DECADE", "DEFAULT_SWEEP_STEPS",
            "DEFAULT_EVAL_EXAMPLES", "SWEEP_SMOOTHING", "SWEEP_SUGGESTION", "SWEEP_RANGE",
-           "WALK_STRIDE"]
+           "WALK_STRIDE", "MIN_STEPS", "MAX_STEPS"]
