@@ -163,6 +163,23 @@ def test_strong_wolfe_on_a_one_dimensional_function():
         assert abs(point.slope) <= C2 * abs(start.slope)
 
 
+@pytest.mark.parametrize("curvature, first_step_taken", [
+    (1.5, True),    # f falls 0.25 = 25% of the linear prediction: sufficient for c1 = 1e-4, not 0.3
+    (1.85, True),   # falls 7.5%, slope +0.85 at t = 1: still within both
+    (0.05, False),  # slope still -0.95 at t = 1: more than c2 = 0.9 of the start's, go further
+])
+def test_the_line_search_uses_the_standard_wolfe_constants(curvature, first_step_taken):
+    # phi(t) = 1 - t + curvature t^2 / 2 (slope -1 at 0): the unit step is
+    # accepted exactly when the strong Wolfe conditions with Nocedal & Wright's
+    # quasi-Newton constants c1 = 1e-4, c2 = 0.9 hold there. The test above
+    # checks the search against the module's own C1/C2 and cannot see a wrong one.
+    def phi(t):
+        return Point(t, 1 - t + curvature * t * t / 2, -1 + curvature * t, None)
+
+    point, wolfe = strong_wolfe(phi, phi(0.0), 1.0)
+    assert wolfe and (point.t == 1.0) == first_step_taken
+
+
 def test_no_decrease_leaves_the_parameters_and_reports_convergence():
     # a loss that is lowest exactly where the parameters are: no step lowers it
     params = {"w": np.array([0.0, 0.0])}

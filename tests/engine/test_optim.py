@@ -58,6 +58,37 @@ def test_update_rule_matches_hand_computed_steps(update):
     assert opt.t == 3
 
 
+# The lecture's momentum forms with a learning rate that changes every step
+# (a schedule), written out: momentum v = .9 v - lr g, x += v;
+# nesterov x += -.9 v_prev + 1.9 v. At a constant rate they equal the form
+# that applies the rate outside the velocity (v = .9 v + g, x -= lr v); with
+# a decaying rate they do not, so this is what tells the two apart.
+# lrs .1, .05, .025 and GRADS:
+#   momentum v1 = [-.3, .4], x1 = [.7, -1.6]
+#            v2 = [-.27 - .2, .36 - .15] = [-.47, .21], x2 = [.23, -1.39]
+#            v3 = [-.423 - .3, .189] = [-.723, .189], x3 = [-.493, -1.201]
+#   nesterov x1 = 1.9 [-.3, .4] + X0 = [.43, -1.24]
+#            x2 = x1 - .9 v1 + 1.9 v2 = [.43 + .27 - .893, -1.24 - .36 + .399] = [-.193, -1.201]
+#            x3 = x2 - .9 v2 + 1.9 v3 = [-.193 + .423 - 1.3737, -1.201 - .189 + .3591]
+#               = [-1.1437, -1.0309]
+DECAYING_LRS = [0.1, 0.05, 0.025]
+DECAYING = {
+    "momentum": ([[0.7, -1.6], [0.23, -1.39], [-0.493, -1.201]], [-0.723, 0.189]),
+    "nesterov": ([[0.43, -1.24], [-0.193, -1.201], [-1.1437, -1.0309]], [-0.723, 0.189]),
+}
+
+
+@pytest.mark.parametrize("update", sorted(DECAYING))
+def test_momentum_forms_with_a_changing_learning_rate(update):
+    x = np.array(X0)
+    opt = make_optimizer({"update": update}, {"w": x})
+    iterates, velocity = DECAYING[update]
+    for g, lr, expected in zip(GRADS, DECAYING_LRS, iterates):
+        opt.step({"w": np.array(g)}, lr)
+        np.testing.assert_allclose(x, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(opt.state["w"]["v"], velocity, rtol=1e-12, atol=1e-12)
+
+
 def test_hyperparameters_come_from_the_section():
     x = np.array([1.0])
     opt = make_optimizer({"update": "momentum", "momentum": 0.5}, {"w": x})
