@@ -299,8 +299,11 @@ def recipe_options(fn):
     ])
 
 
-def output_options(plot: bool = False):
+def output_options(plot: bool = False, viewer: bool = False):
     """Add --json, --junit, [--plot], --quiet, --strict, and run the command in the App.
+
+    ``viewer``: the command shows a stored result and always exits 0 (``report``);
+    --strict then says it only changes the JUnit file.
 
     The decorated function is called as ``fn(app, *args, **its_own_params)``:
     every :class:`CommonOptions` field (these options and :func:`recipe_options`'
@@ -343,7 +346,9 @@ def output_options(plot: bool = False):
         options += [
             click.option("--quiet", "-q", is_flag=True,
                          help="No human report (errors and --json still print)."),
-            click.option("--strict", is_flag=True, help="Warnings fail too (exit 1)."),
+            click.option("--strict", is_flag=True,
+                         help=("Warnings count as failures in the JUnit file (the exit code stays 0: "
+                               "a viewer)." if viewer else "Warnings fail too (exit 1).")),
         ]
         return _add_options(run, options)
 

@@ -56,8 +56,8 @@ def command(app, target):
 
     TARGET is a recipe (default two-layer-digits; its data is shown after its
     split and preprocessing, as the model sees it) or a data source:
-    builtin:digits, builtin:spiral, builtin:gaussian, FILE.h5, FILE.npz,
-    cifar10:DIR, mnist:DIR.
+    builtin:digits, builtin:spiral, builtin:gaussian, builtin:gratings, FILE.h5,
+    FILE.npz, cifar10:DIR, mnist:DIR.
     """
     from babysit.data import inspect_data
     from babysit.diagnostics.data_check import check_data

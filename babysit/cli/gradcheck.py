@@ -10,6 +10,7 @@ from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fitted_tables, fmt
 from babysit.cli.views.gradcheck import VERDICT_STYLES, array_rows, band_range
 from babysit.diagnostics.gradcheck import DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, DEFAULT_H, band
+from babysit.diagnostics.gradcheck.bands import H_MAX, H_MIN
 
 
 @click.command("gradcheck")
@@ -27,8 +28,9 @@ from babysit.diagnostics.gradcheck import DEFAULT_DATAPOINTS, DEFAULT_ENTRIES, D
 @click.option("--entries", type=click.IntRange(min=1), default=DEFAULT_ENTRIES, show_default=True,
               help="Sampled entries per parameter (and per input).")
 @click.option("--all", "all_entries", is_flag=True, help="Check every entry (slow on big models).")
-@click.option("--h", "h", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_H,
-              show_default=True, help="Step of the centered differences.")
+@click.option("--h", "h", type=float, default=DEFAULT_H, show_default=True,
+              help=f"Step of the centered differences, {H_MIN:g} .. {H_MAX:g} (outside it float64 "
+                   "resolves nothing useful).")
 @click.option("--burn-in", type=click.IntRange(min=0), default=0, show_default=True,
               help="Training steps before checking (recipe mode).")
 @recipe_options

@@ -13,14 +13,15 @@ from babysit.cli.views import search as search_view
 @click.argument("log_path", metavar="LOG.h5")
 @click.option("--log-loss", is_flag=True, help="Draw the loss on a log scale in the --plot PNG "
                                                "(run logs).")
-@output_options(plot=True)
+@output_options(plot=True, viewer=True)
 def command(app, log_path, log_loss):
     """Re-render a run log written by `babysit train` (summary, per-epoch table,
     curves, findings) or a search log written by `babysit search`.
 
     --json writes the stored result; --plot PATH.png draws the loss (with
-    --log-loss on a log scale), accuracy and update/weight-ratio curves. Exits 0 for any readable log, 2 for a missing, corrupt or
-    foreign file.
+    --log-loss on a log scale), accuracy and update/weight-ratio curves.
+    Exits 0 for any readable log (a viewer: the stored verdict is in the
+    output, --junit and --json), 2 for a missing, corrupt or foreign file.
     """
     import babysit.search_store  # noqa: F401  (registers the "search" log reader)
     from babysit.store import read_log

@@ -8,7 +8,7 @@ from rich.text import Text
 
 from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fmt, metrics_table, percent
-from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
+from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE, allowed_deviation
 
 
 @click.command("sanity-loss")
@@ -16,7 +16,9 @@ from babysit.diagnostics.sanity import DEFAULT_EXAMPLES, DEFAULT_TOLERANCE
 @click.option("--examples", type=click.IntRange(min=1), default=DEFAULT_EXAMPLES, show_default=True,
               help="Training examples in the evaluation batch.")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TOLERANCE,
-              show_default=True, help="Allowed relative deviation of the initial loss.")
+              show_default=True,
+              help="Allowed relative deviation of the initial loss from the loss the init's own "
+                   "scores give (plus the share scores of that spread line up with labels by chance).")
 @click.option("--reg", "reg", type=click.FloatRange(min=0, min_open=True), default=None,
               help="L2 strength for the 'loss rises with reg' check "
                    "(default: large enough to dominate the loss).")
@@ -46,7 +48,10 @@ def render(console, result) -> None:
     console.print(metrics_table([
         ("initial loss (reg=0)", fmt(m["initial_loss"], 4)),
         (f"expected ({expected_text})", fmt(m["expected_loss"], 4)),
-        ("deviation", f"{percent(m['deviation'])} (tolerance {percent(m['tolerance'])})"
+        ("loss the init's scores give", fmt(m["given_scores"], 4) if m["given_scores"] is not None else "-"),
+        ("deviation from it", f"{percent(m['deviation'])} (allowed "
+         f"{percent(allowed_deviation(m['tolerance'], m['score_spread'], m['given_scores']))}: "
+         f"tolerance {percent(m['tolerance'])} + score spread)"
          if m["deviation"] is not None else "-"),
         ("score spread per example", fmt(m["score_spread"])),
         ("largest class share", f"{percent(m['max_class_share'])} "

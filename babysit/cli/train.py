@@ -33,8 +33,8 @@ from babysit.cli.views import run as run_view
 def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
     """Train RECIPE with its optimizer, schedule, epochs and batch size.
 
-    Live progress on stderr (one plain line per epoch when stderr is not a
-    terminal; none with --quiet). Every epoch: update/weight ratios, gradient norms, dead and
+    Live progress on stderr (plain lines when stderr is not a terminal: one per
+    epoch, thinned to about 20 on long runs; none with --quiet). Every epoch: update/weight ratios, gradient norms, dead and
     saturated units; stops early when the loss diverges. At the end the loss
     and accuracy curves are diagnosed. Ctrl-C or SIGTERM saves a checkpoint
     and exits 130; --resume continues bit for bit. --ensemble N trains N

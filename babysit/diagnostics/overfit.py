@@ -222,7 +222,7 @@ def overfit_tiny(recipe, seed=None, examples: int = DEFAULT_EXAMPLES,
 
 
 def tried(attempts: list[Attempt]) -> str:
-    """``"; at 10x and 100x the LR (0.01, 0.1): still not memorized, blew up"`` for messages."""
+    """``"; retried from the same init at lr 0.01, 0.1: 45% accuracy, loss 1.2, blew up"`` for messages."""
     retries = attempts[1:]
     if not retries:
         return ""

@@ -165,6 +165,12 @@ def loss_given_scores(loss_fn, scores: np.ndarray, y: np.ndarray) -> float:
                      for c in range(num_classes) if frequencies[c] > 0))
 
 
+def allowed_deviation(tolerance: float, spread: float, given: float) -> float:
+    """The relative deviation from ``given`` (the loss the init's scores give) that
+    passes: the tolerance, plus what scores of this spread line up with labels by chance."""
+    return tolerance + CHANCE_ALIGNMENT * spread / given
+
+
 def check_loss(result, loss: float, given: float | None, spread: float | None, tolerance: float,
                trace: ScaleTrace) -> None:
     if not math.isfinite(loss) or given is None:
@@ -174,7 +180,7 @@ def check_loss(result, loss: float, given: float | None, spread: float | None, t
                    loss=loss)
         return
     deviation = abs(loss - given) / given
-    allowed = tolerance + CHANCE_ALIGNMENT * spread / given
+    allowed = allowed_deviation(tolerance, spread, given)
     if deviation > allowed:
         direction = "above" if loss > given else "below"
         fix = ("the labels make the loss worse than these scores can explain: check that "
@@ -311,4 +317,4 @@ def sanity_loss(recipe, seed=None, *, examples=DEFAULT_EXAMPLES, tolerance=DEFAU
     return result
 
 
-__all__ = ["sanity_loss", "pick_reg", "CHECKS", "DEFAULT_TOLERANCE"]
+__all__ = ["sanity_loss", "pick_reg", "allowed_deviation", "CHECKS", "DEFAULT_TOLERANCE"]

@@ -30,21 +30,25 @@ def _finite(value) -> bool:
 
 
 def draw_sanity(ax, m: dict) -> None:
-    """Loss at init against the expected ln C / C-1 (tolerance shaded) and the loss with reg."""
+    """Loss at init against the expected ln C / C-1 and the loss the init's scores
+    give (the band it may deviate from that by shaded), and the loss with reg."""
+    from babysit.diagnostics.sanity import allowed_deviation
     from babysit.plots import label_axes
 
-    expected, tolerance = m["expected_loss"], m.get("tolerance") or 0.0
+    expected, given = m["expected_loss"], m.get("given_scores")
     names = ["at init\n(reg 0)", "expected", f"reg={fmt(m['reg_used'])}"]
     values = [m["initial_loss"], expected, m["loss_with_reg"]]
     heights = [v if _finite(v) else 0.0 for v in values]
     colours = ["tab:blue", "0.6", "tab:purple"]
     ax.bar(names, heights, color=colours)
-    ax.axhspan(expected * (1 - tolerance), expected * (1 + tolerance), color="tab:green",
-               alpha=0.15, label=f"expected ±{tolerance:.0%}")
+    if _finite(given) and _finite(m.get("score_spread")):
+        allowed = allowed_deviation(m.get("tolerance") or 0.0, m["score_spread"], given)
+        ax.axhspan(given * (1 - allowed), given * (1 + allowed), color="tab:green", alpha=0.15,
+                   label=f"the scores' loss ±{allowed:.0%}")
+        ax.legend(fontsize="small", loc="upper left")
     for x, value in enumerate(values):
         ax.annotate(fmt(value), (x, heights[x]), ha="center", va="bottom", fontsize=9)
     label_axes(ax, "sanity-loss: loss at init", "", "loss", logy=all(h > 0 for h in heights))
-    ax.legend(fontsize="small", loc="upper left")
 
 
 def draw_gradcheck(ax, m: dict) -> None:

@@ -12,7 +12,7 @@ EPS = float(np.finfo(np.float64).eps)
 RESOLUTION_ULPS = 8
 DEFAULT_H = 1e-5
 # Steps float64 centered differences can use: below H_MIN rounding swamps the
-# difference (the estimate cannot resolve anything under 8 eps |f| / h, 1e-7
+# difference (the estimate cannot resolve anything under 8 eps |f| / h, 4e-7
 # for a loss of 2.3 at h = 1e-8), above H_MAX the curvature does.
 H_MIN, H_MAX = 1e-8, 1e-2
 # A failing entry is re-estimated with STABILITY_STEP x h: a float64 function's
