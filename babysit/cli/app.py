@@ -36,7 +36,7 @@ from rich.text import Text
 
 from babysit import interrupts
 from babysit.atomic import WriteError, blocking_file, make_parents, write_bytes
-from babysit.cli import stopped
+from babysit.cli import outputs, stopped
 from babysit.errors import BabysitError
 
 DEFAULT_RECIPE = "two-layer-digits"
@@ -89,6 +89,9 @@ class App:
         self.emitted = None                     # the Result emit was reporting, if any
         self.wrote_stdout = False               # a document already went to stdout
         self.stopping = False
+        self.start_dir: str | None = None       # outputs are written relative to it (cli/outputs.py)
+        self.extra_outputs: list = []           # a command's own outputs, e.g. [("--out", path)]
+        self.refused_outputs: set = set()       # outputs refused as clashing: never written
 
     @property
     def quiet(self) -> bool:
@@ -153,7 +156,28 @@ class App:
             raise click.UsageError(f"--set: {exc}") from None
         recipe = load_recipe(recipe_arg or DEFAULT_RECIPE, overrides=overrides or None)
         self.recipe = recipe.with_seed(self.options.seed)
+        self.check_outputs(outputs.recipe_inputs(self.recipe))
         return self.recipe
+
+    def check_outputs(self, inputs: list[tuple[str, str]] = ()) -> None:
+        """Abort (exit 2) when an output is another output or one of ``inputs``
+        (``(what, path)`` pairs; see :mod:`babysit.cli.outputs`)."""
+        opts = self.options
+        named = [("--json", opts.json_path), ("--junit", opts.junit_path), ("--plot", opts.plot_path)]
+        problem = outputs.clash(
+            [(what, path, self._target(path)) for what, path in named + self.extra_outputs],
+            [(what, self._target(path)) for what, path in inputs])
+        if problem:
+            message, path = problem
+            self.refused_outputs.add(path)   # the stop's documents must not land there either
+            self.abort(message)
+
+    def _target(self, path: str | None) -> str | None:
+        """Where ``path`` (as given on the command line) is written: relative to the
+        directory the command started in, whatever user code did to the working directory."""
+        if path in (None, "", outputs.STDOUT) or self.start_dir is None:
+            return path
+        return os.path.join(self.start_dir, os.path.expanduser(path))
 
     # -- outputs ----------------------------------------------------------
 
@@ -201,8 +225,8 @@ class App:
             sys.stdout.write(data.decode("utf-8"))
             sys.stdout.flush()
             return
-        make_parents(path)
-        write_bytes(path, data)
+        make_parents(self._target(path))
+        write_bytes(self._target(path), data)
 
     def _save_plot(self, result, plot: Callable | None, path: str) -> None:
         if plot is None:
@@ -216,8 +240,8 @@ class App:
             self.warn(f"{result.command} has nothing to plot; {path} not written")
             return
         try:
-            make_parents(path)
-            plots.save_png(figure, path)
+            make_parents(self._target(path))
+            plots.save_png(figure, self._target(path))
         except OSError as exc:
             self.abort(f"cannot write plot to {path}: {exc.strerror or exc}")
 
@@ -267,6 +291,9 @@ def _check_output_dirs(app: App, paths) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
     if sum(path == "-" for path in paths) > 1:
         app.abort("only one output can go to stdout ('-')")
+    if "" in paths:
+        app.abort("an output path is empty: give a file name, or '-' for stdout")
+    app.check_outputs()
     for path in paths:
         if path and path != "-":
             # missing folders are created when the output is written; a file in
@@ -319,6 +346,8 @@ def output_options(plot: bool = False, viewer: bool = False):
             app.options = CommonOptions(**{name: kwargs.pop(name) for name in _COMMON_NAMES
                                            if name in kwargs})
             app.command = click.get_current_context().command.name
+            with contextlib.suppress(OSError):   # a working directory that was deleted
+                app.start_dir = os.getcwd()
             with guard(app), quiet_numpy():
                 interrupts.raise_if_received()  # a signal whose exception an import swallowed
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,

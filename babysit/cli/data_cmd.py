@@ -68,6 +68,7 @@ def command(app, target):
                       "(data: {source: ...}) to override its data settings")
         recipe_label = None
         used_seed = app.options.seed or 0
+        app.check_outputs([("the data file", target)])
         report = inspect_data(target, seed=used_seed)
     else:
         refuse_data_file(app, target)

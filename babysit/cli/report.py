@@ -26,6 +26,7 @@ def command(app, log_path, log_loss):
     import babysit.search_store  # noqa: F401  (registers the "search" log reader)
     from babysit.store import read_log
 
+    app.check_outputs([("the log it shows", log_path)])
     log = read_log(log_path)
     if log.kind == "search":
         from babysit.diagnostics.search import rank, result_from_log

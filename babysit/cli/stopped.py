@@ -52,7 +52,7 @@ def write_documents(app, status: str, message: str) -> None:
     documents = ((opts.json_path, lambda: result_json(result).encode("utf-8")),
                  (opts.junit_path, lambda: junit_xml(result, strict=app.strict)))
     for path, document in documents:
-        if not path or (path == "-" and app.wrote_stdout):
+        if not path or (path == "-" and app.wrote_stdout) or path in app.refused_outputs:
             continue
         with contextlib.suppress(OSError):
             app.put_output(path, document())
