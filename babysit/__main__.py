@@ -22,8 +22,11 @@ def main(argv=None) -> None:
 
         interrupts.stopping()
         sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    cli_main(argv)
+        interrupts.finish(130)
+    try:
+        cli_main(argv)
+    except SystemExit as exit_:
+        interrupts.finish(exit_.code)   # see interrupts.finish: nothing after the command changes its exit
 
 
 if __name__ == "__main__":

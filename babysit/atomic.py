@@ -177,8 +177,16 @@ def make_parents(path) -> None:
     blocker = blocking_file(real)
     if blocker is not None:
         raise WriteError(errno.ENOTDIR, f"{blocker} is a file, not a directory", str(path))
+    # one level at a time, top down: Path.mkdir(parents=True) recurses once per
+    # missing level and a path 2,000 folders deep ended in a RecursionError
+    missing = []
+    folder = real.parent
+    while not folder.is_dir() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
     try:
-        real.parent.mkdir(parents=True, exist_ok=True)
+        for folder in reversed(missing):
+            folder.mkdir(exist_ok=True)
     except OSError as exc:
         raise WriteError(exc.errno, exc.strerror, str(path)) from None
 

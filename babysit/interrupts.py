@@ -14,8 +14,10 @@ interrupting the report with a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 
 from babysit.errors import Interrupted
@@ -86,6 +88,71 @@ def stopping() -> None:
             signal.signal(sig, _exit_now)
 
 
+def _children() -> list[int]:
+    """This process's live child processes (Linux /proc; elsewhere none are known)."""
+    me, found = os.getpid(), []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def _end_children(grace: float = 0.5) -> None:
+    """SIGTERM, then after ``grace`` seconds SIGKILL, every child still running: by now
+    only user code (a custom layer's Popen or fork) can have left one."""
+    import time
+
+    children = _children()
+    for pid, sig in [(pid, signal.SIGTERM) for pid in children]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
+    deadline = time.monotonic() + grace
+    while children and time.monotonic() < deadline:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, os.WNOHANG)
+        children = _children()
+        time.sleep(0.01)
+    for pid in children:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def finish(code) -> None:
+    """End the console script with ``code``; what the command did decides it, nothing after.
+
+    * A SIGINT/SIGTERM from here on is ignored: Python's finalization puts the
+      default actions back, and a SIGTERM in those last milliseconds (a CI
+      runner's, after a Ctrl-C) made the exit 143 instead of the 130 already chosen.
+    * No process outlives the command: children user code left running are ended.
+    * Threads user code left running (a custom layer's non-daemon thread) do not keep
+      the process alive after its output is written: it exits at once.
+    """
+    code = code if isinstance(code, int) else (0 if code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if _main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+    _end_children()
+    if any(t is not threading.current_thread() and not t.daemon and t.is_alive()
+           for t in threading.enumerate()):
+        os._exit(code)
+    sys.exit(code)
+
+
 class Deferred:
     """While active (``with``), SIGINT and SIGTERM only record a request (``requested``:
     the signal number, or None); the code stops at a safe point of its own with
@@ -127,4 +194,5 @@ class Deferred:
             raise Interrupted(signal.Signals(signum).name)
 
 
-__all__ = ["Deferred", "raise_if_received", "install", "restore", "installed", "stopping", "Interrupted", "SIGNALS"]
+__all__ = ["Deferred", "raise_if_received", "install", "restore", "installed", "stopping", "finish",
+           "Interrupted", "SIGNALS"]

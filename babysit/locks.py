@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ except ImportError:  # Windows
 _LOCK_NAME = re.compile(r"^\..+\.babysit\.lock$")
 _held: dict = {}  # sidecar -> how many nested exclusive() blocks of this process hold it
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class OutputLocked(BabysitError):
@@ -85,8 +87,12 @@ def remove_stale_locks(directory) -> None:
                 continue
             path = Path(directory) / name
             with contextlib.suppress(OSError):
-                fd = os.open(path, os.O_RDONLY)
+                # never block on a FIFO by that name, never follow a symlink: only a
+                # regular file can be a sidecar babysit wrote
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
                 try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        continue
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     if _same_file(fd, path):
                         path.unlink()
@@ -98,10 +104,17 @@ def _acquire(path, sidecar: Path) -> int:
     """Open and lock ``sidecar``; returns the descriptor. Raises OutputLocked."""
     while True:
         try:
-            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT, 0o644)
+            # a symlink or FIFO planted under the sidecar's name is not followed or waited on
+            fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _NO_FOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise WriteError(exc.errno, f"its lock file {sidecar} is a symbolic link; remove it",
+                                 str(path)) from None
             raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise WriteError(errno.EEXIST, f"its lock file {sidecar} is not a regular file; "
+                                 "remove it", str(path))
             if not _try_lock(fd):
                 owner = ""
                 with contextlib.suppress(OSError):

@@ -1,6 +1,7 @@
 """Atomic writes (issue 10 items 3, 4, 12, 14): what is at the target is never clobbered
 or left half-written, and every error names the file the user asked for."""
 
+import contextlib
 import errno
 import os
 import shutil
@@ -283,3 +284,23 @@ def test_run_logs_round_trip_through_the_in_memory_image(tmp_path):
     back = read_run_log(tmp_path / "r.h5")
     np.testing.assert_array_equal(back.history["iteration"]["loss"], np.arange(5.0))
     assert back.status == "finished"
+
+
+def test_missing_folders_over_a_thousand_deep_are_made_without_recursion(tmp_path):
+    # Path.mkdir(parents=True) recursed once per missing level: 2,000 levels ended
+    # in a RecursionError (a flood of chained tracebacks) instead of a written file
+    deep = tmp_path / ("d/" * 1200 + "x.json")   # more levels than the recursion limit
+    if len(str(deep)) >= os.pathconf(tmp_path, "PC_PATH_MAX"):
+        pytest.skip("path too long for this file system")
+    try:
+        atomic.make_parents(str(deep))
+        write_bytes(str(deep), b"{}")
+        assert deep.read_bytes() == b"{}"
+    finally:   # bottom up, one level at a time: pytest's recursive clean-up would overflow too
+        folder = deep
+        with contextlib.suppress(FileNotFoundError):
+            deep.unlink()
+        while folder.parent != tmp_path:
+            folder = folder.parent
+            with contextlib.suppress(OSError):
+                folder.rmdir()

@@ -118,3 +118,34 @@ def test_a_lock_left_by_a_killed_owner_is_not_in_the_way(tmp_path):
     with exclusive(out):                                   # the next writer sweeps stale locks
         assert not lock_path(other).exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_fifo_named_like_a_lock_is_not_waited_on(tmp_path):
+    # the stale-lock sweep opened every ".*.babysit.lock" for reading: a FIFO by that
+    # name blocked train/search forever
+    from babysit.locks import exclusive
+
+    os.mkfifo(tmp_path / ".other.h5.babysit.lock")
+    done = []
+    worker = __import__("threading").Thread(
+        target=lambda: done.append(exclusive(tmp_path / "run.h5").__enter__()), daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert done, "exclusive() blocked on the FIFO"
+    assert (tmp_path / ".other.h5.babysit.lock").exists()   # not ours: left alone
+
+
+@pytest.mark.parametrize("plant", ["dangling symlink", "fifo"])
+def test_a_lock_file_that_is_not_a_regular_file_is_refused(tmp_path, plant):
+    from babysit.atomic import WriteError
+    from babysit.locks import exclusive
+
+    sidecar = tmp_path / ".run.h5.babysit.lock"
+    if plant == "fifo":
+        os.mkfifo(sidecar)
+    else:
+        os.symlink(tmp_path / "elsewhere" / "x", sidecar)
+    with pytest.raises(WriteError, match="lock file .* (is a symbolic link|is not a regular file)"):
+        with exclusive(tmp_path / "run.h5"):
+            pass
+    assert not (tmp_path / "elsewhere").exists()            # the link's target was not created

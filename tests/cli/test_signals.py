@@ -157,3 +157,48 @@ def test_kill_9_of_a_search_takes_its_workers_with_it(tmp_path):
         # the workers notice within a fraction of a second, then the tracker sees its pipe close
         assert wait_until(lambda: not any(running(pid) for pid in helpers), timeout=15, step=0.1), \
             [pid for pid in helpers if running(pid)]
+
+
+def test_after_the_command_a_late_signal_cannot_change_the_exit_code(tmp_path):
+    # Python's finalization puts the default actions back; a SIGTERM in those last
+    # milliseconds (a CI runner's, right after a Ctrl-C) made the exit 143, not the
+    # 130 already chosen. interrupts.finish ignores both signals from then on.
+    script = ("import atexit, signal, sys\n"
+              "from babysit import interrupts\n"
+              "interrupts.install()\n"
+              "atexit.register(lambda: print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN,\n"
+              "                              signal.getsignal(signal.SIGINT) is signal.SIG_IGN))\n"
+              "interrupts.finish(130)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 130 and done.stdout.split() == ["True", "True"], done.stderr
+
+
+def test_threads_and_processes_a_custom_layer_leaves_do_not_outlive_the_command(tmp_path):
+    (tmp_path / "leaky.py").write_text(
+        "import subprocess, threading, time\n"
+        "from babysit.engine.base import Layer\n"
+        "class Leaky(Layer):\n"
+        "    started = False\n"
+        "    def forward(self, x, train):\n"
+        "        if not Leaky.started:\n"
+        "            Leaky.started = True\n"
+        "            threading.Thread(target=time.sleep, args=(1000,)).start()   # not a daemon\n"
+        "            subprocess.Popen(['sleep', '1000'])\n"
+        "        return x\n"
+        "    def backward(self, dout):\n"
+        "        return dout\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path), ENV.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "babysit", "gradcheck", "--set",
+                                "model.layers.1={custom: leaky:Leaky}", "--json", "out.json", "-q"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    helpers = []
+    try:
+        wait_until(lambda: helpers.extend(children(process.pid)) or process.poll() is not None, 60)
+        out, err = finish(process)
+        assert process.returncode == 0, err              # it ended: no wait on the thread
+        assert '"status": "pass"' in (tmp_path / "out.json").read_text()
+        assert helpers and not any(running(pid) for pid in set(helpers))   # its child was ended
+    finally:
+        kill_all(process, helpers)
