@@ -36,11 +36,31 @@ def split_layer_entry(entry):
     raise ModelError(f"a layer must be a name or a one-key mapping, got {entry!r}")
 
 
+def user_attribute(layer, name: str, where: str):
+    """``getattr(layer, name, None)`` on a user's layer: a property or ``__getattr__``
+    that raises (anything, not only AttributeError) is their error, a ModelError."""
+    with fenced(f"{where}: reading its attribute {name!r} raised"):
+        return getattr(layer, name, None)
+
+
+def wants_rng(layer, where: str) -> bool:
+    """Whether ``layer`` takes the model's generator (an ``rng`` attribute or ``uses_randomness``)."""
+    with fenced(f"{where}: reading its attribute 'rng' raised"):
+        has_rng = hasattr(layer, "rng")
+    return has_rng or bool(user_attribute(layer, "uses_randomness", where))
+
+
+def float64_param(value, where: str, key: str) -> np.ndarray:
+    """A user layer's parameter as a float64 array; ModelError when it is not numbers."""
+    with fenced(f"{where}: params[{key!r}] is not an array of numbers:"):
+        return np.array(value, dtype=np.float64)
+
+
 def check_layer_object(layer, where: str) -> None:
     """Raise ModelError unless ``layer`` follows the layer interface."""
-    missing = [m for m in ("forward", "backward") if not callable(getattr(layer, m, None))]
+    missing = [m for m in ("forward", "backward") if not callable(user_attribute(layer, m, where))]
     for attr in ("params", "grads"):
-        if not isinstance(getattr(layer, attr, None), dict):
+        if not isinstance(user_attribute(layer, attr, where), dict):
             missing.append(attr)
     if missing:
         raise ModelError(f"{where} is not a layer: it lacks {', '.join(missing)} "
@@ -118,7 +138,7 @@ def build_model(model, input_shape, num_classes, rng=None, dtype=np.float32) -> 
                 raise ModelError(f"{where}: {exc}") from None
         init = get_initializer(init_spec if init_spec is not None else default_init)
         bias_value = default_bias if bias is None else float(bias)
-        if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
+        if wants_rng(layer, where):
             with fenced(f"{where}: setting rng failed:"):
                 layer.rng = rng
         build = getattr(layer, "build", None)
@@ -158,10 +178,12 @@ def promote_user_params(model: Model) -> None:
     for index in model.user_layers:
         layer = model.layers[index]
         for key, value in list(layer.params.items()):
-            if np.asarray(value).dtype != np.float64:
-                layer.params[key] = np.array(value, dtype=np.float64)
+            if not (isinstance(value, np.ndarray) and value.dtype == np.float64):
+                layer.params[key] = float64_param(value, f"layer {index} (custom "
+                                                  f"{type(layer).__name__})", key)
                 model.params[f"{index}.{key}"] = layer.params[key]
 
 
-__all__ = ["build_model", "import_object", "split_layer_entry", "check_layer_object",
+__all__ = ["build_model", "import_object", "split_layer_entry", "check_layer_object", "user_attribute",
+           "wants_rng", "float64_param",
            "infer_output_shape", "promote_user_params"]

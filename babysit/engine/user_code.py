@@ -69,7 +69,7 @@ def fenced(prefix: str):
     except BabysitError:
         raise
     except BaseException as exc:
-        if _is_real_interrupt(exc) or isinstance(exc, GeneratorExit):
+        if _is_real_interrupt(exc):   # no fenced block holds a yield: a GeneratorExit is theirs too
             raise
         raise ModelError(f"{prefix} {describe_escape(exc)}") from None
 

@@ -195,3 +195,42 @@ def test_user_layers_still_build_and_run(user_module):
     model = build_model(model_with(f"{name}:Identity"), (10,), 3, np.random.default_rng(0))
     loss, grads = model.loss(np.ones((4, 10)), np.array([0, 1, 2, 0]))
     assert np.isfinite(loss) and set(grads) == {"1.W", "1.b"}
+
+
+# -- layers that break in ways the contract check itself tripped on ----------------------
+
+BROKEN_BODIES = {
+    "string parameter": ("class L(Identity):\n    def __init__(self):\n"
+                         "        self.params, self.grads = {'w': 'str'}, {'w': 0}\n",
+                         "params['w'] is not an array of numbers"),
+    "object parameter": ("class L(Identity):\n    def __init__(self):\n"
+                         "        self.params = {'w': np.array([object(), 1], dtype=object)}\n"
+                         "        self.grads = {'w': 0}\n",
+                         "params['w'] is not an array of numbers"),
+    "raising params property": ("class L:\n    grads = {}\n    @property\n    def params(self):\n"
+                                "        raise RuntimeError('no')\n"
+                                "    def forward(self, x, train):\n        return x\n"
+                                "    def backward(self, dout):\n        return dout\n",
+                                "reading its attribute 'params' raised RuntimeError"),
+    "raising __getattr__": ("class L(Identity):\n    def __getattr__(self, name):\n"
+                            "        raise RuntimeError('no ' + name)\n",
+                            "reading its attribute 'rng' raised RuntimeError"),
+    "forward raising GeneratorExit": ("class L(Identity):\n    def forward(self, x, train):\n"
+                                      "        raise GeneratorExit\n", "GeneratorExit"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_BODIES))
+@pytest.mark.parametrize("mode", ["recipe", "layer"])
+def test_a_broken_layer_is_one_error_line_in_either_mode(user_module, case, mode):
+    body, words = BROKEN_BODIES[case]
+    name = user_module(body)
+    args = (["gradcheck", "--set", f"model.layers.1={{custom: '{name}:L'}}"] if mode == "recipe" else
+            ["gradcheck", "--layer", f"{name}:L", "--input-shape", "4,10"])
+    one_error_line(run(*args), words)
+
+
+def test_an_input_shape_numpy_cannot_hold_is_refused():
+    line = one_error_line(run("gradcheck", "--layer", "babysit.engine.layers:ReLU",
+                              "--input-shape", ",".join(["1"] * 70)))
+    assert "70 dimensions; at most 32" in line

@@ -15,6 +15,9 @@ from babysit.diagnostics.gradcheck.numerical import Differencer
 from babysit.errors import BabysitError, ModelError
 from babysit.torch import is_torch_layer
 
+MAX_DIMS = 32
+
+
 def parse_shape(text) -> tuple:
     """``"4,10"`` -> ``(4, 10)``: a batch size and a per-example shape, all >= 1."""
     if isinstance(text, str):
@@ -32,6 +35,9 @@ def parse_shape(text) -> tuple:
     if len(shape) < 2 or any(s < 1 for s in shape):
         raise BabysitError(f"input shape needs a batch size and at least one dimension, all >= 1 "
                            f"(e.g. 4,10 or 2,3,8,8), got {text!r}")
+    if len(shape) > MAX_DIMS:   # NumPy's own limit is 64; no layer takes more than a few
+        raise BabysitError(f"input shape has {len(shape)} dimensions; at most {MAX_DIMS} "
+                           f"(a batch size and the example's shape, e.g. 2,3,8,8)")
     return shape
 
 
@@ -53,7 +59,7 @@ def parse_kwargs(text) -> dict:
 
 def make_layer(layer_cls, kwargs, input_shape, rng):
     """Instantiate and (when it can) build a user's layer with float64 parameters."""
-    from babysit.engine.builder import check_layer_object
+    from babysit.engine.builder import check_layer_object, float64_param, wants_rng
     from babysit.engine.init import get_initializer
     from babysit.engine.user_code import fenced, load_layer_class
 
@@ -63,14 +69,15 @@ def make_layer(layer_cls, kwargs, input_shape, rng):
     with fenced(f"{label}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed:"):
         layer = layer_cls(**kwargs)
     check_layer_object(layer, label)
-    if hasattr(layer, "rng") or getattr(layer, "uses_randomness", False):
-        layer.rng = rng
+    if wants_rng(layer, label):
+        with fenced(f"{label}: setting rng failed:"):
+            layer.rng = rng
     build = getattr(layer, "build", None)
     if callable(build):
         with fenced(f"{label}.build(input shape {tuple(input_shape[1:])}) failed:"):
             build(tuple(input_shape[1:]), rng, np.float64, get_initializer("xavier"), 0.0)
     for key, value in list(layer.params.items()):
-        layer.params[key] = np.array(value, dtype=np.float64)
+        layer.params[key] = float64_param(value, label, key)
         layer.grads[key] = np.zeros_like(layer.params[key])
     return layer, label
 
