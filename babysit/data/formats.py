@@ -15,13 +15,20 @@ Every failure is a DataError whose message starts with the source's label.
 
 Files come from others and are not trusted: CIFAR-10 pickles load through the
 restricted unpickler of :mod:`babysit.data.safe_pickle`, NPZ never unpickles,
-and an HDF5 file is read only from itself (see :func:`_dataset`).
+and an HDF5 file is read only from itself (see :func:`_dataset`). What a small
+file could expand to is bounded before it is built: a CIFAR-10 directory holds
+at most MAX_CIFAR_IMAGES images, and rows and labels given as lists are checked
+before NumPy converts them (:func:`_list_rows`); class names are counted before
+they are decoded (:func:`_names`); an IDX header is checked before its data are
+read (:func:`read_idx`).
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import numbers
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -29,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from babysit.data.safe_pickle import RefusedPickle, load_data_pickle
+from babysit.data.safe_pickle import RefusedPickle, UnsafePickle, load_data_pickle
 from babysit.errors import DataError
 from babysit.validation import show
 
@@ -46,9 +53,40 @@ class RawData:
     class_names: tuple | None = None
 
 
-def _names(values) -> tuple:
-    """Class names as str, decoding bytes (HDF5 attributes, CIFAR-10 meta)."""
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in values)
+MAX_CLASS_NAMES = 100_000  # class names a file may give (ImageNet-21k has 21,841 classes)
+MAX_NAME_CHARS = 10_000_000  # characters in all of them
+
+
+def _names(values, label: str, where: str) -> tuple:
+    """Class names as str, from a list or array of names (``where`` says which, for messages).
+
+    Bytes are decoded as UTF-8, and bytes that are not UTF-8 become U+FFFD, the
+    replacement character, instead of refusing the data: names only label the
+    classes in reports, so a practitioner expects the data to load when just a
+    name is odd, and the visible replacement shows where the bad bytes were.
+    Numbers become their digits. Anything else is a DataError: a value that is
+    not a list of names (a number, one bytes string), an entry that is not a
+    name (a list, None), or more names or characters than MAX_CLASS_NAMES and
+    MAX_NAME_CHARS, counted before decoding (a pickle can repeat one long name
+    by reference).
+    """
+    if isinstance(values, np.ndarray):
+        values = values.ravel()
+    elif not isinstance(values, (list, tuple)):
+        raise DataError(f"{label}: {where} must be a list of names, got {type(values).__name__}")
+    if len(values) > MAX_CLASS_NAMES:
+        raise DataError(f"{label}: {where} has {len(values)} names; at most {MAX_CLASS_NAMES} are read")
+    chars = 0
+    for i, name in enumerate(values):
+        if isinstance(name, (str, bytes)):
+            chars += len(name)
+        elif not isinstance(name, numbers.Real):
+            raise DataError(f"{label}: {where} entry {i} is a {type(name).__name__}, not a name")
+    if chars > MAX_NAME_CHARS:
+        raise DataError(f"{label}: {where} has {chars} characters in all; at most {MAX_NAME_CHARS} "
+                        f"are read")
+    return tuple(name.decode("utf-8", errors="replace") if isinstance(name, bytes) else str(name)
+                 for name in values)
 
 
 # -- HDF5 and NPZ -------------------------------------------------------------
@@ -170,11 +208,15 @@ def from_arrays(arrays: dict, label: str) -> RawData:
         num_classes = int(value.ravel()[0])
     names = arrays.get("class_names")
     if names is not None:
-        names = _names(np.asarray(names).ravel())
+        names = _names(np.asarray(names), label, "class_names")
     return RawData(splits, label, num_classes, names)
 
 
 # -- CIFAR-10 -------------------------------------------------------------------
+
+
+PIXELS = 3 * 32 * 32  # values in one CIFAR-10 image row
+MAX_CIFAR_IMAGES = 60_000  # the whole CIFAR-10 set: five batches of 10,000 and a test batch
 
 
 def _unpickle(path: Path, label: str) -> dict:
@@ -185,22 +227,103 @@ def _unpickle(path: Path, label: str) -> dict:
         raise DataError(f"{label}: {path.name} is not a plain data pickle: it names {show(exc.name)}, "
                         f"which could run code; refused without loading it (a real CIFAR-10 "
                         f"batch holds only bytes, lists, numbers and NumPy arrays)") from None
+    except UnsafePickle as exc:
+        raise DataError(f"{label}: {path.name} is refused: {exc}") from None
     except Exception as exc:  # anything a corrupt pickle can raise
         raise DataError(f"{label}: cannot read {path.name}: {type(exc).__name__}: {exc}") from None
     if not isinstance(batch, dict):
         raise DataError(f"{label}: {path.name} is not a CIFAR-10 batch (a dict)")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    return {k.decode("utf-8", errors="replace") if isinstance(k, bytes) else k: v
+            for k, v in batch.items()}
 
 
-def _cifar_batch(path: Path, label: str):
+def _first_not(values, kinds: tuple) -> int | None:
+    """The index of the first entry of ``values`` that is none of ``kinds`` (None: all are).
+
+    Looks at the distinct types first, at C speed, and walks the entries only
+    to name a culprit.
+    """
+    if all(issubclass(kind, kinds) for kind in set(map(type, values))):
+        return None
+    return next(i for i, value in enumerate(values) if not isinstance(value, kinds))
+
+
+def _list_rows(rows, where: str) -> np.ndarray:
+    """Rows given as lists (not how CIFAR-10 stores them, but readable) -> (N, PIXELS) uint8.
+
+    Every row is checked before any is converted, without following what its
+    entries hold: a pickle makes a list of N references to one row, or a row
+    of references to another list, in a few bytes, and NumPy would expand them
+    into N x 3,072 (or 3,072 ** depth) values. A row must be PIXELS whole
+    numbers 0..255 (the values CIFAR-10's uint8 holds), so the batch takes no
+    more memory than the array it stands for.
+    """
+    seen = set()  # ids of rows already checked: references to one row are checked once
+    for i, row in enumerate(rows):
+        if id(row) in seen:
+            continue
+        if not isinstance(row, (list, tuple)):
+            raise DataError(f"{where} row {i} is a {type(row).__name__}, not a list of {PIXELS} values")
+        if len(row) != PIXELS:
+            raise DataError(f"{where} row {i} has {len(row)} values, expected {PIXELS} (3 x 32 x 32); "
+                            f"every row must have the same length")
+        bad = _first_not(row, (int, np.integer))
+        if bad is not None:
+            raise DataError(f"{where} row {i} holds a {type(row[bad]).__name__} (value {bad}); rows "
+                            f"given as lists must hold whole numbers 0..255 (store other values as "
+                            f"a NumPy array of shape (N, {PIXELS}))")
+        seen.add(id(row))
+    X = np.empty((len(rows), PIXELS), dtype=np.uint8)
+    for i, row in enumerate(rows):
+        try:
+            values = np.fromiter(row, dtype=np.int64, count=PIXELS)
+        except OverflowError:  # beyond int64
+            values = None
+        if values is None or values.min() < 0 or values.max() > 255:
+            raise DataError(f"{where} row {i} holds values outside 0..255")
+        X[i] = values
+    return X
+
+
+def _cifar_batch(path: Path, label: str, room: int):
+    """``(X (N, 3, 32, 32), y)`` of one batch, refused if it holds more than ``room`` images."""
     batch = _unpickle(path, label)
     if "data" not in batch or "labels" not in batch:
         raise DataError(f"{label}: {path.name} lacks 'data' or 'labels'")
-    X = np.asarray(batch["data"])
-    y = np.asarray(batch["labels"])
-    if X.ndim != 2 or X.shape[1] != 3 * 32 * 32:
-        raise DataError(f"{label}: {path.name} data has shape {X.shape}, expected (N, 3072)")
-    return X.reshape(-1, 3, 32, 32), y
+    data, labels = batch["data"], batch["labels"]
+    where = f"{label}: {path.name} data"
+    if isinstance(data, np.ndarray):
+        data = np.asarray(data)
+        if data.ndim != 2 or data.shape[1] != PIXELS:
+            raise DataError(f"{where} has shape {data.shape}, expected (N, {PIXELS})")
+    elif not isinstance(data, (list, tuple)):
+        raise DataError(f"{where} is a {type(data).__name__}, expected an array (N, {PIXELS})")
+    for what, count in (("images", len(data)), ("labels", _labels_count(labels, label, path))):
+        if count > room:  # counted, not converted: the bound comes before any large allocation
+            before = "" if room == MAX_CIFAR_IMAGES else " with the batches read before it"
+            raise DataError(f"{label}: {path.name} holds {count} {what}, more than the "
+                            f"{MAX_CIFAR_IMAGES} images of the whole CIFAR-10 set{before}; refused "
+                            f"before loading them")
+    X = data if isinstance(data, np.ndarray) else _list_rows(data, where)
+    return X.reshape(-1, 3, 32, 32), _label_array(labels, label, path)
+
+
+def _labels_count(labels, label: str, path: Path) -> int:
+    if not isinstance(labels, (list, tuple, np.ndarray)):
+        raise DataError(f"{label}: {path.name} labels must be a list of class indices, "
+                        f"got {type(labels).__name__}")
+    return len(labels)
+
+
+def _label_array(labels, label: str, path: Path) -> np.ndarray:
+    """Labels as an array; a list must hold numbers only (checked before NumPy expands it)."""
+    if isinstance(labels, np.ndarray):
+        return np.asarray(labels)
+    bad = _first_not(labels, numbers.Real)
+    if bad is not None:
+        raise DataError(f"{label}: {path.name} label {bad} is a {type(labels[bad]).__name__}; "
+                        f"labels must be class indices 0..9")
+    return np.array(labels)
 
 
 def read_cifar10(directory: Path, label: str) -> RawData:
@@ -209,17 +332,19 @@ def read_cifar10(directory: Path, label: str) -> RawData:
     missing = [f.name for f in train_files + [test_file] if not f.is_file()]
     if missing:
         raise DataError(f"{label}: not a CIFAR-10 python directory: missing {', '.join(missing)}")
-    batches = [_cifar_batch(f, label) for f in train_files]
-    X_train = np.concatenate([X for X, _ in batches])
-    y_train = np.concatenate([y for _, y in batches])
+    batches, room = [], MAX_CIFAR_IMAGES
+    for file in train_files + [test_file]:
+        batches.append(_cifar_batch(file, label, room))
+        room -= len(batches[-1][0])
+    X_train = np.concatenate([X for X, _ in batches[:-1]])
+    y_train = np.concatenate([y for _, y in batches[:-1]])
     names = None
     meta = directory / "batches.meta"
     if meta.is_file():
         labels = _unpickle(meta, label).get("label_names")
         if labels is not None:
-            names = _names(labels)
-    splits = {"train": (X_train, y_train), "test": _cifar_batch(test_file, label)}
-    return RawData(splits, label, 10, names)
+            names = _names(labels, label, f"{meta.name} label_names")
+    return RawData({"train": (X_train, y_train), "test": batches[-1]}, label, 10, names)
 
 
 # -- MNIST IDX ------------------------------------------------------------------
@@ -227,34 +352,57 @@ def read_cifar10(directory: Path, label: str) -> RawData:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: Path) -> np.ndarray:
+MAX_IDX_DIMS = 32  # dimensions an IDX header may declare (NumPy 1's limit; NumPy 2's is 64)
+MAX_GZIP_IDX_BYTES = 1 << 30  # data a gzipped IDX file may inflate to: twice EMNIST's largest
+_IDX_LAYOUTS = {3: "images (N, rows, columns)", 1: "labels (N,)"}  # MNIST's two kinds of file
+
+
+def read_idx(path: Path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (MNIST format; gzipped when the name ends in .gz).
 
     Header: two zero bytes, a type code, the number of dimensions, then one
-    big-endian uint32 per dimension; the data follow, big-endian.
+    big-endian uint32 per dimension; the data follow, big-endian. ``ndim``:
+    the dimensions the file must have (MNIST: 3 for images, 1 for labels);
+    at most MAX_IDX_DIMS in any case.
+
+    The header is checked before the data are read, so a header that declares
+    more than the file holds costs nothing: a plain file's size is compared
+    with it, and a gzipped file (a few kB can inflate to gigabytes) is
+    inflated only as far as its header says, and at most MAX_GZIP_IDX_BYTES.
     """
+    gzipped = path.suffix == ".gz"
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                raw = handle.read()
-        else:
-            raw = path.read_bytes()
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
+            head = handle.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            dtype, count = np.dtype(_IDX_TYPES[head[2]]), head[3]
+            if ndim is not None and count != ndim:
+                raise DataError(f"{path}: the IDX header declares {count} dimensions; MNIST "
+                                f"{_IDX_LAYOUTS.get(ndim, 'files')} have {ndim}")
+            if not 1 <= count <= MAX_IDX_DIMS:
+                raise DataError(f"{path}: the IDX header declares {count} dimensions; "
+                                f"1 to {MAX_IDX_DIMS} are read")
+            packed = handle.read(4 * count)
+            if len(packed) < 4 * count:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{count}I", packed)
+            nbytes = math.prod(dims) * dtype.itemsize
+            if gzipped and nbytes > MAX_GZIP_IDX_BYTES:
+                raise DataError(f"{path}: the IDX header says {dims} ({nbytes} bytes of data), more "
+                                f"than the {MAX_GZIP_IDX_BYTES} a gzipped IDX file may inflate to")
+            if not gzipped:
+                stored = os.fstat(handle.fileno()).st_size - 4 - 4 * count
+                if stored != nbytes:
+                    raise DataError(f"{path}: IDX header says {dims} ({nbytes} bytes of data) "
+                                    f"but the file has {stored}")
+            data = handle.read(nbytes + 1)  # one byte more tells a stream that goes on
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    count = math.prod(dims)
-    if len(raw) - header != count * dtype.itemsize:
-        raise DataError(f"{path}: IDX header says {dims} ({count * dtype.itemsize} bytes of data) "
-                        f"but the file has {len(raw) - header}")
-    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims).astype(
-        dtype.newbyteorder("="))
+    if len(data) != nbytes:
+        has = "more" if len(data) > nbytes else len(data)
+        raise DataError(f"{path}: IDX header says {dims} ({nbytes} bytes of data) but the file has {has}")
+    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def _find_idx(directory: Path, prefix: str, what: str, idx: str):
@@ -277,7 +425,7 @@ def read_mnist(directory: Path, label: str) -> RawData:
             missing = [f"{prefix}-{w}-{i}-ubyte[.gz]" for w, i, f in
                        (("images", "idx3", images), ("labels", "idx1", labels)) if f is None]
             raise DataError(f"{label}: not an MNIST directory: missing {', '.join(missing)}")
-        splits[split] = (read_idx(images), read_idx(labels))
+        splits[split] = (read_idx(images, 3), read_idx(labels, 1))
     return RawData(splits, label)
 
 
@@ -307,4 +455,5 @@ def describe_file(path) -> tuple[str, str] | None:
 
 
 __all__ = ["RawData", "SPLITS", "read_hdf5", "read_npz", "from_arrays", "read_cifar10",
-           "read_idx", "read_mnist", "describe_file", "MAX_SOFT_LINKS"]
+           "read_idx", "read_mnist", "describe_file", "MAX_SOFT_LINKS", "MAX_CIFAR_IMAGES",
+           "MAX_CLASS_NAMES", "MAX_NAME_CHARS", "MAX_IDX_DIMS", "MAX_GZIP_IDX_BYTES"]
