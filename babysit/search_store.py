@@ -41,8 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from babysit.locks import exclusive
-from babysit.store import (FORMAT_ATTR, StoreError, write_hdf5, decode_attr, read_log,
-                           register_reader)
+from babysit.log_checks import (DamagedLog, attributes, checked_attrs, equal_lengths, group_at,
+                                json_text, numbers, strings)
+from babysit.store import FORMAT_ATTR, StoreError, read_log, register_reader, write_hdf5
+from babysit.validation import NON_NEGATIVE_INT, NUMBER, show
 
 KIND = "search"
 FORMAT_VERSION = 1
@@ -52,6 +54,11 @@ _COLUMNS = {"index": "int64", "stage": "int64", "seed": "int64", "status": "str"
             "val_accuracy": "float64", "train_accuracy": "float64",
             "final_loss": "float64", "epochs_run": "int64", "seconds": "float64"}
 _OPTIONAL_FLOATS = ("val_accuracy", "train_accuracy")
+# Root attributes a report reads, and what they must be when present.
+_META = {"seed": NON_NEGATIVE_INT, "epochs": NON_NEGATIVE_INT, "trials_per_stage": NON_NEGATIVE_INT,
+         "stages": NON_NEGATIVE_INT, "format_version": NON_NEGATIVE_INT, "status": str,
+         "recipe_name": str, "recipe_path": str, "backend": str, "started": str,
+         "babysit_version": str}
 
 
 @dataclass
@@ -72,25 +79,36 @@ class SearchLog:
 
     @classmethod
     def from_h5(cls, handle, path=None) -> "SearchLog":
-        meta = {key: decode_attr(value) for key, value in handle.attrs.items()
-                if key not in (FORMAT_ATTR, "space", "stage_spaces")}
-        space = json.loads(decode_attr(handle.attrs["space"]))
-        stage_spaces = json.loads(decode_attr(handle.attrs["stage_spaces"]))
-        group = handle["trials"]
+        """Read and check (after :func:`babysit.log_checks.check_structure`): the spaces are
+        JSON of the form the writer uses, every column (and parameter column) is 1-D with one
+        entry per trial, numbers or text as :data:`_COLUMNS` says."""
+        meta = attributes(handle, "/", skip=(FORMAT_ATTR,))
+        space = checked_space(meta.pop("space", None), "attribute 'space'")
+        stage_spaces = json_text(meta.pop("stage_spaces", None), "attribute 'stage_spaces'", list)
+        for stage, stage_space in enumerate(stage_spaces, start=1):
+            if set(checked_space(stage_space, f"stage {stage}'s space")) != set(space):
+                raise DamagedLog(f"stage {stage}'s space has other keys than the search space")
+        checked_attrs(meta, _META)
+        group = group_at(handle, "trials", "/trials")
+        budget = handle.id.get_filesize()   # text cannot legitimately exceed the file
         columns = {}
         for name, dtype in _COLUMNS.items():
-            data = group[name]
-            columns[name] = list(data.asstr()[()]) if dtype == "str" else data[()].tolist()
+            where = f"/trials/{name}"
+            columns[name] = (strings(group.get(name), where, budget) if dtype == "str"
+                             else numbers(group.get(name), where, ndim=1).tolist())
         params = {}
+        param_group = group_at(group, "params", "/trials/params")
         for key, dist in space.items():
-            data = group["params"][key]
+            data, where = param_group.get(key), f"/trials/params/{key}"
             if dist["kind"] == "choice":
                 by_text = {str(o): o for o in dist["options"]}
-                params[key] = [by_text.get(v, v) for v in data.asstr()[()]]
+                params[key] = [by_text.get(v, v) for v in strings(data, where, budget)]
             else:
-                params[key] = data[()].tolist()
+                params[key] = numbers(data, where, ndim=1).tolist()
+        rows = equal_lengths([(f"/trials/{name}", np.asarray(values, dtype=object))
+                              for name, values in {**columns, **params}.items()], "trial")
         trials = []
-        for row in range(len(columns["index"])):
+        for row in range(rows or 0):
             trial = {name: columns[name][row] for name in _COLUMNS}
             for name in _OPTIONAL_FLOATS:
                 if math.isnan(trial[name]):
@@ -99,6 +117,30 @@ class SearchLog:
             trials.append(trial)
         return cls(path=Path(path) if path is not None else None, meta=meta, space=space,
                    stage_spaces=stage_spaces, trials=trials)
+
+
+def checked_space(value, what: str) -> dict:
+    """A space as the log stores it (``SearchSpace.to_dict``): ``{key: {"kind": "choice",
+    "options": [...]}}`` or ``{key: {"kind": log|uniform|int, "low": a, "high": b}}``, a < b.
+    ``value`` is JSON text or an already parsed stage space."""
+    space = json_text(value, what) if not isinstance(value, dict) else value
+    for key, dist in space.items():
+        if not isinstance(dist, dict):
+            raise DamagedLog(f"{what}: {key!r} is not a distribution")
+        kind = dist.get("kind")
+        if kind == "choice":
+            options = dist.get("options")
+            if not (isinstance(options, list) and options
+                    and all(isinstance(o, (str, int, float)) for o in options)):
+                raise DamagedLog(f"{what}: {key!r} has no list of options")
+        elif kind in ("log", "uniform", "int"):
+            low, high = dist.get("low"), dist.get("high")
+            if not (NUMBER.accepts(low) and NUMBER.accepts(high) and low < high
+                    and (kind != "log" or low > 0)):
+                raise DamagedLog(f"{what}: {key!r} is not a range ({show(low)} to {show(high)})")
+        else:
+            raise DamagedLog(f"{what}: {key!r} has unknown kind {show(kind)}")
+    return space
 
 
 register_reader(KIND, SearchLog.from_h5)

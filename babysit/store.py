@@ -5,7 +5,10 @@ its kind (``"run"`` for ``babysit train``; a root ``format="babysit-<kind>"``
 attribute counts too); :func:`read_log` dispatches on it through
 :data:`READERS`, so another kind (a search log) plugs in with
 ``register_reader("search", reader)`` where ``reader(h5file, path)`` returns an
-object with a ``kind`` attribute (``babysit report`` renders by kind).
+object with a ``kind`` attribute (``babysit report`` renders by kind). Logs are
+untrusted input: ``read_log`` checks the whole file first and readers read every
+value through :mod:`babysit.log_checks`, so a damaged or hostile log is one
+StoreError naming the file and the part, before anything is allocated for it.
 
 Layout of a run log (spec §6)::
 
@@ -55,6 +58,10 @@ import numpy as np
 
 from babysit.atomic import make_parents, write_bytes
 from babysit.errors import BabysitError
+from babysit.log_checks import (DamagedLog, attributes, check_attribute, check_structure,
+                                checked_attrs, decode, equal_lengths, group_at, json_text, leaves,
+                                numbers, numbers_flat, numbers_tree, text)
+from babysit.run_log_schema import CHECKPOINT_ATTRS, RUN_ATTRS, checked_result, read_history
 
 FORMAT_ATTR = "babysit_format"
 CHECKPOINT_KINDS = ("last", "best", "average")
@@ -98,35 +105,10 @@ def write_tree(group, tree: dict) -> None:
             group.create_dataset(str(key), data=np.asarray(value))
 
 
-def read_tree(group) -> dict:
-    """Inverse of :func:`write_tree`: nested dict of ndarrays (0-d arrays stay 0-d)."""
-    import h5py
-
-    out = {}
-    for key, item in group.items():
-        out[key] = read_tree(item) if isinstance(item, h5py.Group) else item[...]
-    return out
-
-
 def write_flat(group, state: dict) -> None:
     """Write ``{"t": 3, "0.W/m": array}`` (keys may contain '/': they become subgroups)."""
     for key, value in state.items():
         group.create_dataset(str(key), data=np.asarray(value))
-
-
-def read_flat(group) -> dict:
-    """Inverse of :func:`write_flat`; 0-d datasets come back as Python scalars."""
-    import h5py
-
-    out = {}
-
-    def visit(name, item):
-        if isinstance(item, h5py.Dataset):
-            value = item[...]
-            out[name] = value.item() if value.ndim == 0 else value
-
-    group.visititems(visit)
-    return out
 
 
 def write_attrs(group, attrs: dict) -> None:
@@ -136,19 +118,20 @@ def write_attrs(group, attrs: dict) -> None:
             group.attrs[key] = value
 
 
-def decode_attr(value):
-    """h5py attribute -> plain Python (bytes -> str, numpy scalars -> Python)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.generic):
-        return value.item()
+def decode_attr(value, where: str = "an attribute"):
+    """h5py attribute -> plain Python (bytes -> str, numpy scalars -> Python); DamagedLog
+    for bytes that are not UTF-8."""
     if isinstance(value, np.ndarray):
         return value.tolist()
-    return value
+    return decode(value, where)
 
 
 def open_log(path):
-    """Open a babysit log read-only; returns ``(h5py.File, kind)``. Raises StoreError."""
+    """Open a babysit log read-only; returns ``(h5py.File, kind)``. Raises StoreError.
+
+    Only the attribute naming the kind is read here (checked to be one string
+    first); the rest of the file is checked by :func:`read_log`.
+    """
     import h5py
 
     path = Path(path)
@@ -161,18 +144,35 @@ def open_log(path):
     except OSError as exc:
         raise StoreError(f"{str(path)!r} is not a readable HDF5 file (corrupt or another format): "
                          f"{exc}") from None
-    kind = handle.attrs.get(FORMAT_ATTR)
-    if kind is None:
-        # Logs that name themselves with a ``format="babysit-<kind>"`` attribute
-        # (the search log) are recognised too.
-        other = decode_attr(handle.attrs.get("format", ""))
-        if isinstance(other, str) and other.startswith("babysit-"):
-            kind = other[len("babysit-"):]
+    try:
+        kind = _log_kind(handle)
+    except Exception as exc:   # reading one attribute of an untrusted file: no user code runs here
+        handle.close()
+        detail = str(exc) if isinstance(exc, DamagedLog) else f"{type(exc).__name__}: {exc}"
+        raise StoreError(f"{str(path)!r} is a damaged babysit log: {detail}") from None
     if kind is None:
         handle.close()
         raise StoreError(f"{str(path)!r} is an HDF5 file but not a babysit log "
                          f"(no {FORMAT_ATTR!r} attribute)")
-    return handle, decode_attr(kind)
+    return handle, kind
+
+
+def _log_kind(handle) -> str | None:
+    """The kind a file names itself (``babysit_format``, or ``format="babysit-<kind>"`` as
+    the search log once did); None when it names none. Each is checked to be one
+    string before it is read; the rest of the file is checked by :func:`read_log`."""
+    for name in (FORMAT_ATTR, "format"):
+        if name in handle.attrs:
+            check_attribute(handle, name, "/")
+    if FORMAT_ATTR in handle.attrs:
+        kind = decode_attr(handle.attrs[FORMAT_ATTR], f"attribute {FORMAT_ATTR!r}")
+        if not isinstance(kind, str):
+            raise DamagedLog(f"attribute {FORMAT_ATTR!r} must be text, got {kind!r}")
+        return kind
+    other = decode_attr(handle.attrs.get("format", ""), "attribute 'format'")
+    if isinstance(other, str) and other.startswith("babysit-"):
+        return other[len("babysit-"):]
+    return None
 
 
 # Readers by log kind: kind -> function(h5py.File, path) -> log object.
@@ -188,22 +188,31 @@ def read_log(path, kind_wanted: str | None = None, use: str = ""):
     """Read any babysit log (dispatch on its kind). Raises StoreError for bad files.
 
     ``kind_wanted``: refuse a log of another kind before reading it, saying what
-    it is and what ``use`` (e.g. "train --resume") needs.
+    it is and what ``use`` (e.g. "train --resume") needs. The whole file is
+    checked (:func:`babysit.log_checks.check_structure`: no links, scalar
+    attributes, no dataset declaring more than it stores) before the reader
+    reads any array.
     """
     handle, kind = open_log(path)
-    if kind_wanted is not None and kind != kind_wanted:
-        handle.close()
-        raise StoreError(f"{str(path)!r} is a babysit {kind} log, not a {kind_wanted} log"
-                         f"{': ' + use if use else ''}")
+    where = str(path)
     try:
+        if kind_wanted is not None and kind != kind_wanted:
+            raise StoreError(f"{where!r} is a babysit {kind} log, not a {kind_wanted} log"
+                             f"{': ' + use if use else ''}")
         reader = READERS.get(kind)
         if reader is None:
-            raise StoreError(f"{str(path)!r} is a babysit log of unknown kind {kind!r} "
+            raise StoreError(f"{where!r} is a babysit log of unknown kind {kind!r} "
                              f"(known: {', '.join(sorted(READERS))})")
         try:
+            check_structure(handle, handle.id.get_filesize())
             return reader(handle, Path(path))
-        except (KeyError, ValueError, TypeError, OSError) as exc:
-            raise StoreError(f"{str(path)!r} is a damaged babysit {kind} log: "
+        except DamagedLog as exc:
+            raise StoreError(f"{where!r} is a damaged babysit {kind} log: {exc}") from None
+        except Exception as exc:
+            # The backstop behind the checks above: reading parses untrusted bytes and runs
+            # no user code, so whatever h5py, json or numpy raise on a file the checks did
+            # not foresee means the same thing, a damaged log, never a traceback.
+            raise StoreError(f"{where!r} is a damaged babysit {kind} log: "
                              f"{type(exc).__name__}: {exc}") from None
     finally:
         handle.close()
@@ -241,17 +250,23 @@ class Checkpoint:
             group.attrs[key] = value
 
     @classmethod
-    def read(cls, group) -> "Checkpoint":
+    def read(cls, group, where: str) -> "Checkpoint":
+        """Numeric arrays only: parameters here, the rest in the groups buffers/, optimizer/
+        and average/ (the model and the optimizer then check the shapes)."""
         import h5py
 
-        params = {name: item[...] for name, item in group.items() if isinstance(item, h5py.Dataset)}
-        return cls(
-            params=params,
-            buffers=read_flat(group["buffers"]) if "buffers" in group else {},
-            attrs={key: decode_attr(value) for key, value in group.attrs.items()},
-            optimizer=read_flat(group["optimizer"]) if "optimizer" in group else None,
-            average=read_flat(group["average"]) if "average" in group else None,
-        )
+        def part(name):
+            if name not in group:
+                return None
+            return numbers_flat(group_at(group, name, f"{where}/{name}"), f"{where}/{name}")
+
+        parts = {name: part(name) for name in ("buffers", "optimizer", "average")}
+        params = {name: numbers(item, f"{where}/{name}") for name, item in group.items()
+                  if not isinstance(item, h5py.Group)}
+        attrs = attributes(group, where)
+        checked_attrs(attrs, CHECKPOINT_ATTRS, where)
+        return cls(params=params, buffers=parts["buffers"] or {}, attrs=attrs,
+                   optimizer=parts["optimizer"], average=parts["average"])
 
 
 @dataclass
@@ -274,11 +289,18 @@ class EnsembleMember:
         write_tree(group.create_group("history"), self.history)
 
     @classmethod
-    def read(cls, group) -> "EnsembleMember":
-        snapshots = {int(epoch): Checkpoint.read(item) for epoch, item in group["snapshots"].items()}
-        return cls(attrs={key: decode_attr(value) for key, value in group.attrs.items()},
-                   final=Checkpoint.read(group["final"]), snapshots=dict(sorted(snapshots.items())),
-                   history=read_tree(group["history"]))
+    def read(cls, group, where: str) -> "EnsembleMember":
+        snapshots = {}
+        for epoch, item in group_at(group, "snapshots", f"{where}/snapshots").items():
+            if not epoch.isdigit():
+                raise DamagedLog(f"{where}/snapshots/{epoch} is not named by an epoch number")
+            snapshots[int(epoch)] = Checkpoint.read(
+                group_at(group["snapshots"], epoch, f"{where}/snapshots/{epoch}"), f"{where}/snapshots/{epoch}")
+        history = numbers_tree(group_at(group, "history", f"{where}/history"), f"{where}/history")
+        equal_lengths(leaves(history, f"{where}/history", 1), "epoch")
+        return cls(attrs=attributes(group, where),
+                   final=Checkpoint.read(group_at(group, "final", f"{where}/final"), f"{where}/final"),
+                   snapshots=dict(sorted(snapshots.items())), history=history)
 
 
 @dataclass
@@ -299,10 +321,15 @@ class Ensemble:
 
     @classmethod
     def read(cls, group) -> "Ensemble":
-        attrs = {key: decode_attr(value) for key, value in group.attrs.items() if key != "comparison"}
-        members = group["members"]
-        return cls(members=[EnsembleMember.read(members[key]) for key in sorted(members, key=int)],
-                   attrs=attrs, comparison=json.loads(decode_attr(group.attrs.get("comparison", "{}"))))
+        attrs = attributes(group, "/ensemble")
+        comparison = json_text(attrs.pop("comparison", "{}"), "attribute 'comparison' of /ensemble")
+        members = group_at(group, "members", "/ensemble/members")
+        if not all(key.isdigit() for key in members):
+            raise DamagedLog(f"/ensemble/members holds {sorted(members)}: members are numbered")
+        return cls(members=[EnsembleMember.read(group_at(members, key, f"/ensemble/members/{key}"),
+                                                f"/ensemble/members/{key}")
+                            for key in sorted(members, key=int)],
+                   attrs=attrs, comparison=comparison)
 
 
 @dataclass
@@ -363,23 +390,27 @@ class RunLog:
 
     @classmethod
     def from_h5(cls, handle, path=None) -> "RunLog":
-        attrs = {key: decode_attr(value) for key, value in handle.attrs.items()
-                 if key not in (FORMAT_ATTR, "recipe", "result")}
-        if "recipe" not in handle.attrs:
-            raise KeyError("attribute 'recipe' (the resolved recipe) is missing")
-        result = handle.attrs.get("result")
+        """Read and check (after :func:`babysit.log_checks.check_structure`): a damaged
+        part is a DamagedLog saying which, before anything uses the log."""
+        attrs = attributes(handle, "/", skip=(FORMAT_ATTR,))
+        if "recipe" not in attrs:
+            raise DamagedLog("attribute 'recipe' (the resolved recipe) is missing")
+        recipe_yaml = text(attrs, "recipe")
+        del attrs["recipe"]
+        result = attrs.pop("result", None)
+        checked_attrs(attrs, RUN_ATTRS)
         checkpoints = {}
         if "checkpoints" in handle:
-            for which, group in handle["checkpoints"].items():
-                checkpoints[which] = Checkpoint.read(group)
+            for which in group_at(handle, "checkpoints", "/checkpoints"):
+                where = f"/checkpoints/{which}"
+                checkpoints[which] = Checkpoint.read(group_at(handle["checkpoints"], which, where), where)
+        history = (read_history(group_at(handle, "history", "/history"), attrs)
+                   if "history" in handle else {})
         return cls(
-            recipe_yaml=decode_attr(handle.attrs["recipe"]),
-            attrs=attrs,
-            history=read_tree(handle["history"]) if "history" in handle else {},
-            checkpoints=checkpoints,
-            result=json.loads(decode_attr(result)) if result is not None else None,
+            recipe_yaml=recipe_yaml, attrs=attrs, history=history, checkpoints=checkpoints,
+            result=checked_result(result) if result is not None else None,
             path=Path(path) if path is not None else None,
-            ensemble=Ensemble.read(handle["ensemble"]) if "ensemble" in handle else None,
+            ensemble=Ensemble.read(group_at(handle, "ensemble", "/ensemble")) if "ensemble" in handle else None,
         )
 
 
@@ -422,5 +453,5 @@ def rng_state_from_json(text: str, kind: type = np.random.PCG64) -> dict:
 
 
 __all__ = ["StoreError", "RunLog", "Checkpoint", "Ensemble", "EnsembleMember", "write_hdf5", "read_log", "read_run_log",
-           "register_reader", "open_log", "write_tree", "read_tree", "write_flat", "read_flat",
+           "register_reader", "open_log", "write_tree", "write_flat", "read_history",
            "rng_state_json", "rng_state_from_json", "FORMAT_ATTR", "CHECKPOINT_KINDS"]

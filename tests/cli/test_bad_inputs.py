@@ -182,12 +182,17 @@ def test_resume_from_a_damaged_loop_state_is_one_error_and_keeps_the_log(tmp_pat
 
 def test_resume_mid_epoch_with_fewer_steps_an_epoch_names_the_batch_size(tmp_path):
     import h5py
+    import numpy as np
 
     log = tmp_path / "run.h5"
     assert run("train", "--set", "train.epochs=1", "--out", log, "--quiet").exit_code == 0
     with h5py.File(log, "r+") as handle:   # as if stopped after step 13 of the second epoch
         attrs = handle["checkpoints/last"].attrs
         attrs["batch_in_epoch"], attrs["iteration"] = 13, int(attrs["iteration"]) + 13
+        for name in ("loss", "lr"):   # the history records those 13 steps too
+            steps = handle[f"history/iteration/{name}"][()]
+            del handle[f"history/iteration/{name}"]
+            handle[f"history/iteration/{name}"] = np.concatenate([steps, steps[-13:]])
     one_error_line(run("train", "--resume", log, "--set", "train.batch_size=1000", "--quiet"),
                    "stopped after step 13 of an epoch", "has 2 steps", "train.batch_size")
 

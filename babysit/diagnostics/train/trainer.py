@@ -23,7 +23,8 @@ curve diagnosis and the monitor findings (:mod:`babysit.diagnostics.train.verdic
 Resuming restores parameters, buffers (batchnorm running statistics),
 optimizer state, parameter average, the shuffling generator (as of the start
 of the epoch in progress, plus the number of batches already done) and the
-dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epochs.
+dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epochs
+(:mod:`babysit.diagnostics.train.resume`: the log is checked before any step).
 """
 
 from __future__ import annotations
@@ -44,17 +45,16 @@ from babysit.diagnostics.result import Finding
 from babysit.diagnostics.train.history import History
 from babysit.diagnostics.train.verdicts import CHECKS, history_findings
 from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evaluate
-from babysit.errors import BabysitError, Interrupted, ModelError
+from babysit.diagnostics.train.resume import RESUME_USE, restore
+from babysit.errors import BabysitError, Interrupted
 from babysit.interrupts import Deferred
 from babysit.locks import exclusive
-from babysit.store import Checkpoint, RunLog, read_run_log, rng_state_from_json, rng_state_json
+from babysit.store import Checkpoint, RunLog, read_run_log, rng_state_json
 from babysit.validation import POSITIVE_INT
 
 SAVE_INTERVAL = 5.0   # seconds between run-log rewrites at epoch ends (always at the end,
                       # on interruption and on divergence)
 TRAIN_EVAL_SIZE = 1000
-RESUME_USE = ("--resume continues a run log written by `babysit train` "
-              "(`babysit report` shows any log)")
 
 
 class TrainingInterrupted(Interrupted):
@@ -114,13 +114,6 @@ def default_run_path(recipe) -> Path:
 
 # ---------------------------------------------------------------------------
 # the callbacks
-
-
-def whole_count(value) -> int:
-    """A step count stored in a run log: a whole number (not a bool, not 1.5), else ValueError."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"step count {value!r} is not a whole number")
-    return int(value)
 
 
 class Monitor(Callback):
@@ -259,7 +252,7 @@ class Trainer:
         self.recipe_yaml = self.recipe.to_yaml()
         self.saved_at = None           # time.monotonic() of the last save
         if resume is not None:
-            self._restore(read_run_log(resume, RESUME_USE))
+            restore(self, read_run_log(resume, RESUME_USE))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(self.recipe))
         if persist and self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
@@ -292,60 +285,6 @@ class Trainer:
         return Checkpoint(params=self.model.copy_params(), buffers=self.model.buffers(),
                           attrs=attrs, optimizer=self.solver.optimizer.state_dict(),
                           average=average.state_dict() if average is not None else None)
-
-    def _restore(self, log: RunLog) -> None:
-        if log.ensemble is not None:
-            raise BabysitError(f"{log.path}: an ensemble run ({len(log.ensemble.members)} members "
-                               f"stored) cannot be resumed; train it again with --ensemble")
-        last = log.checkpoints.get("last")
-        if last is None or last.optimizer is None:
-            raise BabysitError(f"{log.path}: the run log has no resumable 'last' checkpoint")
-        mismatch = set(last.params) ^ set(self.model.params)
-        if mismatch:
-            raise BabysitError(f"{log.path}: the checkpoint's parameters {sorted(last.params)} do not "
-                               f"match this recipe's model {sorted(self.model.params)}")
-        try:
-            self.model.set_params(last.params)
-            self.model.load_buffers(last.buffers)
-        except ModelError as exc:  # e.g. --set changed a layer's size since the run started
-            raise BabysitError(f"{log.path}: the checkpoint does not fit this recipe's model: {exc}") from None
-        self.solver.optimizer.load_state_dict(last.optimizer)
-        if self.solver.average is not None:
-            if last.average is None:
-                raise BabysitError(f"{log.path}: train.average is set but the run log has no "
-                                   "parameter average to resume")
-            self.solver.average.load_state_dict(last.average)
-        self.state = self._loop_state(log.path, last.attrs)
-        self.history = History.from_tree(log.history)
-        self.divergence = Divergence(reference=log.attrs.get("start_loss"))
-        self.best = log.checkpoints.get("best")
-        self.last = last
-
-    def _loop_state(self, path, attrs) -> LoopState:
-        """Where the stored run stopped, its generators set back: a damaged entry is a BabysitError."""
-        try:
-            counts = {"epoch": whole_count(attrs["epoch"]),
-                      "batch": whole_count(attrs.get("batch_in_epoch", 0)),
-                      "iteration": whole_count(attrs["iteration"])}
-            if min(counts.values()) < 0:
-                raise ValueError(f"negative step counts {counts}")
-            if counts["iteration"] < max(counts["epoch"], counts["batch"]):
-                raise ValueError(f"step counts {counts} do not add up")
-            state = LoopState(**counts, epoch_rng=rng_state_from_json(
-                attrs["rng_batches"], type(self.solver.rng.bit_generator)))
-            # the layers' generators are the model's own (numpy or torch): it parses them
-            self.model.set_random_state({key.split(":", 1)[1]: value for key, value in attrs.items()
-                                         if key.startswith("rng_layer:")})
-        except KeyError as exc:
-            raise BabysitError(f"{path}: the 'last' checkpoint lacks {exc}: it cannot be resumed") from None
-        except (TypeError, ValueError, OverflowError, ModelError) as exc:
-            raise BabysitError(f"{path}: the 'last' checkpoint's loop state is damaged ({exc}): "
-                               f"it cannot be resumed") from None
-        if state.batch > self.iterations_per_epoch:   # a changed batch size, or a damaged log
-            raise BabysitError(f"{path}: the run stopped after step {state.batch} of an epoch, but "
-                               f"an epoch of this recipe has {self.iterations_per_epoch} steps: "
-                               f"resume with the run's own train.batch_size")
-        return state
 
     def save(self, status: str, last: Checkpoint | None = None, result=None,
              ensemble=None) -> Path | None:
@@ -461,17 +400,6 @@ class Trainer:
         return metrics
 
 
-def recipe_for_resume(path, overrides=None):
-    """The recipe stored in run log ``path``, with ``overrides`` (e.g. ``{"train.epochs": 4}``)."""
-    from babysit.recipes import recipe_from_yaml
-
-    log = read_run_log(path, RESUME_USE)
-    return recipe_from_yaml(log.recipe_yaml, origin=f"{path} (its recipe)", overrides=overrides,
-                            path=log.attrs.get("recipe_path") or None,
-                            base_dir=log.attrs.get("recipe_base_dir") or None,
-                            default_name=log.name or "recipe")
-
-
 def train(recipe, seed=None, out=None, resume=None, progress: Callable | None = None,
           train_eval_size: int = TRAIN_EVAL_SIZE):
     """Train ``recipe`` and diagnose the run -> Result (see :class:`Trainer`).
@@ -492,5 +420,5 @@ def train(recipe, seed=None, out=None, resume=None, progress: Callable | None = 
     return Trainer(recipe, seed, out, resume, progress, train_eval_size).run()
 
 
-__all__ = ["train", "Trainer", "TrainingInterrupted", "ProgressEvent", "recipe_for_resume",
+__all__ = ["train", "Trainer", "TrainingInterrupted", "ProgressEvent",
            "StopRequests", "default_run_path"]

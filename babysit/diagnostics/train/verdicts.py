@@ -34,6 +34,7 @@ from babysit.diagnostics.curves import diagnose_curves
 from babysit.diagnostics.init_stats import DEAD_WARN, SATURATION_FAIL
 from babysit.diagnostics.result import Finding, Result
 from babysit.diagnostics.train.history import History
+from babysit.store import StoreError
 
 UPDATE_RATIO_LOW = 1e-5
 UPDATE_RATIO_HIGH = 1e-1
@@ -192,8 +193,12 @@ def result_from_run_log(log) -> Result:
     recipe = attrs.get("recipe_path") or attrs.get("name")
     if log.result is not None:
         stored = log.result
-        findings = [Finding(f["code"], f["severity"], f["message"], f.get("fix", ""),
-                            f.get("layer"), f.get("evidence") or {}) for f in stored.get("findings", [])]
+        try:
+            findings = [Finding(f["code"], f["severity"], f["message"], f.get("fix", ""),
+                                f.get("layer"), f.get("evidence") or {}) for f in stored.get("findings", [])]
+        except ValueError as exc:   # a code or severity this babysit does not know
+            raise StoreError(f"{str(log.path)!r} is a damaged babysit run log: its result "
+                             f"has a finding with {exc}") from None
         return Result(command=stored.get("command", "train"), recipe=stored.get("recipe", recipe),
                       seed=stored.get("seed"), findings=findings, metrics=dict(stored.get("metrics", {})),
                       checks=dict(CHECKS))

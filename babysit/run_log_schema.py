@@ -1,0 +1,73 @@
+"""What the parts of a run log must be, beyond :mod:`babysit.log_checks`' structure rules.
+
+:class:`babysit.store.RunLog` reads a run log through these checks, so that a
+damaged log is refused, naming the part, before ``train --resume`` trains or
+``report`` renders anything (a 2-D history array used to crash the resumed
+run's first save, after the work was done):
+
+* root attributes (:data:`RUN_ATTRS`) and a checkpoint's (:data:`CHECKPOINT_ATTRS`)
+  have the types babysit writes;
+* ``history/iteration/*`` are 1-D with one entry per step, all as long;
+  ``history/epoch/*``, ``monitors/*/*`` and ``layers/*/*`` are 1-D with one
+  entry per finished epoch, as many as the log's ``epochs_run``;
+  ``initial/*/*`` are scalars. No more epochs than steps. (The step count is
+  not held to the ``iterations`` attribute: a diverged run that was resumed
+  records the steps after its checkpoint twice. The sizes of all of these are
+  bounded by the file's size, see :mod:`babysit.log_checks`.)
+* ``result`` is a JSON object whose ``findings`` are objects with text
+  ``code``, ``severity`` and ``message`` and whose ``metrics`` is an object.
+"""
+
+from __future__ import annotations
+
+from babysit.log_checks import DamagedLog, equal_lengths, json_text, leaves, numbers_tree
+from babysit.validation import CLASS_COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT
+
+RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON_NEGATIVE_INT,
+             "epochs_run": NON_NEGATIVE_INT, "iterations": NON_NEGATIVE_INT,
+             "iterations_per_epoch": POSITIVE_INT, "num_classes": CLASS_COUNT, "reg": NON_NEGATIVE,
+             "start_loss": float, "line_search": bool, "recipe_path": str, "recipe_base_dir": str,
+             "babysit_version": str}
+# The loop state of ``last`` (epoch, iteration, generators) is checked where it is
+# used, by the resume (it needs the recipe); these are what ``report`` shows.
+CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
+
+# history part -> (levels of groups above its arrays, what one entry stands for)
+HISTORY_PARTS = {"iteration": (1, "step"), "epoch": (1, "epoch"), "monitors": (2, "epoch"),
+                 "layers": (2, "epoch"), "initial": (2, None)}
+
+
+def read_history(group, attrs: dict) -> dict:
+    """The ``history/`` group as a nested dict of arrays, checked (module docstring)."""
+    tree = numbers_tree(group, "/history")
+    counts = {"step": None, "epoch": attrs.get("epochs_run")}
+    for part, (depth, unit) in HISTORY_PARTS.items():
+        node = tree.get(part, {})
+        if not isinstance(node, dict):
+            raise DamagedLog(f"/history/{part} is a dataset, expected a group")
+        arrays = leaves(node, f"/history/{part}", depth)
+        if unit is None:
+            for path, value in arrays:
+                if value.ndim != 0:
+                    raise DamagedLog(f"{path} has shape {value.shape}, expected a single number")
+        else:
+            counts[unit] = equal_lengths(arrays, unit, counts[unit])
+    if None not in counts.values() and counts["epoch"] > counts["step"]:
+        raise DamagedLog(f"the history has {counts['epoch']} epochs but only {counts['step']} steps")
+    return tree
+
+
+def checked_result(value) -> dict:
+    """The ``result`` attribute parsed: a JSON object with findings and metrics of the right kinds."""
+    result = json_text(value, "attribute 'result'")
+    findings = result.get("findings", [])
+    if not isinstance(findings, list) or not all(
+            isinstance(f, dict) and all(isinstance(f.get(key), str) for key in ("code", "severity", "message"))
+            for f in findings):
+        raise DamagedLog("attribute 'result' has findings that are not {code, severity, message} objects")
+    if not isinstance(result.get("metrics", {}), dict):
+        raise DamagedLog("attribute 'result' has metrics that are not a JSON object")
+    return result
+
+
+__all__ = ["RUN_ATTRS", "CHECKPOINT_ATTRS", "read_history", "checked_result"]

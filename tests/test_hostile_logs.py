@@ -1,0 +1,218 @@
+"""Damaged and hostile run and search logs: one ``error:`` line, exit 2, the file untouched.
+
+Each log is a real one written by babysit (a 1-epoch run, a 2-trial search),
+copied and changed with h5py the way an adversarial audit did. ``train --resume``
+must refuse it before any training step; ``report`` before rendering; neither may
+allocate what a dataset merely declares (:mod:`babysit.log_checks`).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from babysit.cli import cli
+from tests.helpers import one_error_line
+
+# Declared, never stored: 80 MB, big next to a 1-epoch log's 15 losses yet harmless
+# if a regression did read it (the audit's 10**9 got the process OOM-killed).
+DECLARED = 10 ** 7
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """One genuine run log and one search log (with a choice column), written once."""
+    folder = tmp_path_factory.mktemp("genuine")
+    run_log, search_log = folder / "run.h5", folder / "search.h5"
+    assert run("train", "--set", "train.epochs=1", "--out", run_log, "--quiet").exit_code == 0
+    assert run("search", "--param", "optim.lr=log:1e-3:1e-1", "--param", "optim.update=choice:sgd,momentum",
+               "--trials", 2, "--epochs", 1, "--workers", 1, "--out", search_log, "--quiet").exit_code == 0
+    return {"run": run_log, "search": search_log}
+
+
+def replace(f, name, **dataset):
+    del f[name]
+    f.create_dataset(name, **dataset)
+
+
+def as_dataset(name):
+    def change(f):
+        del f[name]
+        f[name] = np.zeros(3)
+    return change
+
+
+def as_bytes(name):
+    def change(f):
+        shape = f[name].shape
+        replace(f, name, data=np.full(shape, b"x"))
+    return change
+
+
+def set_attr(name, value, where="/"):
+    def change(f):
+        f[where].attrs[name] = value
+    return change
+
+
+def set_data(name, value):
+    return lambda f: replace(f, name, data=value)
+
+
+def soft_loop(name):
+    def change(f):
+        del f[name]
+        f[name] = h5py.SoftLink("/" + name)
+    return change
+
+
+def hard_cycle(f):
+    f["history/iteration/cyc"] = f["history"]
+
+
+def sparse(f):      # the audit's D1 log, at 1/100 of its size
+    replace(f, "history/iteration/loss", shape=(DECLARED,), dtype="f8", chunks=(1024,))
+
+
+def unallocated(f):  # contiguous, space reserved but never written
+    replace(f, "history/iteration/loss", shape=(DECLARED,), dtype="f8")
+
+
+def compressed(f):
+    replace(f, "history/iteration/loss", data=np.zeros(DECLARED // 10), compression="gzip")
+
+
+def deep_json(f):
+    f.attrs["result"] = "[" * 100000 + "]" * 100000
+
+
+def huge_iteration(f):
+    f["checkpoints/last"].attrs["iteration"] = np.uint64(2 ** 64 - 1)
+
+
+BOTH, RESUME = ("resume", "report"), ("resume",)
+
+# (case id, commands, change to a copy of the run log, words of the error line)
+RUN_CASES = [
+    ("format-not-utf8", BOTH, set_attr("babysit_format", np.bytes_(b"\xff\xfe")), ["not UTF-8"]),
+    ("format-array", ("report",), set_attr("babysit_format", np.array([1, 2])), ["'babysit_format'"]),
+    ("optimizer-dataset", BOTH, as_dataset("checkpoints/last/optimizer"),
+     ["/checkpoints/last/optimizer is a dataset, expected a group"]),
+    ("last-dataset", BOTH, as_dataset("checkpoints/last"), ["/checkpoints/last is a dataset"]),
+    ("checkpoints-dataset", BOTH, as_dataset("checkpoints"), ["/checkpoints is a dataset"]),
+    ("history-dataset", BOTH, as_dataset("history"), ["/history is a dataset"]),
+    ("soft-link-loop-history", BOTH, soft_loop("history/iteration/loss"), ["SoftLink"]),
+    ("soft-link-loop-param", BOTH, soft_loop("checkpoints/last/0.W"), ["SoftLink"]),
+    ("hard-link-cycle", BOTH, hard_cycle, ["/history/iteration/cyc", "already linked"]),
+    ("deep-result-json", BOTH, deep_json, ["'result' is nested too deeply"]),
+    ("result-not-object", BOTH, set_attr("result", "[1, 2]"), ["'result' must be a JSON object"]),
+    ("sparse-huge-history", BOTH, sparse, ["/history/iteration/loss declares shape (10000000,)"]),
+    ("unallocated-huge-history", BOTH, unallocated, ["declares shape (10000000,)", "stores 0 bytes"]),
+    ("compressed-history", BOTH, compressed, ["declares shape (1000000,)"]),
+    ("recipe-number", RESUME, set_attr("recipe", 5), ["'recipe' of / must be text"]),
+    ("start-loss-text", RESUME, set_attr("start_loss", "abc"), ["'start_loss' of / must be a number"]),
+    ("param-bytes", RESUME, as_bytes("checkpoints/last/0.W"), ["/checkpoints/last/0.W holds |S1"]),
+    ("optimizer-t-bytes", RESUME, set_data("checkpoints/last/optimizer/t", b"x"),
+     ["/checkpoints/last/optimizer/t holds"]),
+    ("optimizer-slot-bytes", RESUME, as_bytes("checkpoints/last/optimizer/0.W/v"),
+     ["/checkpoints/last/optimizer/0.W/v holds"]),
+    ("history-loss-2d", RESUME, set_data("history/iteration/loss", np.zeros((15, 2))),
+     ["/history/iteration/loss has shape (15, 2)"]),
+    ("history-loss-bytes", RESUME, as_bytes("history/iteration/loss"), ["/history/iteration/loss holds"]),
+    ("history-layer-bytes", RESUME, as_bytes("history/layers/0.affine/std"),
+     ["/history/layers/0.affine/std holds"]),
+    ("history-epoch-text", RESUME, set_data("history/epoch/epoch", np.array(["one"], dtype=object)),
+     ["/history/epoch/epoch holds"]),
+    ("history-monitor-2d", RESUME, set_data("history/monitors/update_ratio/0.W", np.zeros((1, 1))),
+     ["/history/monitors/update_ratio/0.W has shape (1, 1)"]),
+    ("iteration-past-history", RESUME, huge_iteration, ["go past the history"]),
+]
+
+
+def cases(table):
+    return [pytest.param(command, change, words, id=f"{name}-{command}")
+            for name, commands, change, words in table for command in commands]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """A refused resume must not take a single step (it used to crash after training)."""
+    from babysit.engine.solver import Solver
+
+    def trained(*args, **kwargs):
+        raise AssertionError("the damaged log was trained on before it was refused")
+
+    monkeypatch.setattr(Solver, "run", trained)
+
+
+def damaged_copy(source, tmp_path, change):
+    log = tmp_path / source.name
+    shutil.copy(source, log)
+    with h5py.File(log, "r+") as f:
+        change(f)
+    return log
+
+
+@pytest.mark.parametrize("command, change, words", cases(RUN_CASES))
+def test_a_damaged_run_log_is_one_error_and_stays_as_it_was(logs, tmp_path, no_training,
+                                                            command, change, words):
+    log = damaged_copy(logs["run"], tmp_path, change)
+    before = log.read_bytes()
+    args = ("train", "--resume", log, "--set", "train.epochs=3") if command == "resume" else ("report", log)
+    one_error_line(run(*args, "--quiet"), str(log), *words)
+    assert log.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [log.name]   # nothing else written
+
+
+SEARCH_CASES = [
+    ("format-not-utf8", ("report",), set_attr("babysit_format", np.bytes_(b"\xff\xfe")), ["not UTF-8"]),
+    ("space-list", ("report",), set_attr("space", "[1,2]"), ["'space' must be a JSON object"]),
+    ("stage-spaces-object", ("report",), set_attr("stage_spaces", '{"a":1}'),
+     ["'stage_spaces' must be a JSON list"]),
+    ("epochs-text", ("report",), set_attr("epochs", "x"), ["'epochs' of / must be a non-negative integer"]),
+    ("short-column", ("report",), set_data("trials/val_accuracy", np.zeros(1)),
+     ["/trials/val_accuracy has 1 entries, expected 2"]),
+    ("param-2d", ("report",), set_data("trials/params/optim.lr", np.zeros((2, 2))),
+     ["/trials/params/optim.lr has shape (2, 2)"]),
+    ("param-bytes", ("report",), as_bytes("trials/params/optim.lr"), ["/trials/params/optim.lr holds"]),
+]
+
+
+@pytest.mark.parametrize("command, change, words", cases(SEARCH_CASES))
+def test_a_damaged_search_log_is_one_error_and_stays_as_it_was(logs, tmp_path, command, change, words):
+    log = damaged_copy(logs["search"], tmp_path, change)
+    before = log.read_bytes()
+    one_error_line(run("report", log, "--quiet"), str(log), *words)
+    assert log.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind, args, change, words", [
+    ("run", ("train", "--resume"), set_attr("babysit_format", np.array([1, 2])),
+     ["attribute 'babysit_format' of / is not a single number or text"]),
+    ("search", ("report",), set_data("trials/params/optim.update", np.zeros(2)),
+     ["/trials/params/optim.update is not a 1-D array of text"]),
+    ("search", ("report",), lambda f: f.__delitem__("trials/status"), ["/trials/status is missing"]),
+], ids=["format-array-resume", "choice-column-numbers", "status-column-missing"])
+def test_damage_refused_before_now_names_what_is_wrong(logs, tmp_path, kind, args, change, words):
+    # these were refused with exit 2 already, in h5py's or a misleading message
+    log = damaged_copy(logs[kind], tmp_path, change)
+    before = log.read_bytes()
+    one_error_line(run(*args, log, "--quiet"), str(log), *words)
+    assert log.read_bytes() == before
+
+
+def test_genuine_logs_still_read(logs, tmp_path):
+    # the checks cost a genuine log nothing: report and resume work on copies
+    for kind in ("run", "search"):
+        assert run("report", logs[kind], "--quiet").exit_code == 0
+    log = tmp_path / "run.h5"
+    shutil.copy(logs["run"], log)
+    assert run("train", "--resume", log, "--set", "train.epochs=2", "--quiet").exit_code == 0
