@@ -79,6 +79,24 @@ def test_two_epochs_plus_resume_equals_four_straight(tmp_path):
     assert straight.result["metrics"]["average_val_accuracy"] == result.metrics["average_val_accuracy"]
 
 
+def test_a_diverged_run_resumed_at_a_sane_lr_is_the_run_at_that_lr(tmp_path):
+    # the log of a diverged run records the steps past its last checkpoint; resuming
+    # kept them, so they were counted twice (78 losses for 75 steps) and averaged into
+    # the first resumed epoch's training loss (7.4 instead of 2.2)
+    diverging = load_recipe("broken/lr-too-high", overrides={"train.epochs": 2})
+    assert train(diverging, out=tmp_path / "diverged.h5").metrics["diverged"]
+    sane = {"optim.lr": 0.03, "train.epochs": 2}
+    train(recipe_for_resume(tmp_path / "diverged.h5", sane), resume=tmp_path / "diverged.h5")
+    train(load_recipe("broken/lr-too-high", overrides=sane), out=tmp_path / "sane.h5")
+    resumed, straight = read_run_log(tmp_path / "diverged.h5"), read_run_log(tmp_path / "sane.h5")
+    assert len(resumed.history["iteration"]["loss"]) == resumed.attrs["iterations"] == 30
+    assert np.array_equal(resumed.history["iteration"]["loss"], straight.history["iteration"]["loss"])
+    for key, values in straight.history["epoch"].items():
+        assert np.array_equal(values, resumed.history["epoch"][key], equal_nan=True), key
+    for name, value in straight.checkpoints["last"].params.items():
+        assert np.array_equal(value, resumed.checkpoints["last"].params[name]), name
+
+
 def test_interrupt_mid_epoch_saves_and_resumes_exactly(tmp_path):
     def kill_at_iteration_20(event):       # a real SIGTERM, delivered inside the loop
         if event.kind == "iteration" and event.iteration == 20:

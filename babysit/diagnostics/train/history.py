@@ -47,6 +47,18 @@ class History:
                 value = getattr(stats, key)
                 record.setdefault(key, []).append(math.nan if value is None else value)
 
+    def cut(self, steps: int, epochs: int) -> None:
+        """Keep the first ``steps`` steps and ``epochs`` epochs: the history of a checkpoint.
+
+        A diverged run's log records the steps past its last checkpoint (the
+        steps that diverged); resuming from the checkpoint must not keep them,
+        or they are counted twice and averaged into the first resumed epoch.
+        """
+        del self.loss[steps:], self.lr[steps:]
+        for records in (self.epoch, *self.monitors.values(), *self.layers.values()):
+            for values in records.values():
+                del values[epochs:]
+
     @property
     def epochs(self) -> int:
         return len(self.epoch.get("epoch", []))

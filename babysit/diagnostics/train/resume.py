@@ -57,6 +57,7 @@ def restore(trainer, log: RunLog) -> None:
                            f"recipe's optimizer: {exc}") from None
     history = History.from_tree(log.history)
     trainer.state = loop_state(trainer, log.path, last.attrs, history)
+    history.cut(trainer.state.iteration, trainer.state.epoch)
     trainer.history = history
     trainer.divergence = Divergence(reference=log.attrs.get("start_loss"))
     trainer.best = log.checkpoints.get("best")
