@@ -8,8 +8,9 @@ run's first save, after the work was done):
 * root attributes (:data:`RUN_ATTRS`) and a checkpoint's (:data:`CHECKPOINT_ATTRS`)
   have the types babysit writes;
 * ``history/iteration/*`` are 1-D with one entry per step, all as long;
-  ``history/epoch/*``, ``monitors/*/*`` and ``layers/*/*`` are 1-D with one
-  entry per finished epoch, as many as the log's ``epochs_run``;
+  ``history/epoch/*`` are 1-D with one entry per finished epoch, as many as
+  the log's ``epochs_run``; ``monitors/*/*`` and ``layers/*/*`` at most as many
+  (a resume's ``--set`` may change a layer: its records stop, the new one's start);
   ``initial/*/*`` are scalars. No more epochs than steps. (The step count is
   not held to the ``iterations`` attribute: a diverged run that was resumed
   records the steps after its checkpoint twice. The sizes of all of these are
@@ -33,8 +34,10 @@ RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON
 CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
 
 # history part -> (levels of groups above its arrays, what one entry stands for)
-HISTORY_PARTS = {"iteration": (1, "step"), "epoch": (1, "epoch"), "monitors": (2, "epoch"),
-                 "layers": (2, "epoch"), "initial": (2, None)}
+# ("epochs at most": a layer or parameter that a resume's --set changed, e.g. 1.relu ->
+# 1.tanh, has the epochs before the change; its successor those after)
+HISTORY_PARTS = {"iteration": (1, "step"), "epoch": (1, "epoch"), "monitors": (2, "epochs at most"),
+                 "layers": (2, "epochs at most"), "initial": (2, None)}
 
 
 def read_history(group, attrs: dict) -> dict:
@@ -50,6 +53,11 @@ def read_history(group, attrs: dict) -> dict:
             for path, value in arrays:
                 if value.ndim != 0:
                     raise DamagedLog(f"{path} has shape {value.shape}, expected a single number")
+        elif unit == "epochs at most":
+            for path, value in arrays:
+                if value.ndim != 1 or (counts["epoch"] is not None and len(value) > counts["epoch"]):
+                    raise DamagedLog(f"{path} has shape {value.shape}, expected at most one value "
+                                     f"per epoch ({counts['epoch']})")
         else:
             counts[unit] = equal_lengths(arrays, unit, counts[unit])
     if None not in counts.values() and counts["epoch"] > counts["step"]:

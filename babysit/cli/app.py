@@ -287,13 +287,13 @@ def current_app() -> App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
-def _check_output_dirs(app: App, paths) -> None:
+def _check_output_dirs(app: App, paths, inputs=()) -> None:
     # Fail before a long diagnosis, not after it, when an output cannot be written.
+    app.check_outputs(list(inputs))   # first: the aborts below write documents to the outputs
     if sum(path == "-" for path in paths) > 1:
         app.abort("only one output can go to stdout ('-')")
     if "" in paths:
         app.abort("an output path is empty: give a file name, or '-' for stdout")
-    app.check_outputs()
     for path in paths:
         if path and path != "-":
             # missing folders are created when the output is written; a file in
@@ -350,8 +350,9 @@ def output_options(plot: bool = False, viewer: bool = False):
                 app.start_dir = os.getcwd()
             with guard(app), quiet_numpy():
                 interrupts.raise_if_received()  # a signal whose exception an import swallowed
+                app.extra_outputs, early_inputs = outputs.command_line_inputs(kwargs)
                 _check_output_dirs(app, (app.options.json_path, app.options.junit_path,
-                                         app.options.plot_path))
+                                         app.options.plot_path), early_inputs)
                 if app.options.plot_path:
                     from babysit.plots import require_matplotlib
 

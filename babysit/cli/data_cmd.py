@@ -8,6 +8,7 @@ out of range), 2 when the source cannot be read or is malformed.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from babysit.cli import outputs
 from babysit.cli.app import output_options, recipe_options
 from babysit.cli.render import fitted_tables, fmt, sparkline
 
@@ -68,7 +70,10 @@ def command(app, target):
                       "(data: {source: ...}) to override its data settings")
         recipe_label = None
         used_seed = app.options.seed or 0
-        app.check_outputs([("the data file", target)])
+        from babysit.data.sources import source_kind
+
+        with contextlib.suppress(ValueError):   # not a source after all: reading it says so
+            app.check_outputs(outputs.data_inputs(*source_kind(target)))
         report = inspect_data(target, seed=used_seed)
     else:
         refuse_data_file(app, target)

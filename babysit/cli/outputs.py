@@ -53,21 +53,73 @@ def clash(outputs: list[tuple[str, str, str]], inputs: list[tuple[str, str]]) ->
     return None
 
 
+def module_file(spec: str) -> str | None:
+    """The source file of custom layer code ``"pkg.mod:Class"``, found without importing
+    anything (importing runs code): ``pkg/mod.py`` or ``pkg/mod/__init__.py`` in the
+    working directory or on ``sys.path``; None when not found there."""
+    import sys
+
+    if not isinstance(spec, str) or ":" not in spec:
+        return None
+    parts = spec.split(":", 1)[0].split(".")
+    for root in [os.getcwd(), *sys.path]:
+        base = os.path.join(root or os.curdir, *parts)
+        for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
+def command_line_inputs(params: dict) -> tuple[list, list]:
+    """``(outputs, inputs)`` known from a command's own arguments before anything is loaded
+    (the recipe or log named on the command line, ``--resume``, ``--out``, ``--layer``),
+    so that even a stop on bad input cannot write its documents over them."""
+    inputs = [(what, params[name]) for name, what in (("recipe", "the recipe"), ("target", "the file it inspects"),
+                                                      ("log_path", "the log it shows"),
+                                                      ("resume_path", "the run log it resumes"))
+              if isinstance(params.get(name), str) and os.path.isfile(params[name])]
+    if isinstance(params.get("layer"), str):
+        source = module_file(params["layer"])
+        if source:
+            inputs.append((f"the code of {params['layer']}", source))
+    out, resume = params.get("out_path"), params.get("resume_path")
+    if out and resume and same_file(out, resume):   # train --resume run.h5 --out run.h5: the same log
+        return [], [entry for entry in inputs if entry[1] != resume]
+    return ([("--out", out)] if isinstance(out, str) and out else []), inputs
+
+
+def data_inputs(kind: str, location: str, base_dir: str | None = None) -> list[tuple[str, str]]:
+    """The files a data source reads: the file, or every file of its directory."""
+    from babysit.data.sources import resolve_path
+    from babysit.errors import BabysitError
+
+    try:
+        if kind in ("hdf5", "npz"):
+            return [("the data file", str(resolve_path(location, base_dir)))]
+        if kind in ("cifar10", "mnist"):   # a CIFAR batch, an IDX file
+            folder = resolve_path(location, base_dir, directory=True)
+            return [("a file of the data directory", str(entry)) for entry in folder.iterdir()
+                    if entry.is_file()]
+    except (BabysitError, OSError):   # missing or unreadable: loading the data says so
+        pass
+    return []
+
+
 def recipe_inputs(recipe) -> list[tuple[str, str]]:
-    """The files a loaded recipe reads: its YAML file and its data file (when a file)."""
+    """The files a loaded recipe reads: its YAML file, its data file or the files of its
+    data directory, and the source files of its custom layers."""
     inputs = []
     if getattr(recipe, "path", None) and os.path.isfile(recipe.path):
         inputs.append(("the recipe", recipe.path))
     data = getattr(recipe, "data", None)
-    if data is not None and data.kind in ("hdf5", "npz"):
-        from babysit.data.sources import resolve_path
-        from babysit.errors import BabysitError
-
-        try:
-            inputs.append(("the data file", str(resolve_path(data.location, data.base_dir))))
-        except BabysitError:   # missing: loading the data says so
-            pass
+    if data is not None:
+        inputs += data_inputs(data.kind, data.location, data.base_dir)
+    for layer in getattr(getattr(recipe, "model", None), "layers", None) or ():
+        source = module_file(layer.options.get("class")) if layer.kind == "custom" else None
+        if source:
+            inputs.append((f"the code of custom layer {layer.options['class']}", source))
     return inputs
 
 
-__all__ = ["absolute", "same_file", "clash", "recipe_inputs"]
+__all__ = ["absolute", "same_file", "clash", "recipe_inputs", "module_file", "command_line_inputs",
+           "data_inputs"]

@@ -38,7 +38,15 @@ def invoke(*args):
     (["sanity-loss", "r.yaml", "--plot", "a.png", "--json", "a.png"], "--json and --plot name the same file"),
     (["train", "r.yaml", "--out", "run.h5", "--json", "run.h5"], "--json and --out name the same file"),
     (["sanity-loss", "r.yaml", "--json", "a.json", "--junit", "a.json"], "name the same file a.json"),
-    (["data", "data.h5", "--json", "data.h5"], "--json data.h5 would overwrite the data file"),
+    (["data", "data.h5", "--json", "data.h5"], "--json data.h5 would overwrite the file it inspects"),
+    # a stop on bad input writes its documents: they must not land on the input either
+    (["sanity-loss", "r.yaml", "--set", "optim.lr=-1", "--json", "r.yaml"], "would overwrite the recipe"),
+    (["search", "r.yaml", "--trials", "2", "--epochs", "1", "--workers", "1", "--out", "r.yaml"],
+     "--out r.yaml would overwrite the recipe"),
+    (["search", "r.yaml", "--trials", "2", "--epochs", "1", "--workers", "1", "--out", "data.h5"],
+     "--out data.h5 would overwrite the data file"),
+    (["search", "r.yaml", "--trials", "2", "--epochs", "1", "--workers", "1", "--out", "s.h5",
+      "--json", "s.h5"], "--json and --out name the same file s.h5"),
     (["sanity-loss", "r.yaml", "--json", ""], "an output path is empty"),
 ])
 def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(folder, args, message):
@@ -68,6 +76,7 @@ def test_the_run_log_of_a_resume(folder):
     assert invoke("train", "r.yaml", "--out", "run.h5").exit_code == 0
     log = (folder / "run.h5").read_bytes()
     for args in (["report", "run.h5", "--json", "run.h5"],
+                 ["train", "--resume", "run.h5", "--seed", "3", "--json", "run.h5"],   # a usage error
                  ["train", "--resume", "run.h5", "--json", "run.h5", "--set", "train.epochs=2"],
                  ["train", "--resume", "run.h5", "--out", "data.h5", "--set", "train.epochs=2"]):
         result = invoke(*args)
@@ -93,3 +102,40 @@ def test_outputs_go_where_the_command_started_whatever_user_code_does(folder, mo
     monkeypatch.setattr(app_module.App, "emit", emit_after_chdir)
     assert invoke("sanity-loss", "r.yaml", "--json", "out.json").exit_code == 0
     assert (folder / "out.json").is_file() and not (other / "out.json").exists()
+
+
+def test_a_recipe_that_does_not_load_keeps_its_file(folder):
+    (folder / "bad.yaml").write_text("data: {source: data.h5}\nmodell: {}\n")
+    before = snapshot(folder)
+    result = invoke("sanity-loss", "bad.yaml", "--json", "bad.yaml")
+    assert result.exit_code == 2 and "would overwrite the recipe" in result.stderr
+    assert snapshot(folder) == before
+
+
+def test_custom_layer_code_and_data_directories_are_inputs(folder, monkeypatch):
+    import pickle
+
+    monkeypatch.syspath_prepend(str(folder))
+    (folder / "mylayers.py").write_text(
+        "class Id:\n    def __init__(self):\n        self.params, self.grads = {}, {}\n"
+        "    def forward(self, x, train):\n        return x\n    def backward(self, d):\n        return d\n")
+    (folder / "cif").mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(folder / "cif" / name, "wb") as handle:
+            pickle.dump({b"data": np.zeros((10, 3072), np.uint8), b"labels": list(range(10))}, handle)
+    with open(folder / "cif" / "batches.meta", "wb") as handle:
+        pickle.dump({b"label_names": [b"c%d" % i for i in range(10)]}, handle)
+    (folder / "rc.yaml").write_text("data: {source: 'cifar10:cif'}\nmodel: {layers: [{affine: {out: 10}}]}\n")
+    before = {**snapshot(folder), **{f"cif/{k}": v for k, v in snapshot(folder / "cif").items()}}
+    for args, words in ((["gradcheck", "--layer", "mylayers:Id", "--input-shape", "4,10", "--json", "mylayers.py"],
+                         "would overwrite the code of mylayers:Id"),
+                        (["gradcheck", "r.yaml", "--set", "model.layers.0={custom: 'mylayers:Id'}",
+                          "--json", "mylayers.py"], "would overwrite the code of custom layer mylayers:Id"),
+                        (["sanity-loss", "rc.yaml", "--json", "cif/data_batch_1"],
+                         "would overwrite a file of the data directory"),
+                        (["data", "cifar10:cif", "--json", "cif/test_batch"],
+                         "would overwrite a file of the data directory")):
+        result = invoke(*args)
+        assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)
+    after = {**snapshot(folder), **{f"cif/{k}": v for k, v in snapshot(folder / "cif").items()}}
+    assert after == before

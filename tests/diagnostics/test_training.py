@@ -251,3 +251,24 @@ def test_a_net_that_memorized_random_labels_fails_as_overfitting(tmp_path):
     finding = next(f for f in result.findings if f.code == "overfitting")
     assert "validation accuracy" in finding.message and "ended at chance" in finding.message
     assert "labels can be predicted" in finding.fix
+
+
+def test_a_resume_that_changes_a_layer_keeps_a_readable_log(tmp_path):
+    # --set model.layers.1=tanh on resume: 1.relu's records stop after 2 epochs, 1.tanh's
+    # start; the log was rewritten and then refused as damaged (the run's only copy).
+    # A key that is not babysit's in history/epoch would have stayed behind the same way.
+    import h5py
+
+    from babysit.cli import cli
+    from click.testing import CliRunner
+
+    log = tmp_path / "base.h5"
+    train(load_recipe("two-layer-digits", overrides={"train.epochs": 2}), out=log)
+    with h5py.File(log, "a") as handle:
+        handle["history/epoch/bogus"] = np.zeros(2)
+    resumed = recipe_for_resume(log, {"train.epochs": 3, "model.layers.1": "tanh"})
+    train(resumed, resume=log)
+    history = read_run_log(log).history
+    assert len(history["epoch"]["epoch"]) == 3 and "bogus" not in history["epoch"]
+    assert len(history["layers"]["1.relu"]["dead"]) == 2 and len(history["layers"]["1.tanh"]["std"]) == 1
+    assert CliRunner().invoke(cli, ["report", str(log), "-q"]).exit_code == 0

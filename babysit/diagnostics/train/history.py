@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 LAYER_STATS = ("mean", "std", "near_zero", "saturated", "dead")
+EPOCH_KEYS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "reg_loss")
 
 
 class History:
@@ -55,6 +56,10 @@ class History:
         or they are counted twice and averaged into the first resumed epoch.
         """
         del self.loss[steps:], self.lr[steps:]
+        # a resumed run adds the keys it writes; another key (not babysit's) would stay
+        # behind at the old length and make the log unreadable
+        for key in [key for key in self.epoch if key not in EPOCH_KEYS]:
+            del self.epoch[key]
         for records in (self.epoch, *self.monitors.values(), *self.layers.values()):
             for values in records.values():
                 del values[epochs:]
