@@ -88,13 +88,27 @@ def stopping() -> None:
             signal.signal(sig, _exit_now)
 
 
-def _children() -> list[int]:
-    """This process's live child processes (Linux /proc; elsewhere none are known)."""
-    me, found = os.getpid(), []
+def _managed_children() -> set[int]:
+    """Children that multiprocessing owns (search's pool workers, the resource tracker):
+    its own shutdown ends them, and killing them under it printed tracebacks and
+    "resources might leak"."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return set()
+    pids = {process.pid for process in mp.active_children()}
+    tracker = getattr(sys.modules.get("multiprocessing.resource_tracker"), "_resource_tracker", None)
+    if getattr(tracker, "_pid", None):
+        pids.add(tracker._pid)
+    return pids
+
+
+def _descendants() -> list[int]:
+    """This process's live descendants not owned by multiprocessing (Linux /proc)."""
+    parents = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return found
+        return []
     for entry in entries:
         if entry.isdigit():
             try:
@@ -102,17 +116,25 @@ def _children() -> list[int]:
                     fields = stat.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[1]) == me and fields[0] != "Z":
-                found.append(int(entry))
-    return found
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = [], {os.getpid()} | _managed_children()
+    skip = set(frontier)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in skip}
+        skip |= frontier
+        found += sorted(frontier)
+    return [pid for pid in found if pid not in _managed_children()]
 
 
 def _end_children(grace: float = 0.5) -> None:
-    """SIGTERM, then after ``grace`` seconds SIGKILL, every child still running: by now
-    only user code (a custom layer's Popen or fork) can have left one."""
+    """SIGTERM, then after ``grace`` seconds SIGKILL, every descendant still running that
+    multiprocessing does not own: by now only user code (a custom layer's Popen, a shell
+    and what it started, a fork) can have left one. One that detached itself (setsid
+    and a double fork) is re-parented away and beyond reach."""
     import time
 
-    children = _children()
+    children = _descendants()
     for pid, sig in [(pid, signal.SIGTERM) for pid in children]:
         with contextlib.suppress(OSError):
             os.kill(pid, sig)
@@ -121,7 +143,7 @@ def _end_children(grace: float = 0.5) -> None:
         for pid in children:
             with contextlib.suppress(OSError):
                 os.waitpid(pid, os.WNOHANG)
-        children = _children()
+        children = [pid for pid in _descendants() if pid in children]
         time.sleep(0.01)
     for pid in children:
         with contextlib.suppress(OSError):
@@ -147,10 +169,21 @@ def finish(code) -> None:
         for sig in SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
     _end_children()
-    if any(t is not threading.current_thread() and not t.daemon and t.is_alive()
-           for t in threading.enumerate()):
+    if any(_user_thread(t) for t in threading.enumerate()):
         os._exit(code)
     sys.exit(code)
+
+
+def _user_thread(thread: threading.Thread) -> bool:
+    """A live non-daemon thread that Python's shutdown would wait for and that is not the
+    standard library's own (concurrent.futures and multiprocessing join theirs)."""
+    if thread is threading.current_thread() or thread.daemon or not thread.is_alive():
+        return False
+    module = type(thread).__module__ or ""
+    target = getattr(thread, "_target", None)
+    owner = getattr(target, "__module__", "") or ""
+    return not any(name.startswith(("concurrent.futures", "multiprocessing"))
+                   for name in (module, owner))
 
 
 class Deferred:

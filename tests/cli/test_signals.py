@@ -146,6 +146,9 @@ def test_sigterm_stops_a_pool_search_like_ctrl_c_and_leaves_no_process(tmp_path)
             [pid for pid in helpers if running(pid)]
     assert process.returncode == 130, stderr
     assert stderr.startswith("interrupted: ") and "finished trial(s) kept in" in stderr
+    # the pool shuts itself down: ending its workers or resource tracker under it at exit
+    # printed tracebacks and "resources might leak"
+    assert "Traceback" not in stderr and "leak" not in stderr, stderr
     log = read_search_log(out)
     assert log.status == "interrupted" and len(log.trials) < 500
 
@@ -185,6 +188,7 @@ def test_threads_and_processes_a_custom_layer_leaves_do_not_outlive_the_command(
         "            Leaky.started = True\n"
         "            threading.Thread(target=time.sleep, args=(1000,)).start()   # not a daemon\n"
         "            subprocess.Popen(['sleep', '1000'])\n"
+        "            subprocess.Popen(['sh', '-c', 'sleep 1000 & echo $! > grandchild.pid; wait; echo'])\n"
         "        return x\n"
         "    def backward(self, dout):\n"
         "        return dout\n")
@@ -200,5 +204,8 @@ def test_threads_and_processes_a_custom_layer_leaves_do_not_outlive_the_command(
         assert process.returncode == 0, err              # it ended: no wait on the thread
         assert '"status": "pass"' in (tmp_path / "out.json").read_text()
         assert helpers and not any(running(pid) for pid in set(helpers))   # its child was ended
+        grandchild = int((tmp_path / "grandchild.pid").read_text())     # and the shell's child too
+        assert wait_until(lambda: not running(grandchild), 5)
+        helpers.append(grandchild)
     finally:
         kill_all(process, helpers)
