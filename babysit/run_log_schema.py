@@ -21,6 +21,8 @@ run's first save, after the work was done):
 
 from __future__ import annotations
 
+import numpy as np
+
 from babysit.log_checks import DamagedLog, equal_lengths, json_text, leaves, numbers_tree
 from babysit.validation import CLASS_COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT
 
@@ -60,6 +62,10 @@ def read_history(group, attrs: dict) -> dict:
                                      f"per epoch ({counts['epoch']})")
         else:
             counts[unit] = equal_lengths(arrays, unit, counts[unit])
+    numbers = tree.get("epoch", {}).get("epoch")
+    if numbers is not None and numbers.size and not (np.all(np.isfinite(numbers)) and numbers.min() >= 1
+                                                     and np.all(numbers == np.round(numbers))):
+        raise DamagedLog("/history/epoch/epoch holds epoch numbers that are not whole numbers from 1")
     if None not in counts.values() and counts["epoch"] > counts["step"]:
         raise DamagedLog(f"the history has {counts['epoch']} epochs but only {counts['step']} steps")
     return tree

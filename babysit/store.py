@@ -139,6 +139,8 @@ def open_log(path):
         raise StoreError(f"log file {str(path)!r} does not exist")
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a directory, not a log file")
+    if not path.is_file():   # a FIFO or a device: HDF5 would wait on it forever, or read it endlessly
+        raise StoreError(f"{str(path)!r} is not a regular file, so not a log file")
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:

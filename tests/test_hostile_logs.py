@@ -101,7 +101,19 @@ def huge_iteration(f):
 BOTH, RESUME = ("resume", "report"), ("resume",)
 
 # (case id, commands, change to a copy of the run log, words of the error line)
+def first_optimizer_slot_to(value):
+    def change(f):
+        names = []
+        f["checkpoints/last/optimizer"].visititems(
+            lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        name = f"checkpoints/last/optimizer/{names[0]}"
+        replace(f, name, data=np.full(f[name].shape, value))
+    return change
+
+
 RUN_CASES = [
+    ("epoch-number-nan", BOTH, set_data("history/epoch/epoch", np.array([np.nan])), ["epoch numbers"]),
+    ("optimizer-slot-inf", RESUME, first_optimizer_slot_to(np.inf), ["optimizer state"]),
     ("format-not-utf8", BOTH, set_attr("babysit_format", np.bytes_(b"\xff\xfe")), ["not UTF-8"]),
     ("format-array", ("report",), set_attr("babysit_format", np.array([1, 2])), ["'babysit_format'"]),
     ("optimizer-dataset", BOTH, as_dataset("checkpoints/last/optimizer"),
@@ -216,3 +228,36 @@ def test_genuine_logs_still_read(logs, tmp_path):
     log = tmp_path / "run.h5"
     shutil.copy(logs["run"], log)
     assert run("train", "--resume", log, "--set", "train.epochs=2", "--quiet").exit_code == 0
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "run.h5")
+    for args in (("report",), ("train", "--resume")):
+        one_error_line(run(*args, tmp_path / "run.h5", "--quiet"), "is not a regular file")
+
+
+def test_a_log_of_too_many_objects_is_refused_before_it_is_walked(logs, tmp_path, monkeypatch):
+    # 250,000 empty datasets (91 MB) kept report busy for minutes at 2.9 GB; the
+    # bound is scaled down here so that the test builds a small file
+    from babysit import log_checks
+
+    monkeypatch.setattr(log_checks, "MAX_OBJECTS", 200)
+    log = damaged_copy(logs["run"], tmp_path,
+                       lambda f: [f.create_group(f"extra/{i}") for i in range(250)])
+    one_error_line(run("report", log, "--quiet"), "more than 200 objects")
+
+
+def test_a_step_count_that_cannot_grow_is_refused_before_training(tmp_path, request):
+    # Adam's t at 2**64 - 1 loaded, trained a step past int64, and broke the first save
+    log = tmp_path / "adam.h5"
+    assert run("train", "--set", "train.epochs=1", "--set", "optim.update=adam", "--out", log,
+               "--quiet").exit_code == 0
+    with h5py.File(log, "r+") as f:
+        replace(f, "checkpoints/last/optimizer/t", data=np.uint64(2 ** 64 - 1))
+    request.getfixturevalue("no_training")   # from here on, training would be the bug
+    before = log.read_bytes()
+    one_error_line(run("train", "--resume", log, "--set", "train.epochs=2", "--quiet"),
+                   "optimizer state 't'")
+    assert log.read_bytes() == before

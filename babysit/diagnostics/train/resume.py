@@ -20,6 +20,9 @@ RESUME_USE = ("--resume continues a run log written by `babysit train` "
               "(`babysit report` shows any log)")
 
 
+MAX_COUNT = 2 ** 53   # a step count far beyond any run, still exact in float64 and int64
+
+
 def whole_count(value) -> int:
     """A step count stored in a run log: a whole number (not a bool, not 1.5), else ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -55,6 +58,14 @@ def restore(trainer, log: RunLog) -> None:
     except (ModelError, ValueError, TypeError, OverflowError) as exc:   # a NaN or huge step count
         raise BabysitError(f"{log.path}: the checkpoint's optimizer state does not fit this "
                            f"recipe's optimizer: {exc}") from None
+    # what was loaded must stay writable as training goes on: a step count of 2**64 - 1
+    # loaded, trained one step past int64, then broke the first save and lost the work
+    for name, value in solver.optimizer.state_dict().items():
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf" or not np.all(np.isfinite(array)) or (
+                array.dtype.kind in "iu" and array.size and np.abs(array).max() > MAX_COUNT):
+            raise BabysitError(f"{log.path}: the checkpoint's optimizer state {name!r} is not "
+                               "finite numbers a run log can go on holding")
     history = History.from_tree(log.history)
     trainer.state = loop_state(trainer, log.path, last.attrs, history)
     history.cut(trainer.state.iteration, trainer.state.epoch)
