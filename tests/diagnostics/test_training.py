@@ -272,3 +272,27 @@ def test_a_resume_that_changes_a_layer_keeps_a_readable_log(tmp_path):
     assert len(history["epoch"]["epoch"]) == 3 and "bogus" not in history["epoch"]
     assert len(history["layers"]["1.relu"]["dead"]) == 2 and len(history["layers"]["1.tanh"]["std"]) == 1
     assert CliRunner().invoke(cli, ["report", str(log), "-q"]).exit_code == 0
+
+
+def test_runs_started_in_the_same_second_get_their_own_default_logs(tmp_path, monkeypatch):
+    # runs/<name>-<time>.h5 has a one-second clock: two runs started together shared
+    # one log (one was lost) or the second failed on a lock the user never chose
+    from babysit.diagnostics.train import trainer
+    from tests.test_locks import held_by_another_process
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer.time, "strftime", lambda *args: "20261130-120000")
+    recipe = load_recipe("two-layer-digits", overrides={"train.epochs": 1})
+    first = train(recipe).metrics["run_log"]                        # written and done
+    running = held_by_another_process(tmp_path / "runs/two-layer-digits-20261130-120000-2.h5")
+    mine = held_by_another_process(tmp_path / "mine.h5")
+    try:
+        third = train(recipe).metrics["run_log"]
+        with pytest.raises(BabysitError, match="being written by another babysit process"):
+            train(recipe, out=tmp_path / "mine.h5")                 # a path the user chose is theirs
+    finally:
+        for child in (running, mine):
+            child.stdin.close()
+            child.wait(timeout=30)
+    assert first == "runs/two-layer-digits-20261130-120000.h5"
+    assert third == "runs/two-layer-digits-20261130-120000-3.h5"

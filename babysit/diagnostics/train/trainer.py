@@ -29,6 +29,8 @@ dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epoch
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import time
 from collections import deque
@@ -48,7 +50,7 @@ from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evalu
 from babysit.diagnostics.train.resume import RESUME_USE, restore
 from babysit.errors import BabysitError, Interrupted
 from babysit.interrupts import Deferred
-from babysit.locks import exclusive
+from babysit.locks import OutputLocked, exclusive
 from babysit.store import Checkpoint, RunLog, read_run_log, rng_state_json
 from babysit.validation import POSITIVE_INT
 
@@ -255,6 +257,7 @@ class Trainer:
             restore(self, read_run_log(resume, RESUME_USE))
         self.path = Path(out) if out is not None else (
             Path(resume) if resume is not None else default_run_path(self.recipe))
+        self.path_chosen_here = out is None and resume is None   # see _claimed_log
         if persist and self.path.is_dir():  # fail now, not when the first epoch's checkpoint is written
             raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
                                f"give a file name such as {self.path / 'run.h5'}")
@@ -338,8 +341,34 @@ class Trainer:
         """
         if not self.persist:  # writes no file, locks none
             return self._run()
-        with exclusive(self.path):
+        with self._claimed_log():
             return self._run()
+
+    @contextlib.contextmanager
+    def _claimed_log(self):
+        """Hold the run log's lock. A path the user gave is theirs (a second writer fails
+        with OutputLocked); a default ``runs/<name>-<time>.h5`` is babysit's choice, so
+        when another run of the same second holds it or already wrote it, the next free
+        ``-2``, ``-3`` ... is taken: two runs started together once shared one log, and
+        one of them was lost."""
+        stem = self.path.stem
+        for attempt in itertools.count(2):
+            try:
+                lock = exclusive(self.path)
+                lock.__enter__()
+            except OutputLocked:
+                if not self.path_chosen_here:
+                    raise
+                self.path = self.path.with_name(f"{stem}-{attempt}{self.path.suffix}")
+                continue
+            if self.path_chosen_here and self.path.exists():   # written by a run that ended
+                lock.__exit__(None, None, None)
+                self.path = self.path.with_name(f"{stem}-{attempt}{self.path.suffix}")
+                continue
+            break
+        with contextlib.ExitStack() as stack:
+            stack.push(lock)   # released however the run ends
+            yield
 
     def _run(self):
         result = common.new_result("train", self.recipe, self.seed, CHECKS)
