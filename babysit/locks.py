@@ -100,6 +100,35 @@ def remove_stale_locks(directory) -> None:
                     os.close(fd)
 
 
+def is_lock_name(path) -> bool:
+    """Whether ``path``'s name is a lock sidecar's (``.NAME.babysit.lock``): such a file is
+    removed by the next writer in its directory when no lock holds it."""
+    return bool(_LOCK_NAME.match(Path(path).name))
+
+
+def writer_of(path) -> str | None:
+    """Who is writing ``path`` now (the owner line of its held lock), or None."""
+    if fcntl is None:
+        return None
+    sidecar = lock_path(path)
+    try:
+        fd = os.open(sidecar, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.read(fd, 1000).decode("utf-8", "replace").strip() or "owner unknown"
+        except OSError:
+            return None
+        return None
+    finally:
+        os.close(fd)
+
+
 def _acquire(path, sidecar: Path) -> int:
     """Open and lock ``sidecar``; returns the descriptor. Raises OutputLocked."""
     while True:

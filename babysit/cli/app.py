@@ -167,6 +167,8 @@ class App:
         problem = outputs.clash(
             [(what, path, self._target(path)) for what, path in named + self.extra_outputs],
             [(what, self._target(path)) for what, path in inputs])
+        if problem is None:
+            problem = outputs.busy([(what, path, self._target(path)) for what, path in named])
         if problem:
             message, path = problem
             self.refused_outputs.add(path)   # the stop's documents must not land there either

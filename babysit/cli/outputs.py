@@ -53,6 +53,25 @@ def clash(outputs: list[tuple[str, str, str]], inputs: list[tuple[str, str]]) ->
     return None
 
 
+def busy(outputs: list[tuple[str, str, str]]) -> tuple[str, str] | None:
+    """``(message, path as given)`` for a document output that is a lock file's name, or
+    the run log another babysit process is writing right now; else None. A lock file
+    is removed by the next writer there; a live log would replace the document at its
+    next checkpoint, after the document had replaced the log."""
+    from babysit.locks import is_lock_name, writer_of
+
+    for what, given, target in outputs:
+        if not given or given == STDOUT:
+            continue
+        if is_lock_name(target):
+            return f"{what} {given} is named like a babysit lock file; choose another name", given
+        owner = writer_of(target)
+        if owner:
+            return (f"{what} {given} is being written by another babysit process ({owner}); "
+                    "write the output elsewhere", given)
+    return None
+
+
 def module_file(spec: str) -> str | None:
     """The source file of custom layer code ``"pkg.mod:Class"``, found without importing
     anything (importing runs code): ``pkg/mod.py`` or ``pkg/mod/__init__.py`` in the
@@ -121,5 +140,5 @@ def recipe_inputs(recipe) -> list[tuple[str, str]]:
     return inputs
 
 
-__all__ = ["absolute", "same_file", "clash", "recipe_inputs", "module_file", "command_line_inputs",
+__all__ = ["absolute", "same_file", "clash", "busy", "recipe_inputs", "module_file", "command_line_inputs",
            "data_inputs"]

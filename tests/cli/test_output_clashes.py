@@ -48,6 +48,7 @@ def invoke(*args):
     (["search", "r.yaml", "--trials", "2", "--epochs", "1", "--workers", "1", "--out", "s.h5",
       "--json", "s.h5"], "--json and --out name the same file s.h5"),
     (["sanity-loss", "r.yaml", "--json", ""], "an output path is empty"),
+    (["sanity-loss", "r.yaml", "--json", ".run.h5.babysit.lock"], "is named like a babysit lock file"),
 ])
 def test_an_output_onto_an_input_or_another_output_is_refused_before_any_work(folder, args, message):
     before = snapshot(folder)
@@ -139,3 +140,17 @@ def test_custom_layer_code_and_data_directories_are_inputs(folder, monkeypatch):
         assert result.exit_code == 2 and words in result.stderr, (args, result.stderr)
     after = {**snapshot(folder), **{f"cif/{k}": v for k, v in snapshot(folder / "cif").items()}}
     assert after == before
+
+
+def test_a_log_another_process_is_writing_is_not_an_output(folder):
+    # the document would replace the live log, and the log's next checkpoint the document
+    from tests.test_locks import held_by_another_process
+
+    child = held_by_another_process(folder / "live.h5")
+    try:
+        result = invoke("sanity-loss", "r.yaml", "--junit", "live.h5")
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert result.exit_code == 2 and "--junit live.h5 is being written by another babysit process" in result.stderr
+    assert not (folder / "live.h5").exists()
