@@ -280,3 +280,28 @@ def test_a_gzipped_idx_file_that_inflates_past_its_header_is_refused_early(tmp_p
     source = mnist_with(tmp_path, header + bytes(50_000_000), ".gz")
     assert peak_bytes(lambda: pytest.raises(DataError, load_data, {"source": source})) < 20e6
     assert "more" in data_error(source)
+
+
+@pytest.mark.parametrize("kind", ["h5", "npz"])
+def test_a_compressed_array_that_cannot_fit_is_refused_from_its_header(tmp_path, monkeypatch, kind):
+    # a small compressed file may declare far more than it holds (1.5 MB of gzip declared
+    # 1.6 GB and was read in full); the machine's available memory is scaled down here
+    import h5py
+
+    from babysit.data import memory
+    from babysit.data.formats import read_hdf5, read_npz
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 10 * 2 ** 20)
+    X, y = np.zeros((5000, 1000), np.float32), np.zeros(5000, np.int64)    # 20 MB + its copy
+    path = tmp_path / f"bomb.{kind}"
+    if kind == "h5":
+        with h5py.File(path, "w") as f:
+            f.create_dataset("X_train", data=X, compression="gzip")
+            f["y_train"] = y
+    else:
+        np.savez_compressed(path, X_train=X, y_train=y)
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(DataError, match=r"X_train has shape \(5000, 1000\): reading it needs 38.1 MiB"):
+        (read_hdf5 if kind == "h5" else read_npz)(path, path.name)
+    monkeypatch.setattr(memory, "available_memory", lambda: 100 * 2 ** 20)   # and it loads when it fits
+    assert (read_hdf5 if kind == "h5" else read_npz)(path, path.name) is not None

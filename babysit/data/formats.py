@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from babysit.data.memory import check_fits, npz_member_header
 from babysit.data.safe_pickle import RefusedPickle, UnsafePickle, load_data_pickle
 from babysit.errors import DataError
 from babysit.validation import show
@@ -148,6 +149,8 @@ def read_hdf5(path: Path, label: str) -> RawData:
         with h5py.File(path, "r") as handle:
             # every key read is checked before any is read; other names are listed, never opened
             datasets = {key: _dataset(handle, key, label) for key in sorted(wanted & set(handle))}
+            for key, dataset in datasets.items():
+                check_fits(label, key, dataset.shape, dataset.dtype.itemsize)
             arrays = {key: (datasets[key][()] if key in datasets else None) for key in handle}
             attrs = dict(handle.attrs)
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
@@ -174,6 +177,10 @@ def read_npz(path: Path, label: str) -> RawData:
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise DataError(f"{label}: not an NPZ archive (a single array; save with np.savez)")
         with archive:
+            for key in archive.files:
+                header = npz_member_header(archive, key)
+                if header is not None:
+                    check_fits(label, key, *header)
             arrays = {key: archive[key] for key in archive.files}
     except DataError:
         raise
