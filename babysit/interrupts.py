@@ -118,13 +118,14 @@ def _descendants() -> list[int]:
                 continue
             if fields[0] != "Z":
                 parents[int(entry)] = int(fields[1])
+    # multiprocessing's children are never found (they start out seen), theirs are
     found, frontier = [], {os.getpid()} | _managed_children()
-    skip = set(frontier)
+    seen = set(frontier)
     while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in skip}
-        skip |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier and pid not in seen}
+        seen |= frontier
         found += sorted(frontier)
-    return [pid for pid in found if pid not in _managed_children()]
+    return found
 
 
 def _end_children(grace: float = 0.5) -> None:
@@ -135,9 +136,9 @@ def _end_children(grace: float = 0.5) -> None:
     import time
 
     children = _descendants()
-    for pid, sig in [(pid, signal.SIGTERM) for pid in children]:
+    for pid in children:
         with contextlib.suppress(OSError):
-            os.kill(pid, sig)
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while children and time.monotonic() < deadline:
         for pid in children:

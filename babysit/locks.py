@@ -77,6 +77,23 @@ def _same_file(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
 
+def _open_sidecar(path: Path) -> int | None:
+    """A read-only descriptor of the existing sidecar ``path``, or None. Never blocks on a
+    FIFO by that name and never follows a symlink: only a regular file can be a sidecar
+    babysit wrote."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 def remove_stale_locks(directory) -> None:
     """Remove lock sidecars in ``directory`` that nobody holds (their owner was killed)."""
     if fcntl is None:
@@ -86,13 +103,11 @@ def remove_stale_locks(directory) -> None:
             if not _LOCK_NAME.match(name):
                 continue
             path = Path(directory) / name
+            fd = _open_sidecar(path)
+            if fd is None:
+                continue
             with contextlib.suppress(OSError):
-                # never block on a FIFO by that name, never follow a symlink: only a
-                # regular file can be a sidecar babysit wrote
-                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
                 try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        continue
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     if _same_file(fd, path):
                         path.unlink()
@@ -110,20 +125,15 @@ def writer_of(path) -> str | None:
     """Who is writing ``path`` now (the owner line of its held lock), or None."""
     if fcntl is None:
         return None
-    sidecar = lock_path(path)
-    try:
-        fd = os.open(sidecar, os.O_RDONLY | os.O_NONBLOCK | _NO_FOLLOW)
-    except OSError:
+    fd = _open_sidecar(lock_path(path))
+    if fd is None:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.read(fd, 1000).decode("utf-8", "replace").strip() or "owner unknown"
-        except OSError:
-            return None
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 1000).decode("utf-8", "replace").strip() or "owner unknown"
+    except OSError:
         return None
     finally:
         os.close(fd)

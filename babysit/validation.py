@@ -38,6 +38,15 @@ def show(value) -> str:
     return _repr.repr(value)
 
 
+def size_text(nbytes: float) -> str:
+    """A byte count for messages: ``"3.73 GiB"``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1024
+    return ""
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one scalar option may be: ``phrase`` completes "<name> must be ...".
@@ -146,6 +155,6 @@ def resolve_options(given: Mapping, table: Mapping, where: str,
     return out
 
 
-__all__ = ["Rule", "REQUIRED", "show", "check_keys", "as_mapping", "resolve_options",
+__all__ = ["Rule", "REQUIRED", "show", "size_text", "check_keys", "as_mapping", "resolve_options",
            "NUMBER", "POSITIVE", "NON_NEGATIVE", "OPEN_UNIT", "HALF_OPEN_UNIT", "KEEP_PROB",
            "POSITIVE_INT", "NON_NEGATIVE_INT", "CLASS_COUNT"]

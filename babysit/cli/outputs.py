@@ -6,9 +6,10 @@ the run log (checkpoints and all) with a JSON document, all with exit 0. An
 output is now refused (exit 2, before any work) when it is the same file as
 another output of the command, or as one of its inputs: the recipe file, a
 data file, the run log it resumes. "The same file" is judged on the resolved
-path (symlinks followed), and by inode for files that exist. Paths are made
-absolute once, when the command starts, so code that changes the working
-directory (a custom layer's ``os.chdir``) cannot move an output elsewhere.
+path (symlinks followed), and by inode for files that exist. Outputs are
+written relative to the directory the command started in (``App._target``), so
+code that changes the working directory (a custom layer's ``os.chdir``) cannot
+move an output elsewhere.
 """
 
 from __future__ import annotations
@@ -16,11 +17,6 @@ from __future__ import annotations
 import os
 
 STDOUT = "-"
-
-
-def absolute(path: str | None) -> str | None:
-    """``path`` made absolute against the working directory now ("-" and None as they are)."""
-    return path if path in (None, STDOUT) else os.path.abspath(os.path.expanduser(path))
 
 
 def same_file(a: str, b: str) -> bool:
@@ -102,9 +98,10 @@ def command_line_inputs(params: dict) -> tuple[list, list]:
         if source:
             inputs.append((f"the code of {params['layer']}", source))
     out, resume = params.get("out_path"), params.get("resume_path")
-    if out and resume and same_file(out, resume):   # train --resume run.h5 --out run.h5: the same log
-        return [], [entry for entry in inputs if entry[1] != resume]
-    return ([("--out", out)] if isinstance(out, str) and out else []), inputs
+    outputs = [("--out", out)] if isinstance(out, str) and out else []
+    if outputs and resume and same_file(out, resume):   # train --resume run.h5 --out run.h5:
+        inputs = [entry for entry in inputs if entry[1] != resume]   # the log it continues
+    return outputs, inputs
 
 
 def data_inputs(kind: str, location: str, base_dir: str | None = None) -> list[tuple[str, str]]:
@@ -140,5 +137,5 @@ def recipe_inputs(recipe) -> list[tuple[str, str]]:
     return inputs
 
 
-__all__ = ["absolute", "same_file", "clash", "busy", "recipe_inputs", "module_file", "command_line_inputs",
+__all__ = ["same_file", "clash", "busy", "recipe_inputs", "module_file", "command_line_inputs",
            "data_inputs"]

@@ -47,10 +47,6 @@ def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
     from babysit.store import read_run_log
 
     ensemble = members is not None or checkpoints is not None
-    # the run log written: --out, else the resumed log itself (then only read when --out differs)
-    writes_resumed = resume_path and (not out_path or outputs.same_file(out_path, resume_path))
-    app.extra_outputs = [("--resume (the run log it continues)", resume_path) if writes_resumed
-                         else ("--out", out_path)]
     if resume_path and ensemble:
         app.abort("--resume continues a single run: ensembles cannot be resumed; drop "
                   "--ensemble/--checkpoint-ensemble")
@@ -62,8 +58,8 @@ def command(app, recipe, out_path, resume_path, members, checkpoints, log_loss):
             app.abort("--resume continues with the run's own seed: drop --seed")
         spec = recipe_for_resume(resume_path, list(app.options.sets) or None)
         app.recipe = spec
-        app.check_outputs(outputs.recipe_inputs(spec)
-                          + ([] if writes_resumed else [("the run log it resumes", resume_path)]))
+        # --out and --resume were checked when the command started (outputs.command_line_inputs)
+        app.check_outputs(outputs.recipe_inputs(spec))
         announce_custom_code(app, spec, resume_path)
     else:
         spec = app.load_recipe(recipe)

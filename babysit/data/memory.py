@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from babysit.errors import DataError
+from babysit.validation import size_text
 
 FLOAT32_COPY = 4   # bytes per value of the copy the model trains on
 
@@ -27,14 +28,6 @@ def available_memory() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def size_text(nbytes: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:.3g} {unit}"
-        nbytes /= 1024
-    return ""
 
 
 def check_fits(label: str, key: str, shape, itemsize: int) -> None:
@@ -64,4 +57,4 @@ def npz_member_header(archive, key: str):
         return None
 
 
-__all__ = ["available_memory", "check_fits", "npz_member_header", "size_text"]
+__all__ = ["available_memory", "check_fits", "npz_member_header"]

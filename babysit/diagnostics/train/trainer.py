@@ -352,22 +352,18 @@ class Trainer:
         ``-2``, ``-3`` ... is taken: two runs started together once shared one log, and
         one of them was lost."""
         stem = self.path.stem
-        for attempt in itertools.count(2):
-            try:
-                lock = exclusive(self.path)
-                lock.__enter__()
-            except OutputLocked:
-                if not self.path_chosen_here:
-                    raise
+        with contextlib.ExitStack() as held:   # the lock, released however the run ends
+            for attempt in itertools.count(2):
+                try:
+                    held.enter_context(exclusive(self.path))
+                except OutputLocked:
+                    if not self.path_chosen_here:
+                        raise
+                else:
+                    if not (self.path_chosen_here and self.path.exists()):   # else: a run that ended
+                        break
+                    held.close()
                 self.path = self.path.with_name(f"{stem}-{attempt}{self.path.suffix}")
-                continue
-            if self.path_chosen_here and self.path.exists():   # written by a run that ended
-                lock.__exit__(None, None, None)
-                self.path = self.path.with_name(f"{stem}-{attempt}{self.path.suffix}")
-                continue
-            break
-        with contextlib.ExitStack() as stack:
-            stack.push(lock)   # released however the run ends
             yield
 
     def _run(self):

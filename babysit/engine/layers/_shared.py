@@ -24,7 +24,7 @@ import sys
 import numpy as np
 
 from babysit.engine.base import Layer
-from babysit.validation import REQUIRED, resolve_options
+from babysit.validation import REQUIRED, resolve_options, size_text
 
 
 def options_signature(table) -> inspect.Signature:
@@ -104,14 +104,6 @@ def channel_shape(kind: str, input_shape) -> tuple[int, ...]:
     return (1, shape[0]) + (1,) * (len(shape) - 1)
 
 
-def _size_text(nbytes: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if nbytes < 1024 or unit == "PiB":
-            return f"{nbytes:.3g} {unit}"
-        nbytes /= 1024
-    return ""
-
-
 def make_weight(init, shape, fan_in, rng, dtype) -> np.ndarray:
     """``init(shape, fan_in, rng, dtype)`` as a C-contiguous array of ``dtype``.
 
@@ -121,7 +113,7 @@ def make_weight(init, shape, fan_in, rng, dtype) -> np.ndarray:
     """
     shape = tuple(int(s) for s in shape)
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    too_large = ValueError(f"weights of shape {shape} would need {_size_text(nbytes)} of memory: "
+    too_large = ValueError(f"weights of shape {shape} would need {size_text(nbytes)} of memory: "
                            f"too large (is the layer's size what you meant?)")
     if nbytes > sys.maxsize:  # more than NumPy can describe, let alone allocate
         raise too_large
