@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import re
 import stat
@@ -208,4 +209,32 @@ def exclusive(path):
         os.close(fd)
 
 
-__all__ = ["OutputLocked", "exclusive", "lock_path", "remove_stale_locks"]
+@contextlib.contextmanager
+def claimed(path, *, default_name: bool):
+    """Hold the lock of output ``path`` for the ``with`` block -> the path held.
+
+    A path the user gave is theirs: a second writer fails with OutputLocked, and a
+    file already there is theirs to replace. A ``default_name`` (babysit's own
+    ``runs/<name>-<time>.h5``) has a one-second clock, so two commands started
+    together once shared one log (one was lost) or the second failed on a lock
+    the user never chose: when another process holds it, or a finished run
+    already wrote it, the next free ``-2``, ``-3`` ... is taken.
+    """
+    path = Path(path)
+    stem = path.stem
+    with contextlib.ExitStack() as held:   # the lock, released however the block ends
+        for attempt in itertools.count(2):
+            try:
+                held.enter_context(exclusive(path))
+            except OutputLocked:
+                if not default_name:
+                    raise
+            else:
+                if not (default_name and path.exists()):   # else: a run that ended
+                    break
+                held.close()
+            path = path.with_name(f"{stem}-{attempt}{path.suffix}")
+        yield path
+
+
+__all__ = ["OutputLocked", "claimed", "exclusive", "lock_path", "remove_stale_locks"]

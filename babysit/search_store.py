@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from babysit.locks import exclusive
+from babysit.locks import claimed
 from babysit.log_checks import (DamagedLog, attributes, checked_attrs, equal_lengths, group_at,
                                 json_text, numbers, strings)
 from babysit.store import FORMAT_ATTR, StoreError, read_log, register_reader, write_hdf5
@@ -160,19 +160,20 @@ class SearchLogWriter:
     ``meta`` holds the root attributes (see the module docstring); ``space`` the
     command-line space as a dict. Call :meth:`add_trial` as each trial finishes,
     :meth:`start_stage` with each stage's space, :meth:`close` with the final status.
-    From creation to :meth:`close` the log is locked (:func:`babysit.locks.exclusive`):
-    a second writer of the same file gets OutputLocked (exit 2).
+    From creation to :meth:`close` the log is locked (:func:`babysit.locks.claimed`):
+    a second writer of the same file gets OutputLocked (exit 2), unless the path is
+    babysit's ``default_name``, which then moves on to ``-2``, ``-3`` ... (read
+    :attr:`path` for the one written).
     """
 
-    def __init__(self, path, meta: dict, space: dict):
-        self.path = Path(path)
+    def __init__(self, path, meta: dict, space: dict, default_name: bool = False):
         self.meta = dict(meta)
         self.space = dict(space)
         self.stage_spaces: list = []
         self.trials: list = []
         self.status = "running"
         self._lock = contextlib.ExitStack()
-        self._lock.enter_context(exclusive(self.path))
+        self.path = self._lock.enter_context(claimed(path, default_name=default_name))
         try:
             self.flush()
         except BaseException:

@@ -1,6 +1,7 @@
 """One writer per log (issue 10 item 6): a second ``train``/``search`` writing the same file
 gets exit 2 naming the first, instead of one run being silently lost."""
 
+import json
 import os
 import signal
 import subprocess
@@ -74,6 +75,42 @@ def test_a_second_search_on_the_same_log_is_exit_2(tmp_path):
         child.wait(timeout=30)
     assert result.exit_code == 2 and "is being written by another babysit process" in result.stderr
     assert not out.exists()
+
+
+def test_searches_and_ensembles_started_in_the_same_second_get_their_own_default_logs(
+        tmp_path, monkeypatch):
+    # their default runs/<name>-...-<time>.h5 has a one-second clock, like train's: the
+    # second failed on a lock the user never chose, or replaced a search that had ended
+    from babysit.cli import search as search_command
+    from babysit.diagnostics.train import trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(search_command.time, "strftime", lambda *args: "20261130-120000")
+    monkeypatch.setattr(trainer.time, "strftime", lambda *args: "20261130-120000")
+    search = ("search", "--param", "optim.lr=log:1e-3:1e-1", "--trials", 1, "--epochs", 1,
+              "--workers", 1, "-q", "--json")
+    ensemble = ("train", "--ensemble", 2, "--set", "train.epochs=1", "--set", "data.limit=300",
+                "-q", "--json")
+    running = [held_by_another_process(tmp_path / f"runs/two-layer-digits-{stem}20261130-120000.h5")
+               for stem in ("search-", "")]
+    try:
+        assert run(*search, "s1.json").exit_code == 0
+        assert run(*search, "s2.json").exit_code == 0
+        assert run(*ensemble, "e1.json").exit_code == 0
+    finally:
+        for child in running:
+            child.stdin.close()
+            child.wait(timeout=30)
+    searches = [json.loads((tmp_path / f"s{n}.json").read_text())["metrics"]["search_log"]
+                for n in (1, 2)]
+    assert searches == ["runs/two-layer-digits-search-20261130-120000-2.h5",
+                        "runs/two-layer-digits-search-20261130-120000-3.h5"]
+    assert [len(read_search_log(tmp_path / log).trials) for log in searches] == [1, 1]
+    ensemble_log = json.loads((tmp_path / "e1.json").read_text())["metrics"]["run_log"]
+    assert ensemble_log == "runs/two-layer-digits-20261130-120000-2.h5"
+    assert len(read_run_log(tmp_path / ensemble_log).ensemble.members) == 2
+    assert sorted(os.listdir(tmp_path / "runs")) == [os.path.basename(p) for p in sorted(
+        [ensemble_log, *searches])]
 
 
 def locked_for_another_process(path) -> bool:

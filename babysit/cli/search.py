@@ -80,13 +80,14 @@ def command(app, recipe, params, trials, epochs, stages, workers, scheduler, con
         app.warn("--workers is ignored with --scheduler (the cluster's workers run the trials)")
     backend = make_backend(workers, scheduler, connect_timeout)
     backend.preflight()  # an unreachable scheduler is a usage error: no log is written
-    out_path = out_path or default_log_path(spec.name)
     search_seed = spec.seed  # --seed is already applied to the recipe
-    log = SearchLogWriter(out_path, {
+    log = SearchLogWriter(out_path or default_log_path(spec.name), {
         "recipe": spec.to_yaml(), "recipe_name": spec.name, "recipe_path": spec.path,
         "seed": int(search_seed), "epochs": int(epochs), "trials_per_stage": int(trials),
         "stages": int(stages), "backend": backend.description,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, space.to_dict())
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        space.to_dict(), default_name=out_path is None)  # a default name may move on to -2, ...
+    out_path = log.path
     app.info(f"search: {trials} trial(s) x {stages} stage(s), {epochs} epoch(s) each, "
              f"backend: {backend.description}; log: {out_path}")
 

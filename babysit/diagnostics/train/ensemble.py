@@ -37,7 +37,7 @@ import numpy as np
 from babysit.diagnostics import common
 from babysit.diagnostics.train.trainer import TRAIN_EVAL_SIZE, Trainer, TrainingInterrupted
 from babysit.engine.losses import softmax
-from babysit.locks import exclusive
+from babysit.locks import claimed
 from babysit.store import Checkpoint, Ensemble, EnsembleMember
 from babysit.validation import POSITIVE_INT
 
@@ -131,8 +131,10 @@ class EnsembleRun:
         ``metrics["ensemble"]`` (and the failing findings of the other members).
 
         The run log is locked from the first member to the last save
-        (:func:`babysit.locks.exclusive`)."""
-        with exclusive(self.first.path):
+        (:func:`babysit.locks.claimed`: a default name taken by a run of the same
+        second moves on to ``-2``, ...)."""
+        with claimed(self.first.path, default_name=self.first.path_chosen_here) as path:
+            self.first.path, self.first.path_chosen_here = path, False   # its run re-enters the lock
             return self._run()
 
     def _run(self):

@@ -30,7 +30,6 @@ dropout generators, so 2 epochs + resume to 4 ends with the same bits as 4 epoch
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
 from collections import deque
@@ -50,7 +49,7 @@ from babysit.engine.solver import Callback, Divergence, LoopState, Solver, evalu
 from babysit.diagnostics.train.resume import RESUME_USE, restore
 from babysit.errors import BabysitError, Interrupted
 from babysit.interrupts import Deferred
-from babysit.locks import OutputLocked, exclusive
+from babysit.locks import claimed
 from babysit.store import Checkpoint, RunLog, read_run_log, rng_state_json
 from babysit.validation import POSITIVE_INT
 
@@ -336,7 +335,7 @@ class Trainer:
     def run(self):
         """Train to ``train.epochs`` (from where a resumed log left off) -> Result.
 
-        The run log is locked for the whole run (:func:`babysit.locks.exclusive`):
+        The run log is locked for the whole run (:func:`babysit.locks.claimed`):
         a second writer of the same file fails with OutputLocked (exit 2).
         """
         if not self.persist:  # writes no file, locks none
@@ -346,24 +345,9 @@ class Trainer:
 
     @contextlib.contextmanager
     def _claimed_log(self):
-        """Hold the run log's lock. A path the user gave is theirs (a second writer fails
-        with OutputLocked); a default ``runs/<name>-<time>.h5`` is babysit's choice, so
-        when another run of the same second holds it or already wrote it, the next free
-        ``-2``, ``-3`` ... is taken: two runs started together once shared one log, and
-        one of them was lost."""
-        stem = self.path.stem
-        with contextlib.ExitStack() as held:   # the lock, released however the run ends
-            for attempt in itertools.count(2):
-                try:
-                    held.enter_context(exclusive(self.path))
-                except OutputLocked:
-                    if not self.path_chosen_here:
-                        raise
-                else:
-                    if not (self.path_chosen_here and self.path.exists()):   # else: a run that ended
-                        break
-                    held.close()
-                self.path = self.path.with_name(f"{stem}-{attempt}{self.path.suffix}")
+        """Hold the run log's lock (:func:`babysit.locks.claimed`): a default name moves
+        on to ``-2``, ``-3`` ... when a run of the same second holds or wrote it."""
+        with claimed(self.path, default_name=self.path_chosen_here) as self.path:
             yield
 
     def _run(self):
