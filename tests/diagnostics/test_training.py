@@ -270,8 +270,16 @@ def test_a_resume_that_changes_a_layer_keeps_a_readable_log(tmp_path):
     train(resumed, resume=log)
     history = read_run_log(log).history
     assert len(history["epoch"]["epoch"]) == 3 and "bogus" not in history["epoch"]
-    assert len(history["layers"]["1.relu"]["dead"]) == 2 and len(history["layers"]["1.tanh"]["std"]) == 1
+    assert len(history["layers"]["1.relu"]["dead"]) == 2
     assert CliRunner().invoke(cli, ["report", str(log), "-q"]).exit_code == 0
+    # index i is epoch i + 1: 1.tanh's first record is epoch 3's, not shown as epoch 1's
+    assert np.isnan(history["layers"]["1.tanh"]["std"][:2]).all()
+    assert np.isfinite(history["layers"]["1.tanh"]["std"][2])
+    train(recipe_for_resume(log, {"train.epochs": 4, "model.layers.1": "relu"}), resume=log)
+    dead = read_run_log(log).history["layers"]["1.relu"]["dead"]
+    assert len(dead) == 4 and np.isnan(dead[2]) and np.isfinite(dead[[0, 1, 3]]).all()
+    shown = CliRunner().invoke(cli, ["report", str(log), "--json", str(tmp_path / "r.json")])
+    assert shown.exit_code == 0
 
 
 def test_runs_started_in_the_same_second_get_their_own_default_logs(tmp_path, monkeypatch):

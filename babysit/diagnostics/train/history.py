@@ -37,16 +37,21 @@ class History:
         self.lr.append(float(lr))
 
     def add_epoch(self, metrics: dict, monitors: dict, layers: list) -> None:
+        """Index i of every record is epoch i + 1. A layer or parameter that a resume
+        brought in (``--set model.layers.1=tanh``) gets NaN for the epochs before it,
+        so its first record is not shown as epoch 1's; one that a resume took out
+        stops early, and NaN fills its gap if a later resume brings it back."""
+        before = self.epochs
         for key, value in metrics.items():
             self.epoch.setdefault(key, []).append(value)
         for monitor, values in monitors.items():
             for name, value in values.items():
-                self.monitors.setdefault(monitor, {}).setdefault(name, []).append(value)
+                _record(self.monitors.setdefault(monitor, {}), name, before).append(value)
         for stats in layers:
             record = self.layers.setdefault(stats.layer, {})
             for key in LAYER_STATS:
                 value = getattr(stats, key)
-                record.setdefault(key, []).append(math.nan if value is None else value)
+                _record(record, key, before).append(math.nan if value is None else value)
 
     def cut(self, steps: int, epochs: int) -> None:
         """Keep the first ``steps`` steps and ``epochs`` epochs: the history of a checkpoint.
@@ -97,6 +102,13 @@ class History:
         history.layers = lists(tree.get("layers", {}))
         history.initial = lists(tree.get("initial", {}))
         return history
+
+
+def _record(records: dict, key: str, epochs: int) -> list:
+    """``records[key]``, NaN-filled to ``epochs`` entries (the epochs it was not recorded in)."""
+    values = records.setdefault(key, [])
+    values.extend([math.nan] * (epochs - len(values)))
+    return values
 
 
 __all__ = ["History", "LAYER_STATS"]
