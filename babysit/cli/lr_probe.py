@@ -43,7 +43,7 @@ def command(app, recipe, mode, lr_min, lr_max, per_decade, steps, sweep_steps, e
     Every short run trains the model as `babysit train` starts it (same init,
     same batches) at a constant LR and is judged on every mini-batch loss by
     training's divergence rule (NaN or > 3x the first: too high) and on its
-    progress on a fixed evaluation batch: good when it makes at least 80% of
+    progress on a fixed evaluation batch: good when it makes at least 75% of
     the best LR's progress (below the best: too low; above: unstable). grid
     walks a lattice of LRs around the best; sweep estimates it with one range
     test. Fails unless the recipe's own LR is good, and still good when its

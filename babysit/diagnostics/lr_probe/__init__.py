@@ -21,7 +21,7 @@ A run is judged on every mini-batch loss by training's own divergence rule
 *progress*, the fall of the objective (data loss in test mode + L2 term) on a
 fixed evaluation batch of training examples from the start to the end of the
 run. An LR is ``good`` when it did not diverge and made at least
-``PROGRESS_SHARE`` (80%) of the best LR's progress; short of that it is
+``PROGRESS_SHARE`` (75%) of the best LR's progress; short of that it is
 ``too_low`` below the best and ``unstable`` above it. The good range is the
 run of good lattice points around the best; the suggested LR is its
 geometric middle (steadier from seed to seed than the best point itself).

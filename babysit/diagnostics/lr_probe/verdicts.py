@@ -12,7 +12,7 @@
   judged again there, by the same rule, against the better of the two: an LR
   that falls behind late, or diverges late, fails. The long run only ever
   fails an LR the short run passed, never the reverse: over a long run the
-  best LR's loss nears 0 and 80% of its fall is within reach of LRs well
+  best LR's loss nears 0 and most of its fall is within reach of LRs well
   below the good range (replayed on the calibration records, letting the long
   run pass LRs would have passed 24 runs below the real range, up to 0.75
   decades below it: two-layer-digits at 0.00562, which trains to 91.8%
@@ -32,7 +32,13 @@ from dataclasses import dataclass
 
 from babysit.diagnostics.lr_probe.prober import Prober, Trial, same_lr
 
-PROGRESS_SHARE = 0.8
+# The middle of a plateau, not its edge: on the calibration records (seeds 0-2, ten
+# recipes) every share from 0.68 to just below 0.8 gives the same counts, and 0.8
+# itself sat on the edge, failing spiral-mlp 0.00316 on seed 2 (share 0.7996) and
+# convnet-gratings 0.001 on seed 2, which train within noise of the best. At 0.75
+# the gate's remaining misses on seeds 0-2 are all at LRs where training itself
+# ends well on one seed and badly on another (benchmarks/README.md).
+PROGRESS_SHARE = 0.75
 # the long run is training itself, cut at twice the longest short run
 LONG_RUN_MAX_STEPS = 600
 
