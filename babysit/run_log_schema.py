@@ -17,13 +17,16 @@ run's first save, after the work was done):
   bounded by the file's size, see :mod:`babysit.log_checks`.)
 * ``result`` is a JSON object whose ``findings`` are objects with text
   ``code``, ``severity`` and ``message`` and whose ``metrics`` is an object.
+* an ensemble's ``comparison`` is empty (the run stopped before it) or has
+  every key of :data:`COMPARISON`, each member every key of :data:`MEMBER`:
+  what ``report``'s ensemble tables read.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from babysit.log_checks import DamagedLog, equal_lengths, json_text, leaves, numbers_tree
+from babysit.log_checks import DamagedLog, checked_attrs, equal_lengths, json_text, leaves, numbers_tree
 from babysit.validation import CLASS_COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT
 
 RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON_NEGATIVE_INT,
@@ -34,6 +37,16 @@ RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON
 # The loop state of ``last`` (epoch, iteration, generators) is checked where it is
 # used, by the resume (it needs the recipe); these are what ``report`` shows.
 CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
+
+# train --ensemble's comparison (its result's metrics["ensemble"]); "spread": {best, mean}
+MEMBER = {"seed": NON_NEGATIVE_INT, "status": str, "epochs_run": NON_NEGATIVE_INT,
+          "val_accuracy": float, "best_val_accuracy": float, "average_val_accuracy": float,
+          "checkpoint_val_accuracy": float}
+COMPARISON = {"members": NON_NEGATIVE_INT, "used": NON_NEGATIVE_INT, "best_member": NON_NEGATIVE_INT,
+              "checkpoint_ensemble": NON_NEGATIVE_INT, "polyak_beta": float, "val_accuracy": float,
+              "gain_points": float, "gain_points_over_mean": float, "single": "spread",
+              "polyak": "spread", "checkpoints": "spread", "seeds": [NON_NEGATIVE_INT],
+              "per_member": [MEMBER]}
 
 # history part -> (levels of groups above its arrays, what one entry stands for)
 # ("epochs at most": a layer or parameter that a resume's --set changed, e.g. 1.relu ->
@@ -84,4 +97,41 @@ def checked_result(value) -> dict:
     return result
 
 
-__all__ = ["RUN_ATTRS", "CHECKPOINT_ATTRS", "read_history", "checked_result"]
+def checked_comparison(value) -> dict:
+    """An ensemble's ``comparison`` attribute parsed and checked (module docstring)."""
+    comparison = json_text(value, "attribute 'comparison' of /ensemble")
+    if comparison:
+        _check_object(comparison, COMPARISON, "/ensemble's comparison")
+    return comparison
+
+
+def _check_object(value, rules: dict, where: str) -> None:
+    """Every key of ``rules`` present in the JSON object ``value`` and obeying its rule: one
+    of :func:`babysit.log_checks.checked_attrs`', ``"spread"`` ({best, mean} numbers), a
+    dict of rules (an object) or ``[rule]`` (a list of such values)."""
+    if not isinstance(value, dict):
+        raise DamagedLog(f"{where} must be a JSON object, got {type(value).__name__}")
+    missing = sorted(set(rules) - set(value))
+    if missing:
+        raise DamagedLog(f"{where} lacks {', '.join(missing)}")
+    plain = {}
+    for key, rule in rules.items():
+        if rule == "spread":
+            rule = {"best": float, "mean": float}
+        if isinstance(rule, dict):
+            _check_object(value[key], rule, f"{key!r} of {where}")
+        elif isinstance(rule, list):
+            if not isinstance(value[key], list):
+                raise DamagedLog(f"{key!r} of {where} must be a JSON list")
+            for index, item in enumerate(value[key]):
+                if isinstance(rule[0], dict):
+                    _check_object(item, rule[0], f"{key}[{index}] of {where}")
+                else:
+                    checked_attrs({f"{key}[{index}]": item}, {f"{key}[{index}]": rule[0]}, where)
+        else:
+            plain[key] = rule
+    checked_attrs(value, plain, where)
+
+
+__all__ = ["RUN_ATTRS", "CHECKPOINT_ATTRS", "COMPARISON", "MEMBER", "read_history", "checked_result",
+           "checked_comparison"]

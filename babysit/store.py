@@ -59,9 +59,9 @@ import numpy as np
 from babysit.atomic import make_parents, write_bytes
 from babysit.errors import BabysitError
 from babysit.log_checks import (DamagedLog, attributes, check_attribute, check_structure,
-                                checked_attrs, decode, equal_lengths, group_at, json_text, leaves,
+                                checked_attrs, decode, equal_lengths, group_at, leaves,
                                 numbers, numbers_flat, numbers_tree, text)
-from babysit.run_log_schema import CHECKPOINT_ATTRS, RUN_ATTRS, checked_result, read_history
+from babysit.run_log_schema import CHECKPOINT_ATTRS, RUN_ATTRS, checked_comparison, checked_result, read_history
 
 FORMAT_ATTR = "babysit_format"
 CHECKPOINT_KINDS = ("last", "best", "average")
@@ -324,7 +324,7 @@ class Ensemble:
     @classmethod
     def read(cls, group) -> "Ensemble":
         attrs = attributes(group, "/ensemble")
-        comparison = json_text(attrs.pop("comparison", "{}"), "attribute 'comparison' of /ensemble")
+        comparison = checked_comparison(attrs.pop("comparison", "{}"))
         members = group_at(group, "members", "/ensemble/members")
         if not all(key.isdigit() for key in members):
             raise DamagedLog(f"/ensemble/members holds {sorted(members)}: members are numbered")

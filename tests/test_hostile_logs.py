@@ -8,6 +8,7 @@ allocate what a dataset merely declares (:mod:`babysit.log_checks`).
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import h5py
@@ -29,13 +30,16 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory):
-    """One genuine run log and one search log (with a choice column), written once."""
+    """One genuine run log, one search log (with a choice column) and one ensemble log,
+    written once."""
     folder = tmp_path_factory.mktemp("genuine")
-    run_log, search_log = folder / "run.h5", folder / "search.h5"
+    run_log, search_log, ensemble_log = folder / "run.h5", folder / "search.h5", folder / "ensemble.h5"
     assert run("train", "--set", "train.epochs=1", "--out", run_log, "--quiet").exit_code == 0
+    assert run("train", "--ensemble", 2, "--set", "train.epochs=1", "--set", "data.limit=300",
+               "--out", ensemble_log, "--quiet").exit_code == 0
     assert run("search", "--param", "optim.lr=log:1e-3:1e-1", "--param", "optim.update=choice:sgd,momentum",
                "--trials", 2, "--epochs", 1, "--workers", 1, "--out", search_log, "--quiet").exit_code == 0
-    return {"run": run_log, "search": search_log}
+    return {"run": run_log, "search": search_log, "ensemble": ensemble_log}
 
 
 def replace(f, name, **dataset):
@@ -221,9 +225,36 @@ def test_damage_refused_before_now_names_what_is_wrong(logs, tmp_path, kind, arg
     assert log.read_bytes() == before
 
 
+def comparison_with(change):
+    """The ensemble's comparison (JSON text) changed by ``change(dict)``."""
+    def apply(f):
+        comparison = json.loads(f["ensemble"].attrs["comparison"])
+        change(comparison)
+        f["ensemble"].attrs["comparison"] = json.dumps(comparison)
+    return apply
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c.pop("members"), ["/ensemble's comparison lacks members"]),
+    (lambda c: c.update(used="x"), ["'used' of /ensemble's comparison must be a non-negative integer"]),
+    (lambda c: c.update(single=[1]), ["'single' of /ensemble's comparison must be a JSON object"]),
+    (lambda c: c.update(per_member=[{}]), ["per_member[0] of /ensemble's comparison lacks"]),
+    (lambda c: c["per_member"][1].update(seed=10 ** 400), ["'seed' of per_member[1]"]),
+    (lambda c: c.update(seeds="01"), ["'seeds' of /ensemble's comparison must be a JSON list"]),
+    (lambda c: c.update(val_accuracy=True), ["'val_accuracy'", "must be a number"]),
+], ids=["key-missing", "count-text", "spread-list", "member-empty", "seed-huge", "seeds-text",
+        "accuracy-bool"])
+def test_a_damaged_ensemble_comparison_is_one_error(logs, tmp_path, change, words):
+    # report's ensemble tables read these keys: each of these was a traceback (exit 1)
+    log = damaged_copy(logs["ensemble"], tmp_path, comparison_with(change))
+    before = log.read_bytes()
+    one_error_line(run("report", log, "--quiet"), str(log), *words)
+    assert log.read_bytes() == before
+
+
 def test_genuine_logs_still_read(logs, tmp_path):
     # the checks cost a genuine log nothing: report and resume work on copies
-    for kind in ("run", "search"):
+    for kind in ("run", "search", "ensemble"):
         assert run("report", logs[kind], "--quiet").exit_code == 0
     log = tmp_path / "run.h5"
     shutil.copy(logs["run"], log)
