@@ -38,7 +38,8 @@ RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON
 # used, by the resume (it needs the recipe); these are what ``report`` shows.
 CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
 
-# train --ensemble's comparison (its result's metrics["ensemble"]); "spread": {best, mean}
+# train --ensemble's comparison (its result's metrics["ensemble"]); "spread": {best, mean};
+# a number (float) may also be null
 MEMBER = {"seed": NON_NEGATIVE_INT, "status": str, "epochs_run": NON_NEGATIVE_INT,
           "val_accuracy": float, "best_val_accuracy": float, "average_val_accuracy": float,
           "checkpoint_val_accuracy": float}
@@ -128,7 +129,7 @@ def _check_object(value, rules: dict, where: str) -> None:
                     _check_object(item, rule[0], f"{key}[{index}] of {where}")
                 else:
                     checked_attrs({f"{key}[{index}]": item}, {f"{key}[{index}]": rule[0]}, where)
-        else:
+        elif not (rule is float and value[key] is None):   # a diverged member has no accuracy
             plain[key] = rule
     checked_attrs(value, plain, where)
 
