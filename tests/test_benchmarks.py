@@ -295,3 +295,24 @@ def test_seed_conflict_table_counts_the_misses_no_seed_stable_gate_can_avoid():
     # per view: 1 LR the seeds disagree on, 1 forced miss, 2 misses of which 1 at that LR
     assert "| two-layer-digits | 1 | 1 | 2 (1) | 1 | 1 | 2 (1) |" in table
     assert table.splitlines()[-1] == "| all | 1 | 1 | 2 (1) | 1 | 1 | 2 (1) |"
+
+
+def test_seed_table_tells_a_verdict_that_flips_from_a_warning_that_does():
+    # doctor's exit code is the gate; a warning on some seeds only is listed as
+    # such, naming the warning and the seeds, not as a verdict that changed
+    from benchmarks.calibration import score
+
+    def record(recipe, seed, status, exit_code, findings=()):
+        return {"job": {"gate": "doctor", "recipe": recipe, "seed": seed}, "status": status,
+                "exit_code": exit_code, "findings": [["lr-probe", *f] for f in findings]}
+
+    warn = [("lr_marginal", "warn")]
+    records = {f"a{seed}": record("a", seed, "warn" if seed != 2 else "pass", 0,
+                                  warn if seed != 2 else ()) for seed in range(4)}
+    records.update({f"b{seed}": record("b", seed, "fail" if seed else "pass", int(seed > 0),
+                                       [("lr_too_low", "fail")] if seed else ()) for seed in range(2)})
+    table, info = score.seed_table(records)
+    assert "| a | - | pass x1, warn x3 | - | pass (exit 0) |" in table
+    assert info["misses"] == [
+        "a doctor: exit code 0 on every seed, but the warning lr_marginal on 3 of 4 (seeds 0, 1, 3)",
+        "b doctor: ['fail', 'pass'] across seeds", "b: a healthy recipe's doctor failed on some seed"]
