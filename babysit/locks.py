@@ -147,8 +147,9 @@ def _acquire(path, sidecar: Path) -> int:
             # a symlink or FIFO planted under the sidecar's name is not followed or waited on
             fd = os.open(sidecar, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | _NO_FOLLOW, 0o644)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise WriteError(exc.errno, f"its lock file {sidecar} is a symbolic link; remove it",
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                what = "a symbolic link" if exc.errno == errno.ELOOP else "a directory"
+                raise WriteError(exc.errno, f"its lock file {sidecar} is {what}; remove it",
                                  str(path)) from None
             raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from None
         try:
@@ -217,22 +218,25 @@ def claimed(path, *, default_name: bool):
     file already there is theirs to replace. A ``default_name`` (babysit's own
     ``runs/<name>-<time>.h5``) has a one-second clock, so two commands started
     together once shared one log (one was lost) or the second failed on a lock
-    the user never chose: when another process holds it, or a finished run
-    already wrote it, the next free ``-2``, ``-3`` ... is taken.
+    the user never chose: when another process holds it, or anything at all is
+    there (a finished run's log, a directory, a FIFO, a symlink, even a dangling
+    one, which would carry the write outside ``runs/``), the next free ``-2``,
+    ``-3`` ... is taken.
     """
     path = Path(path)
     stem = path.stem
     with contextlib.ExitStack() as held:   # the lock, released however the block ends
         for attempt in itertools.count(2):
-            try:
-                held.enter_context(exclusive(path))
-            except OutputLocked:
-                if not default_name:
-                    raise
-            else:
-                if not (default_name and path.exists()):   # else: a run that ended
-                    break
-                held.close()
+            if not (default_name and os.path.lexists(path)):
+                try:
+                    held.enter_context(exclusive(path))
+                except OutputLocked:
+                    if not default_name:
+                        raise
+                else:
+                    if not (default_name and os.path.lexists(path)):   # else: written meanwhile
+                        break
+                    held.close()
             path = path.with_name(f"{stem}-{attempt}{path.suffix}")
         yield path
 

@@ -113,6 +113,38 @@ def test_searches_and_ensembles_started_in_the_same_second_get_their_own_default
         [ensemble_log, *searches])]
 
 
+def test_anything_at_a_default_name_makes_it_move_on(tmp_path, monkeypatch):
+    # a dangling symlink at runs/<name>-<time>.h5 carried the log to its target,
+    # anywhere the user can write; a directory or FIFO there failed the run although
+    # the user never chose that name. A name given with --out is still refused.
+    from babysit.diagnostics.train import trainer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(trainer.time, "strftime", lambda *args: "20261130-120000")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "two-layer-digits-20261130-120000.h5").symlink_to(tmp_path / "elsewhere.h5")
+    (runs / "two-layer-digits-20261130-120000-2.h5").mkdir()
+    os.mkfifo(runs / "two-layer-digits-20261130-120000-3.h5")
+    train = ("train", "--set", "train.epochs=1", "--set", "data.limit=300", "-q", "--json")
+    assert run(*train, "t.json").exit_code == 0
+    assert json.loads((tmp_path / "t.json").read_text())["metrics"]["run_log"] == \
+        "runs/two-layer-digits-20261130-120000-4.h5"
+    assert not (tmp_path / "elsewhere.h5").exists()
+    refused = run(*train, "u.json", "--out", runs / "two-layer-digits-20261130-120000-2.h5")
+    assert refused.exit_code == 2 and "is a directory" in refused.stderr
+
+
+def test_a_directory_in_place_of_a_lock_file_is_named(tmp_path):
+    from babysit.locks import exclusive, lock_path
+    from babysit.atomic import WriteError
+
+    lock_path(tmp_path / "run.h5").mkdir()
+    with pytest.raises(WriteError, match=r"its lock file .*\.run\.h5\.babysit\.lock is a directory"):
+        with exclusive(tmp_path / "run.h5"):
+            pass
+
+
 def locked_for_another_process(path) -> bool:
     code = ("import sys; from babysit.locks import OutputLocked, exclusive\n"
             "try:\n"
