@@ -282,6 +282,21 @@ def test_a_resume_that_changes_a_layer_keeps_a_readable_log(tmp_path):
     assert shown.exit_code == 0
 
 
+def test_a_layer_a_resume_replaced_is_not_judged_after_training(tmp_path):
+    # 1.relu's records stop at epoch 2 when a resume swaps it for tanh: its last
+    # value (90% dead here) said nothing of the model trained, yet dead_relu named it
+    import h5py
+
+    log = tmp_path / "run.h5"
+    train(load_recipe("two-layer-digits", overrides={"train.epochs": 2, "data.limit": 300}), out=log)
+    with h5py.File(log, "a") as handle:
+        handle["history/layers/1.relu/dead"][...] = [0.6, 0.9]
+    result = train(recipe_for_resume(log, {"train.epochs": 3, "model.layers.1": "tanh"}), resume=log)
+    assert "dead_relu" not in [f.code for f in result.findings]
+    kept = read_run_log(log).history["layers"]["1.relu"]["dead"]
+    assert list(kept) == [0.6, 0.9]                      # the record itself stays
+
+
 def test_runs_started_in_the_same_second_get_their_own_default_logs(tmp_path, monkeypatch):
     # runs/<name>-<time>.h5 has a one-second clock: two runs started together shared
     # one log (one was lost) or the second failed on a lock the user never chose

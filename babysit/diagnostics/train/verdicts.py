@@ -74,7 +74,7 @@ def history_findings(history: History, layer_of, chance: float, reg: float,
                                history.last("val_accuracy"))
     if not line_search:
         findings += update_ratio_findings(history.monitors.get("update_ratio", {}), layer_of)
-    findings += activation_findings(history.layers)
+    findings += activation_findings(history.layers, history.epochs)
     findings += reg_findings(history, layer_of, reg)
     return judge_outcome(findings, history, chance)
 
@@ -164,12 +164,15 @@ ACTIVATION_CHECKS = (
 )
 
 
-def activation_findings(layers: dict) -> list[Finding]:
-    """dead_relu / activation_saturation (warnings) from the last epoch's layer statistics."""
+def activation_findings(layers: dict, epochs: int) -> list[Finding]:
+    """dead_relu / activation_saturation (warnings) from the last epoch's layer statistics.
+
+    Only layers recorded in the last of the ``epochs``: one that a resume's ``--set``
+    replaced stops early, and its old records say nothing of the model trained."""
     findings = []
     for code, statistic, threshold, says, fix in ACTIVATION_CHECKS:
         values = {name: stats[statistic][-1] for name, stats in layers.items()
-                  if stats.get(statistic) and math.isfinite(stats[statistic][-1])}
+                  if len(stats.get(statistic, ())) == epochs and math.isfinite(stats[statistic][-1])}
         over = {name: value for name, value in values.items() if value > threshold}
         if over:
             first = next(iter(over))
