@@ -30,6 +30,7 @@ and where; ``read_log`` adds the file's name and makes it a StoreError.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -239,7 +240,33 @@ def json_text(value, what: str, expected: type = dict):
     if not isinstance(parsed, expected):
         raise DamagedLog(f"{what} must be a JSON {'object' if expected is dict else 'list'}, "
                          f"got {type(parsed).__name__}")
-    return parsed
+    return _printable(parsed)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(tree):
+    """``tree`` with every text free of lone surrogates (U+FFFD instead): JSON's ``\\ud800``
+    escape parses to a str no terminal or file can encode, and report crashed on it."""
+    def clean(text: str) -> str:   # a valid pair was already joined into one character
+        return _SURROGATE.sub("\ufffd", text)
+
+    root = [tree]
+    stack = [(root, 0)]
+    while stack:   # iterative: the parser's own depth limit is the only one
+        parent, key = stack.pop()
+        value = parent[key]
+        if isinstance(value, str):
+            parent[key] = clean(value)
+        elif isinstance(value, list):
+            stack.extend((value, index) for index in range(len(value)))
+        elif isinstance(value, dict):
+            for name in list(value):
+                if isinstance(name, str) and clean(name) != name:
+                    value[clean(name)] = value.pop(name)
+            stack.extend((value, name) for name in value)
+    return root[0]
 
 
 def checked_attrs(attrs: dict, rules: dict, where: str = "/") -> None:

@@ -18,8 +18,9 @@ run's first save, after the work was done):
 * ``result`` is a JSON object whose ``findings`` are objects with text
   ``code``, ``severity`` and ``message`` and whose ``metrics`` is an object.
 * an ensemble's ``comparison`` is empty (the run stopped before it) or has
-  every key of :data:`COMPARISON`, each member every key of :data:`MEMBER`:
-  what ``report``'s ensemble tables read.
+  every key of :data:`COMPARISON`, each member every key of :data:`MEMBER`
+  (what ``report``'s ensemble tables read), as many members and seeds as it
+  counts, and no number too large for a float.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON
 # used, by the resume (it needs the recipe); these are what ``report`` shows.
 CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
 
+_LARGEST_FLOAT = 1.7976931348623157e308
 # train --ensemble's comparison (its result's metrics["ensemble"]); "spread": {best, mean};
 # a number (float) may also be null
 MEMBER = {"seed": NON_NEGATIVE_INT, "status": str, "epochs_run": NON_NEGATIVE_INT,
@@ -102,7 +104,14 @@ def checked_comparison(value) -> dict:
     """An ensemble's ``comparison`` attribute parsed and checked (module docstring)."""
     comparison = json_text(value, "attribute 'comparison' of /ensemble")
     if comparison:
-        _check_object(comparison, COMPARISON, "/ensemble's comparison")
+        where = "/ensemble's comparison"
+        _check_object(comparison, COMPARISON, where)
+        members = comparison["members"]
+        if not len(comparison["per_member"]) == len(comparison["seeds"]) == members:
+            raise DamagedLog(f"{where} counts {members} members but lists {len(comparison['per_member'])} "
+                             f"and {len(comparison['seeds'])} seeds")
+        if comparison["used"] > members or (members and comparison["best_member"] >= members):
+            raise DamagedLog(f"{where} names more members used, or a best member, than it has")
     return comparison
 
 
@@ -129,6 +138,8 @@ def _check_object(value, rules: dict, where: str) -> None:
                     _check_object(item, rule[0], f"{key}[{index}] of {where}")
                 else:
                     checked_attrs({f"{key}[{index}]": item}, {f"{key}[{index}]": rule[0]}, where)
+        elif rule is float and isinstance(value[key], int) and abs(value[key]) > _LARGEST_FLOAT:
+            raise DamagedLog(f"attribute {key!r} of {where} is a number too large for a float")
         elif not (rule is float and value[key] is None):   # a diverged member has no accuracy
             plain[key] = rule
     checked_attrs(value, plain, where)

@@ -242,14 +242,49 @@ def comparison_with(change):
     (lambda c: c["per_member"][1].update(seed=10 ** 400), ["'seed' of per_member[1]"]),
     (lambda c: c.update(seeds="01"), ["'seeds' of /ensemble's comparison must be a JSON list"]),
     (lambda c: c.update(val_accuracy=True), ["'val_accuracy'", "must be a number"]),
+    (lambda c: c.update(per_member=c["per_member"] * 1000), ["counts 2 members but lists 2000"]),
+    (lambda c: c.update(best_member=99), ["a best member, than it has"]),
 ], ids=["key-missing", "count-text", "spread-list", "member-empty", "seed-huge", "seeds-text",
-        "accuracy-bool"])
+        "accuracy-bool", "members-miscounted", "best-member-out-of-range"])
 def test_a_damaged_ensemble_comparison_is_one_error(logs, tmp_path, change, words):
     # report's ensemble tables read these keys: each of these was a traceback (exit 1)
     log = damaged_copy(logs["ensemble"], tmp_path, comparison_with(change))
     before = log.read_bytes()
     one_error_line(run("report", log, "--quiet"), str(log), *words)
     assert log.read_bytes() == before
+
+
+@pytest.mark.parametrize("change", [
+    lambda c: c.update(gain_points=None),
+    lambda c: c["per_member"][0].update(status="[/]"),              # Rich markup
+    lambda c: c["per_member"][0].update(status="\ud800"),           # a lone surrogate
+], ids=["gain-null", "status-markup", "status-surrogate"])
+def test_odd_but_harmless_comparison_values_render(logs, tmp_path, change):
+    # each passed the check and then crashed the table (exit 1, a traceback)
+    log = damaged_copy(logs["ensemble"], tmp_path, comparison_with(change))
+    result = run("report", log)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "Members" in result.stdout
+
+
+def test_a_number_too_large_for_a_float_is_refused(logs, tmp_path):
+    def huge_gain(f):
+        text = f["ensemble"].attrs["comparison"]
+        f["ensemble"].attrs["comparison"] = text.replace('"gain_points": ', '"gain_points": ' + "9" * 400
+                                                         + ', "was": ', 1)
+    log = damaged_copy(logs["ensemble"], tmp_path, huge_gain)
+    one_error_line(run("report", log, "--quiet"), str(log), "'gain_points'", "too large for a float")
+
+
+def test_a_lone_surrogate_in_a_finding_is_shown_not_a_crash(logs, tmp_path):
+    def surrogate(f):
+        result = json.loads(f.attrs["result"])
+        result["findings"].append({"code": "dead_relu", "severity": "warn", "message": "bad \ud800 text"})
+        f.attrs["result"] = json.dumps(result)
+    log = damaged_copy(logs["run"], tmp_path, surrogate)
+    result = run("report", log, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0 and "bad \ufffd text" in result.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["findings"][-1]["message"] == "bad \ufffd text"
 
 
 def test_genuine_logs_still_read(logs, tmp_path):

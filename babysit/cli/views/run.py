@@ -67,7 +67,7 @@ def ensemble_gain(comparison: dict) -> Text:
     gain = comparison["gain_points"]
     return Text(f"ensemble gain: {_signed(gain)} points over the best member, "
                 f"{_signed(comparison['gain_points_over_mean'])} over the mean member",
-                style="green" if math.isfinite(gain) and gain > 0 else "")
+                style="green" if gain is not None and math.isfinite(gain) and gain > 0 else "")
 
 
 def members_table(comparison: dict) -> Table:
@@ -79,7 +79,7 @@ def members_table(comparison: dict) -> Table:
                  f"last {comparison['checkpoint_ensemble']}"):
         table.add_column(name, justify="right", no_wrap=True)
     for index, member in enumerate(comparison["per_member"]):
-        table.add_row(str(index), fmt(member["seed"]), member["status"], fmt(member["epochs_run"]),
+        table.add_row(str(index), fmt(member["seed"]), Text(member["status"]), fmt(member["epochs_run"]),
                       percent(member["val_accuracy"]), percent(member["best_val_accuracy"]),
                       percent(member["average_val_accuracy"]), percent(member["checkpoint_val_accuracy"]))
     return table
