@@ -109,6 +109,10 @@ KEEP_PROB = Rule("a number in (0, 1]", lambda x: 0 < x <= 1)
 POSITIVE_INT = Rule("a positive integer", lambda x: x >= 1, integer=True)
 NON_NEGATIVE_INT = Rule("a non-negative integer", lambda x: x >= 0, integer=True)
 CLASS_COUNT = Rule("an integer >= 2", lambda x: x >= 2, integer=True)
+# Seeds are stored as HDF5 64-bit integers, and an ensemble's members take seed + 1,
+# seed + 2 ...: 2**62 leaves that room (a 20-digit --seed crashed the log's first save)
+MAX_SEED = 2 ** 62
+SEED = Rule("an integer from 0 to 2**62", lambda x: 0 <= x <= MAX_SEED, integer=True)
 
 
 def check_keys(mapping: Mapping, valid: Iterable[str], where: str,
@@ -157,4 +161,4 @@ def resolve_options(given: Mapping, table: Mapping, where: str,
 
 __all__ = ["Rule", "REQUIRED", "show", "size_text", "check_keys", "as_mapping", "resolve_options",
            "NUMBER", "POSITIVE", "NON_NEGATIVE", "OPEN_UNIT", "HALF_OPEN_UNIT", "KEEP_PROB",
-           "POSITIVE_INT", "NON_NEGATIVE_INT", "CLASS_COUNT"]
+           "POSITIVE_INT", "NON_NEGATIVE_INT", "CLASS_COUNT", "MAX_SEED", "SEED"]

@@ -38,6 +38,7 @@ from babysit import interrupts
 from babysit.atomic import WriteError, blocking_file, make_parents, write_bytes
 from babysit.cli import outputs, stopped
 from babysit.errors import BabysitError
+from babysit.validation import MAX_SEED
 
 DEFAULT_RECIPE = "two-layer-digits"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -320,7 +321,7 @@ def recipe_options(fn):
     Goes with :func:`output_options`, which takes their values into ``app.options``.
     """
     return _add_options(fn, [
-        click.option("--seed", type=click.IntRange(min=0), default=None, metavar="N",
+        click.option("--seed", type=click.IntRange(min=0, max=MAX_SEED), default=None, metavar="N",
                      help="Random seed (overrides the recipe's seed)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
                      callback=_sets_callback,

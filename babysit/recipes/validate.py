@@ -18,13 +18,13 @@ from babysit.errors import RecipeError
 from babysit.recipes.schema import (BUILTINS, CLASS_PATH, CUSTOM, DECAYS, DTYPES, FULL_BATCH,
                                     FULL_BATCH_UPDATES, HALF_OPEN_UNIT, INIT_STD,
                                     INIT_WITH_STD, INITS, LAYER_EXTRAS, LAYERS, LOSSES, NON_NEGATIVE,
-                                    NON_NEGATIVE_INT, NUMBER, OPEN_UNIT_OR_NULL, OPTIM, POSITIVE_INT,
+                                    NUMBER, OPEN_UNIT_OR_NULL, OPTIM, POSITIVE_INT,
                                     POSITIVE_INT_OR_NULL, PREPROCESS, REQUIRED, TOP_LEVEL, UPDATES,
                                     MODULE_INIT, TORCH, TORCH_MODEL_KEYS, source_kind)
 from babysit.recipes.sections import (DataSection, FrozenDict, LayerSpec, ModelSection, OptimSection,
                                       Recipe, TorchModelSection, TrainSection, freeze)
 from babysit.recipes.yaml12 import at, dotted
-from babysit.validation import Rule, show
+from babysit.validation import SEED, Rule, show
 
 # ---------------------------------------------------------------------------
 # Error locations
@@ -370,7 +370,7 @@ def validate(raw, where: Where, default_name: str, path, base_dir) -> Recipe:
     description = given.get("description")
     if description is not None and not isinstance(description, str):
         raise where.error(("description",), f"description must be a string, got {show(description)}")
-    seed = _check(given.get("seed", 0), NON_NEGATIVE_INT, ("seed",), where)
+    seed = _check(given.get("seed", 0), SEED, ("seed",), where)
     data = _data_section(given["data"], where, seed, base_dir)
     model = _model_section(given["model"], where)
     optim = _optim_section(given.get("optim"), where)
@@ -384,7 +384,7 @@ def validate_data(value, seed, base_dir) -> DataSection:
     """A DataSection from a ``data`` mapping or a source string, outside any recipe
     (errors are located at "data")."""
     where = Where("data", {}, {})
-    seed = _check(seed, NON_NEGATIVE_INT, ("seed",), where)
+    seed = _check(seed, SEED, ("seed",), where)
     raw = value if isinstance(value, Mapping) else {"source": value}
     return _data_section(dict(raw), where, seed, base_dir)
 

@@ -257,3 +257,19 @@ def test_search_param_errors_name_the_param_option(tmp_path):
                  "--out", tmp_path / "s.h5")
     one_error_line(result, "--param optim.lrate", "did you mean 'lr'")
     assert "--set" not in result.stderr and not (tmp_path / "s.h5").exists()
+
+
+def test_a_seed_too_large_to_store_is_refused_before_any_work(tmp_path):
+    # a 20-digit --seed trained, then crashed the run log's first save with a
+    # traceback (HDF5 stores 64-bit integers); an ensemble's members take seed + i
+    from babysit.validation import MAX_SEED
+
+    refused = run("train", "--seed", 10 ** 20, "--out", tmp_path / "r.h5", "--quiet")
+    assert refused.exit_code == 2 and "--seed" in refused.stderr and not (tmp_path / "r.h5").exists()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: big\nseed: 99999999999999999999\ndata: {source: digits}\n"
+                      "model: {layers: [{affine: {out: 10}}]}\noptim: {update: sgd, lr: 0.1}\n")
+    one_error_line(run("sanity-loss", recipe, "--quiet"), "seed must be an integer from 0 to 2**62")
+    largest = run("train", "--seed", MAX_SEED, "--ensemble", 2, "--set", "train.epochs=1",
+                  "--set", "data.limit=300", "--out", tmp_path / "e.h5", "--quiet")
+    assert largest.exit_code == 0, largest.output
