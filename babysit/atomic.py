@@ -50,10 +50,12 @@ def file_stem(name, default: str = "run") -> str:
     Letters, digits and ``._+-`` are kept, every other run of characters
     (``/``, ``\\``, spaces, control characters) becomes ``-``; leading and trailing
     dots and dashes go, so ``../x`` or ``/etc/x`` cannot leave the output
-    directory or hide the file; at most 100 characters; ``default`` when nothing is left.
+    directory or hide the file; at most 100 bytes in UTF-8 (file systems count bytes: 100
+    CJK characters made a name babysit could never create); ``default`` when nothing is left.
     """
     stem = re.sub(r"[^\w.+-]+", "-", str(name)).strip(".-")
-    return stem[:_NAME_PART] or default
+    stem = stem.encode("utf-8", "ignore")[:_NAME_PART].decode("utf-8", "ignore").rstrip(".-")
+    return stem or default
 
 
 def temporary_name(path) -> Path:

@@ -248,6 +248,7 @@ def test_the_next_write_removes_a_killed_writers_temporary(tmp_path):
 @pytest.mark.parametrize("name, stem", [
     ("two-layer-digits", "two-layer-digits"), ("../x", "x"), ("/etc/cron.d/x", "etc-cron.d-x"),
     ("..", "run"), (".hidden", "hidden"), ("a b\\c", "a-b-c"), ("x" * 300, "x" * 100),
+    ("数" * 100, "数" * 33), ("a" * 99 + "数", "a" * 99), ("x" * 99 + "-y", "x" * 99),
 ])
 def test_file_stem(name, stem):
     assert atomic.file_stem(name) == stem
