@@ -33,7 +33,7 @@ from pathlib import Path
 
 _HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:6]
 _TEMP_NAME = re.compile(r"^\..*\.babysit-(?P<host>[0-9a-f]{6})-(?P<pid>[0-9]+)-[0-9a-f]{8}\.tmp$")
-_NAME_PART = 100  # characters of the target's name kept in a temporary name (NAME_MAX is 255)
+_NAME_PART = 100  # UTF-8 bytes of a name kept in a temporary or default name (NAME_MAX is 255 bytes)
 _cleaned: set = set()  # directories already swept by this process
 
 
@@ -54,14 +54,18 @@ def file_stem(name, default: str = "run") -> str:
     CJK characters made a name babysit could never create); ``default`` when nothing is left.
     """
     stem = re.sub(r"[^\w.+-]+", "-", str(name)).strip(".-")
-    stem = stem.encode("utf-8", "ignore")[:_NAME_PART].decode("utf-8", "ignore").rstrip(".-")
-    return stem or default
+    return _cut(stem).rstrip(".-") or default
+
+
+def _cut(name: str) -> str:
+    """The longest start of ``name`` within ``_NAME_PART`` bytes of UTF-8, whole characters."""
+    return name.encode("utf-8", "surrogatepass")[:_NAME_PART].decode("utf-8", "ignore")
 
 
 def temporary_name(path) -> Path:
     """A fresh temporary path beside ``path`` (see the module docstring for the pattern)."""
     path = Path(path)
-    return path.with_name(f".{path.name[:_NAME_PART]}.babysit-{_HOST}-{os.getpid()}-"
+    return path.with_name(f".{_cut(path.name)}.babysit-{_HOST}-{os.getpid()}-"
                           f"{secrets.token_hex(4)}.tmp")
 
 

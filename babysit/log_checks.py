@@ -202,8 +202,15 @@ def strings(item, where: str, budget: int) -> list[str]:
     return out
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def decode(value, where: str):
-    """An attribute value as plain Python: str, int, float or bool."""
+    """An attribute value as plain Python: str, int, float or bool. h5py hands UTF-8 text
+    with invalid bytes over as lone surrogates, which no strict terminal, JSON reader or
+    HDF5 write accepts: they become U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -241,9 +248,6 @@ def json_text(value, what: str, expected: type = dict):
         raise DamagedLog(f"{what} must be a JSON {'object' if expected is dict else 'list'}, "
                          f"got {type(parsed).__name__}")
     return _printable(parsed)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _printable(tree):

@@ -254,6 +254,15 @@ def test_file_stem(name, stem):
     assert atomic.file_stem(name) == stem
 
 
+def test_a_temporary_name_fits_the_file_system_beside_a_long_name(tmp_path):
+    # a temporary name kept 100 characters of the target's: 300 bytes for CJK, so a
+    # 73-character name the file system accepts (222 bytes) could not be written
+    target = tmp_path / ("中" * 73 + ".h5")
+    assert len(os.fsencode(atomic.temporary_name(target).name)) <= 255
+    write_bytes(str(target), b"x")
+    assert target.read_bytes() == b"x"
+
+
 def test_a_recipe_name_cannot_move_the_default_run_log(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

@@ -287,6 +287,36 @@ def test_a_lone_surrogate_in_a_finding_is_shown_not_a_crash(logs, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["findings"][-1]["message"] == "bad \ufffd text"
 
 
+def invalid_utf8(name, replace=None):
+    """Text attribute ``name`` stored with bytes that are not UTF-8 (h5py reads them back as
+    lone surrogates, which no strict terminal, JSON reader or HDF5 write accepts)."""
+    def change(f):
+        old = f.attrs[name]
+        raw = old.encode().replace(*replace) if replace else b"/tmp/x\xff.yaml"
+        f.attrs[name] = np.array(raw, dtype=h5py.string_dtype("utf-8"))
+    return change
+
+
+@pytest.mark.parametrize("kind, change, args", [
+    ("run", invalid_utf8("status", (b"finished", b"finished\xff")), ("report",)),
+    ("run", invalid_utf8("recipe", (b"lecture", b"lec\xed\xa0\x80ture")),
+     ("train", "--resume", "LOG", "--set", "train.epochs=2")),
+    ("run", invalid_utf8("recipe_path"), ("train", "--resume", "LOG", "--set", "train.epochs=2")),
+    ("search", invalid_utf8("recipe_path"), ("report",)),
+], ids=["run-status-report", "run-recipe-resume", "run-recipe-path-resume", "search-path-report"])
+def test_text_that_is_not_utf8_is_shown_with_replacement_characters(logs, tmp_path, kind, change, args):
+    # each was a traceback (a strict UTF-8 terminal, YAML's reader, the first save after an
+    # epoch of training) or wrote "\udcff" into report's JSON
+    log = damaged_copy(logs[kind], tmp_path, change)
+    args = [log if a == "LOG" else a for a in args] + ([log] if args[0] == "report" else [])
+    result = CliRunner().invoke(cli, [str(a) for a in args] + ["--json", str(tmp_path / "out.json")],
+                                env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert result.exit_code == 0, result.output
+    document = (tmp_path / "out.json").read_text(encoding="utf-8")
+    assert "\\ud" not in document and "\\udc" not in document
+    json.loads(document)
+
+
 def test_genuine_logs_still_read(logs, tmp_path):
     # the checks cost a genuine log nothing: report and resume work on copies
     for kind in ("run", "search", "ensemble"):

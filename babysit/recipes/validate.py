@@ -365,8 +365,9 @@ def validate(raw, where: Where, default_name: str, path, base_dir) -> Recipe:
                               f"got {show(raw)}")
     given = _mapping(raw, (), where, TOP_LEVEL, required=["data", "model"])
     name = given.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        raise where.error(("name",), f"name must be a non-empty string, got {show(name)}")
+    if not isinstance(name, str) or not name.strip() or "\0" in name:   # HDF5 text holds no NUL
+        raise where.error(("name",), f"name must be a non-empty string without NUL characters, "
+                                     f"got {show(name)}")
     description = given.get("description")
     if description is not None and not isinstance(description, str):
         raise where.error(("description",), f"description must be a string, got {show(description)}")

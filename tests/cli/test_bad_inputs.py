@@ -273,3 +273,10 @@ def test_a_seed_too_large_to_store_is_refused_before_any_work(tmp_path):
     largest = run("train", "--seed", MAX_SEED, "--ensemble", 2, "--set", "train.epochs=1",
                   "--set", "data.limit=300", "--out", tmp_path / "e.h5", "--quiet")
     assert largest.exit_code == 0, largest.output
+
+
+def test_a_recipe_name_with_a_nul_is_refused_before_any_work(tmp_path):
+    # it validated, trained, then crashed the first save (HDF5 text holds no NUL)
+    one_error_line(run("train", "--set", 'name="a\\u0000b"', "--out", tmp_path / "r.h5", "--quiet"),
+                   "name must be a non-empty string without NUL characters")
+    assert not (tmp_path / "r.h5").exists()
