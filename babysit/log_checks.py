@@ -205,12 +205,17 @@ def strings(item, where: str, budget: int) -> list[str]:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def _without_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD: no strict terminal, JSON reader
+    or HDF5 write accepts one (a valid pair is one character in a Python str already)."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def decode(value, where: str):
     """An attribute value as plain Python: str, int, float or bool. h5py hands UTF-8 text
-    with invalid bytes over as lone surrogates, which no strict terminal, JSON reader or
-    HDF5 write accepts: they become U+FFFD."""
+    with invalid bytes over as lone surrogates: they become U+FFFD."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return _without_surrogates(value)
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -253,22 +258,19 @@ def json_text(value, what: str, expected: type = dict):
 def _printable(tree):
     """``tree`` with every text free of lone surrogates (U+FFFD instead): JSON's ``\\ud800``
     escape parses to a str no terminal or file can encode, and report crashed on it."""
-    def clean(text: str) -> str:   # a valid pair was already joined into one character
-        return _SURROGATE.sub("\ufffd", text)
-
     root = [tree]
     stack = [(root, 0)]
     while stack:   # iterative: the parser's own depth limit is the only one
         parent, key = stack.pop()
         value = parent[key]
         if isinstance(value, str):
-            parent[key] = clean(value)
+            parent[key] = _without_surrogates(value)
         elif isinstance(value, list):
             stack.extend((value, index) for index in range(len(value)))
         elif isinstance(value, dict):
             for name in list(value):
-                if isinstance(name, str) and clean(name) != name:
-                    value[clean(name)] = value.pop(name)
+                if isinstance(name, str) and _without_surrogates(name) != name:
+                    value[_without_surrogates(name)] = value.pop(name)
             stack.extend((value, name) for name in value)
     return root[0]
 

@@ -25,6 +25,8 @@ run's first save, after the work was done):
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from babysit.log_checks import DamagedLog, checked_attrs, equal_lengths, json_text, leaves, numbers_tree
@@ -39,16 +41,16 @@ RUN_ATTRS = {"name": str, "status": str, "seed": NON_NEGATIVE_INT, "epochs": NON
 # used, by the resume (it needs the recipe); these are what ``report`` shows.
 CHECKPOINT_ATTRS = {"score": float, "val_accuracy": float}
 
-_LARGEST_FLOAT = 1.7976931348623157e308
-# train --ensemble's comparison (its result's metrics["ensemble"]); "spread": {best, mean};
-# a number (float) may also be null
+# train --ensemble's comparison (its result's metrics["ensemble"]); a number (float) may
+# also be null
+SPREAD = {"best": float, "mean": float}   # over the members
 MEMBER = {"seed": NON_NEGATIVE_INT, "status": str, "epochs_run": NON_NEGATIVE_INT,
           "val_accuracy": float, "best_val_accuracy": float, "average_val_accuracy": float,
           "checkpoint_val_accuracy": float}
 COMPARISON = {"members": NON_NEGATIVE_INT, "used": NON_NEGATIVE_INT, "best_member": NON_NEGATIVE_INT,
               "checkpoint_ensemble": NON_NEGATIVE_INT, "polyak_beta": float, "val_accuracy": float,
-              "gain_points": float, "gain_points_over_mean": float, "single": "spread",
-              "polyak": "spread", "checkpoints": "spread", "seeds": [NON_NEGATIVE_INT],
+              "gain_points": float, "gain_points_over_mean": float, "single": SPREAD,
+              "polyak": SPREAD, "checkpoints": SPREAD, "seeds": [NON_NEGATIVE_INT],
               "per_member": [MEMBER]}
 
 # history part -> (levels of groups above its arrays, what one entry stands for)
@@ -117,8 +119,8 @@ def checked_comparison(value) -> dict:
 
 def _check_object(value, rules: dict, where: str) -> None:
     """Every key of ``rules`` present in the JSON object ``value`` and obeying its rule: one
-    of :func:`babysit.log_checks.checked_attrs`', ``"spread"`` ({best, mean} numbers), a
-    dict of rules (an object) or ``[rule]`` (a list of such values)."""
+    of :func:`babysit.log_checks.checked_attrs`', a dict of rules (an object) or ``[rule]``
+    (a list of such values)."""
     if not isinstance(value, dict):
         raise DamagedLog(f"{where} must be a JSON object, got {type(value).__name__}")
     missing = sorted(set(rules) - set(value))
@@ -126,8 +128,6 @@ def _check_object(value, rules: dict, where: str) -> None:
         raise DamagedLog(f"{where} lacks {', '.join(missing)}")
     plain = {}
     for key, rule in rules.items():
-        if rule == "spread":
-            rule = {"best": float, "mean": float}
         if isinstance(rule, dict):
             _check_object(value[key], rule, f"{key!r} of {where}")
         elif isinstance(rule, list):
@@ -138,7 +138,7 @@ def _check_object(value, rules: dict, where: str) -> None:
                     _check_object(item, rule[0], f"{key}[{index}] of {where}")
                 else:
                     checked_attrs({f"{key}[{index}]": item}, {f"{key}[{index}]": rule[0]}, where)
-        elif rule is float and isinstance(value[key], int) and abs(value[key]) > _LARGEST_FLOAT:
+        elif rule is float and isinstance(value[key], int) and abs(value[key]) > sys.float_info.max:
             raise DamagedLog(f"attribute {key!r} of {where} is a number too large for a float")
         elif not (rule is float and value[key] is None):   # a diverged member has no accuracy
             plain[key] = rule

@@ -259,11 +259,11 @@ class Trainer:
         self.path_chosen_here = out is None and resume is None   # see _claimed_log
         # fail now, not when the first epoch's checkpoint is written (a default name that
         # is taken moves on instead, see _claimed_log)
-        if persist and not self.path_chosen_here and self.path.is_dir():
-            raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
-                               f"give a file name such as {self.path / 'run.h5'}")
-        if persist and not self.path_chosen_here:  # /dev/null, a FIFO: refused before any work
-            check_target(self.path, stream_ok=False)
+        if persist and not self.path_chosen_here:
+            if self.path.is_dir():
+                raise BabysitError(f"cannot write the run log to {self.path}: it is a directory; "
+                                   f"give a file name such as {self.path / 'run.h5'}")
+            check_target(self.path, stream_ok=False)   # /dev/null, a FIFO: refused before any work
 
     @property
     def line_search(self) -> bool:
